@@ -1,0 +1,44 @@
+"""SMS compliance gateway for Twilio: the Flask application factory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import config, health, logs, webhook
+from .config import ConfigError
+from .store import Store
+
+__all__ = ["ConfigError", "create_app"]
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the gateway app: settings, logging, proxy handling, storage, routes.
+
+    ``test_config`` overrides every other configuration layer. Raises
+    :class:`ConfigError` naming the setting when one is missing or invalid.
+    """
+    app = Flask(__name__, instance_path=os.environ.get("GATEWAY_INSTANCE_PATH") or None)
+    app.config.update(config.load(test_config, instance_path=app.instance_path))
+    logs.configure(app)
+
+    hops = app.config["TRUST_PROXY"]
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)
+
+    store = Store(app.config["DATABASE_URL"], app.config["BUSY_TIMEOUT_MS"])
+    try:
+        store.init_schema()
+    except Exception as exc:
+        raise ConfigError(f"DATABASE_URL: cannot open or migrate {store.path}: {exc}") from exc
+    finally:
+        store.close()  # workers forked after this open their own connections
+    app.extensions["gateway.store"] = store
+
+    app.register_blueprint(webhook.bp)
+    app.register_blueprint(health.bp)
+    return app

@@ -1,0 +1,228 @@
+"""The ``gateway`` command: serve, initialise the database, simulate Twilio, query opt-outs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import secrets
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+import click
+from flask import Flask
+from tabulate import tabulate
+from twilio.request_validator import RequestValidator
+
+from . import config
+from .config import ConfigError
+from .store import Store
+
+DEFAULT_URL = "http://127.0.0.1:8000/twilio/sms"
+
+
+def instance_path() -> str:
+    """The instance folder the app would use (GATEWAY_INSTANCE_PATH or Flask's default)."""
+    return os.environ.get("GATEWAY_INSTANCE_PATH") or Flask("gateway").instance_path
+
+
+def open_store() -> Store:
+    """Open the database named by DATABASE_URL; no auth token needed to read it."""
+    try:
+        settings = config.load(instance_path=instance_path(), require_token=False)
+        store = Store(settings["DATABASE_URL"], settings["BUSY_TIMEOUT_MS"])
+        store.init_schema()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        raise click.ClickException(f"cannot open the database: {exc}") from None
+    return store
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """SMS compliance gateway for Twilio.
+
+    Every command reads DATABASE_URL (default: gateway.db in the instance
+    folder) and the other settings described in the README.
+    """
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+def serve(host: str, port: int) -> None:
+    """Run the gateway locally (development server).
+
+    Without TWILIO_AUTH_TOKEN a local development token is generated once,
+    kept in the instance folder and printed; `gateway simulate` signs with it.
+    Real Twilio traffic is signed with your account's auth token: set
+    TWILIO_AUTH_TOKEN for that. In production run gunicorn (see the Procfile).
+    """
+    from werkzeug.serving import run_simple
+
+    from . import create_app
+
+    try:
+        app = create_app({"ALLOW_DEV_TOKEN": True})
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if app.config["DEV_TOKEN"]:
+        click.echo(
+            f"TWILIO_AUTH_TOKEN is not set: using the local development token "
+            f"{app.config['AUTH_TOKENS'][0]}\n"
+            f"(kept in {os.path.join(app.instance_path, config.DEV_TOKEN_FILE)}). "
+            "Requests from real Twilio will be rejected until you set TWILIO_AUTH_TOKEN "
+            "to your account's auth token.",
+            err=True,
+        )
+    click.echo(f"Gateway webhook: http://{host}:{port}/twilio/sms", err=True)
+    run_simple(host, port, app, threaded=True, use_reloader=False)
+
+
+@cli.command("init-db")
+def init_db() -> None:
+    """Create the database, or migrate it to the current schema."""
+    store = open_store()
+    click.echo(f"Database ready at {store.path}")
+
+
+def _params(pairs: Sequence[str]) -> list[tuple[str, str]]:
+    result = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--param")
+        result.append((key, value))
+    return result
+
+
+@cli.command()
+@click.argument("body")
+@click.option("--from", "from_number", required=True, help="Sender's number, e.g. +14155550100.")
+@click.option("--to", "to_number", required=True, help="Your Twilio number the message was sent to.")
+@click.option(
+    "--url",
+    default=DEFAULT_URL,
+    show_default=True,
+    help="Webhook URL exactly as Twilio would call it (an ngrok URL works).",
+)
+@click.option(
+    "--token",
+    envvar="TWILIO_AUTH_TOKEN",
+    help="Auth token to sign with [default: $TWILIO_AUTH_TOKEN, else the local development token].",
+)
+@click.option("--sid", help="MessageSid to send [default: a new random SM... id]; repeat one to test duplicates.")
+@click.option(
+    "--param",
+    "extra",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Extra form parameter, e.g. OptOutType=STOP. Repeatable.",
+)
+def simulate(
+    body: str, from_number: str, to_number: str, url: str, token: str | None, sid: str | None, extra: Sequence[str]
+) -> None:
+    """Send a correctly signed inbound SMS webhook and print the TwiML reply.
+
+    BODY is the message text. The request is signed exactly as Twilio signs
+    it, over --url and every form parameter.
+    """
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise click.BadParameter("must be an http:// or https:// URL", param_hint="--url")
+    token = token or config.dev_token(instance_path(), create=False)
+    if not token:
+        raise click.ClickException(
+            "no token to sign with: set TWILIO_AUTH_TOKEN or --token, "
+            "or start `gateway serve` once to create the development token"
+        )
+    params = [
+        ("MessageSid", sid or "SM" + secrets.token_hex(16)),
+        ("AccountSid", "AC" + "0" * 32),
+        ("From", from_number),
+        ("To", to_number),
+        ("Body", body),
+        ("NumMedia", "0"),
+        *_params(extra),
+    ]
+    multi: dict[str, list[str]] = {}
+    for key, value in params:
+        multi.setdefault(key, []).append(value)
+    signature = RequestValidator(token).compute_signature(url, _MultiParams(multi))
+    request = urllib.request.Request(  # noqa: S310 - scheme checked above
+        url,
+        data=urllib.parse.urlencode(params).encode(),
+        headers={"X-Twilio-Signature": signature, "Content-Type": "application/x-www-form-urlencoded"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
+            click.echo(response.read().decode())
+    except urllib.error.HTTPError as exc:
+        raise click.ClickException(f"HTTP {exc.code}: {exc.read().decode(errors='replace').strip()}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise click.ClickException(f"cannot reach {url}: {reason} (is `gateway serve` running?)") from None
+
+
+class _MultiParams(dict):
+    """A dict of lists that RequestValidator reads like a multi-value form."""
+
+    def getlist(self, key: str) -> list[str]:
+        return self[key]
+
+
+# -- opt-out queries ---------------------------------------------------------------
+
+
+def _emit(rows: list[dict[str, Any]], columns: Sequence[str], fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps([{c: row[c] for c in columns} for row in rows], indent=2))
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        click.echo(buffer.getvalue(), nl=False)
+    elif rows:
+        click.echo(tabulate([[row[c] for c in columns] for row in rows], headers=list(columns)))
+    else:
+        click.echo("(none)", err=True)
+
+
+FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+
+
+@cli.group()
+def optouts() -> None:
+    """Query opt-out records."""
+
+
+@optouts.command("list")
+@click.option("--number", help="Only this sender number.")
+@click.option("--twilio-number", help="Only this Twilio number.")
+@FORMAT
+def optouts_list(number: str | None, twilio_number: str | None, fmt: str) -> None:
+    """List the pairs that are opted out now, oldest first."""
+    rows = open_store().current_opt_outs(number=number, twilio_number=twilio_number)
+    _emit(rows, ["number", "twilio_number", "opted_out_at", "source", "message_sid"], fmt)
+
+
+@optouts.command("history")
+@click.argument("number")
+@FORMAT
+def optouts_history(number: str, fmt: str) -> None:
+    """Show every compliance event for NUMBER, across all Twilio numbers, oldest first."""
+    rows = open_store().history(number)
+    _emit(rows, ["event", "number", "twilio_number", "at", "source", "state_changed", "message_sid", "body"], fmt)

@@ -1,0 +1,114 @@
+"""The compliance decision for one inbound message.
+
+Pure logic: given the keyword the body matched, the pair's current opt-out
+state and whether Twilio's Advanced Opt-Out already handled the keyword,
+decide the new state, the event to log, the reply and whether to queue the
+message for the agent. The storage layer applies the decision atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .keywords import HELP, START, STOP
+
+# Event types written to the append-only log.
+EVENT_OPT_OUT = "opt_out"
+EVENT_OPT_IN = "opt_in"
+EVENT_HELP = "help"
+EVENT_DROPPED = "dropped"
+
+# Where an event came from.
+SOURCE_KEYWORD = "keyword"
+SOURCE_TWILIO = "twilio"
+SOURCE_OPTED_OUT = "opted_out"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one inbound message."""
+
+    outcome: str  # opt_out, already_opted_out, opt_in, help, queued, dropped
+    event: str | None  # event type to append, None when nothing is intercepted
+    source: str | None
+    opted_out: bool  # the pair's state after this message
+    state_changed: bool
+    reply: str | None  # reply text, None for an empty <Response/>
+    enqueue: bool  # store for the agent session handler
+
+
+def upstream_kind(opt_out_type: str | None) -> str | None:
+    """Map Twilio's ``OptOutType`` parameter to a keyword kind, if known."""
+    if not opt_out_type:
+        return None
+    kind = opt_out_type.strip().casefold()
+    return kind if kind in (STOP, START, HELP) else None
+
+
+def decide(
+    kind: str | None,
+    opted_out: bool,
+    replies: Mapping[str, str],
+    upstream: bool = False,
+) -> Decision:
+    """Decide the handling of a message.
+
+    ``kind`` is the matched keyword kind (or None); ``upstream`` says Twilio
+    already replied (Advanced Opt-Out), so we record but never reply again.
+    """
+    source = SOURCE_TWILIO if upstream else SOURCE_KEYWORD
+
+    def reply(text_kind: str, wanted: bool = True) -> str | None:
+        return replies[text_kind] if wanted and not upstream else None
+
+    if kind == STOP:
+        return Decision(
+            outcome="already_opted_out" if opted_out else "opt_out",
+            event=EVENT_OPT_OUT,
+            source=source,
+            opted_out=True,
+            state_changed=not opted_out,
+            # Only the STOP that changes the state is confirmed.
+            reply=reply(STOP, wanted=not opted_out),
+            enqueue=False,
+        )
+    if kind == START:
+        return Decision(
+            outcome="opt_in",
+            event=EVENT_OPT_IN,
+            source=source,
+            opted_out=False,
+            state_changed=opted_out,
+            reply=reply(START),
+            enqueue=False,
+        )
+    if kind == HELP:
+        return Decision(
+            outcome="help",
+            event=EVENT_HELP,
+            source=source,
+            opted_out=opted_out,
+            state_changed=False,
+            reply=reply(HELP),
+            enqueue=False,
+        )
+    if opted_out:
+        return Decision(
+            outcome="dropped",
+            event=EVENT_DROPPED,
+            source=SOURCE_OPTED_OUT,
+            opted_out=True,
+            state_changed=False,
+            reply=None,
+            enqueue=False,
+        )
+    return Decision(
+        outcome="queued",
+        event=None,
+        source=None,
+        opted_out=False,
+        state_changed=False,
+        reply=None,
+        enqueue=True,
+    )

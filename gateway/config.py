@@ -1,0 +1,181 @@
+"""Settings in layers: committed defaults in ``config/``, then environment
+variables, then an explicit mapping (tests, ``gateway serve``).
+
+Everything is validated once at start-up; a bad or missing setting raises
+:class:`ConfigError` naming it, so the process fails fast with one line.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import store
+from .keywords import KINDS, KeywordBook, KeywordSet
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+DEV_TOKEN_FILE = "dev_auth_token"  # noqa: S105 - a file name, not a secret
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+# Setting name -> (environment variable, parser). Secrets and DATABASE_URL keep
+# their conventional unprefixed names.
+_ENV = {
+    "PUBLIC_URL": "GATEWAY_PUBLIC_URL",
+    "TRUST_PROXY": "GATEWAY_TRUST_PROXY",
+    "MAX_BODY_BYTES": "GATEWAY_MAX_BODY_BYTES",
+    "BUSY_TIMEOUT_MS": "GATEWAY_BUSY_TIMEOUT_MS",
+    "LOG_LEVEL": "GATEWAY_LOG_LEVEL",
+    "KEYWORDS_FILE": "GATEWAY_KEYWORDS_FILE",
+    "DATABASE_URL": "DATABASE_URL",
+    "TWILIO_AUTH_TOKEN": "TWILIO_AUTH_TOKEN",
+    "TWILIO_SECONDARY_AUTH_TOKEN": "TWILIO_SECONDARY_AUTH_TOKEN",
+}
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names it."""
+
+
+def config_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    return Path(environ.get("GATEWAY_CONFIG_DIR") or CONFIG_DIR)
+
+
+def _read_toml(path: Path, setting: str) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{setting}: file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{setting}: {path} is not valid TOML: {exc}") from None
+
+
+def _raw_layers(overrides: Mapping[str, Any] | None, environ: Mapping[str, str]) -> dict[str, Any]:
+    directory = config_dir(environ)
+    defaults = _read_toml(directory / "gateway.toml", "GATEWAY_CONFIG_DIR")
+    raw: dict[str, Any] = {key.upper(): value for key, value in defaults.items()}
+    extra = environ.get("GATEWAY_CONFIG_FILE")
+    if extra:
+        for key, value in _read_toml(Path(extra), "GATEWAY_CONFIG_FILE").items():
+            raw[key.upper()] = value
+    for key, variable in _ENV.items():
+        if environ.get(variable, "") != "":
+            raw[key] = environ[variable]
+    raw.update(overrides or {})
+    return raw
+
+
+def _as_int(raw: dict[str, Any], key: str, low: int, high: int) -> int:
+    value = raw.get(key)
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{_ENV.get(key, key)}: expected a whole number, got {value!r}") from None
+    if not low <= number <= high:
+        raise ConfigError(f"{_ENV.get(key, key)}: must be between {low} and {high}, got {number}")
+    return number
+
+
+def _public_url(value: Any) -> str | None:
+    if not value:
+        return None
+    text = str(value).strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"GATEWAY_PUBLIC_URL: expected a base URL such as https://abc123.ngrok.app, got {text!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError("GATEWAY_PUBLIC_URL: must not contain a query string or fragment")
+    return text.rstrip("/")
+
+
+def load_keywords(path: Path) -> KeywordBook:
+    """Load keyword sets and replies, with optional per-number overrides."""
+    data = _read_toml(path, "GATEWAY_KEYWORDS_FILE")
+    base_words = data.get("keywords", {})
+    base_replies = data.get("replies", {})
+    try:
+        default = KeywordSet.build(base_words, base_replies)
+        per_number = {}
+        for number, section in data.get("numbers", {}).items():
+            words = {kind: section.get("keywords", {}).get(kind, base_words.get(kind, ())) for kind in KINDS}
+            replies = {**base_replies, **section.get("replies", {})}
+            per_number[number] = KeywordSet.build(words, replies)
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise ConfigError(f"GATEWAY_KEYWORDS_FILE: {path}: {exc}") from None
+    return KeywordBook(default, per_number)
+
+
+def dev_token(instance_path: str | os.PathLike[str], create: bool = True) -> str | None:
+    """Return the local development auth token, creating it once if asked."""
+    path = Path(instance_path) / DEV_TOKEN_FILE
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        if not create:
+            return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(16)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+def load(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    instance_path: str,
+    environ: Mapping[str, str] = os.environ,
+    require_token: bool = True,
+) -> dict[str, Any]:
+    """Return validated settings as a Flask-style mapping of upper-case keys.
+
+    ``require_token`` is false for CLI commands that only read the database.
+    With ``ALLOW_DEV_TOKEN`` set in ``overrides`` (``gateway serve``), a missing
+    TWILIO_AUTH_TOKEN is replaced by a generated local development token.
+    """
+    raw = _raw_layers(overrides, environ)
+    settings: dict[str, Any] = {
+        "PUBLIC_URL": _public_url(raw.get("PUBLIC_URL")),
+        "TRUST_PROXY": _as_int(raw, "TRUST_PROXY", 0, 10),
+        "MAX_CONTENT_LENGTH": _as_int(raw, "MAX_BODY_BYTES", 1024, 10 * 1024 * 1024),
+        "BUSY_TIMEOUT_MS": _as_int(raw, "BUSY_TIMEOUT_MS", 100, 600_000),
+    }
+    level = str(raw.get("LOG_LEVEL", "INFO")).upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"GATEWAY_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    settings["LOG_LEVEL"] = level
+
+    keywords_file = Path(str(raw.get("KEYWORDS_FILE") or "keywords.toml"))
+    if not keywords_file.is_absolute():
+        keywords_file = config_dir(environ) / keywords_file
+    settings["KEYWORDS"] = load_keywords(keywords_file)
+
+    url = str(raw.get("DATABASE_URL") or "") or store.default_url(instance_path)
+    try:
+        store.database_path(url)
+    except ValueError as exc:
+        raise ConfigError(f"DATABASE_URL: {exc}") from None
+    settings["DATABASE_URL"] = url
+
+    primary = str(raw.get("TWILIO_AUTH_TOKEN") or "").strip()
+    secondary = str(raw.get("TWILIO_SECONDARY_AUTH_TOKEN") or "").strip()
+    settings["DEV_TOKEN"] = False
+    if not primary and raw.get("ALLOW_DEV_TOKEN"):
+        primary = dev_token(instance_path) or ""
+        settings["DEV_TOKEN"] = True
+    if require_token and not primary:
+        raise ConfigError(
+            "TWILIO_AUTH_TOKEN is not set: without it the gateway cannot verify that "
+            "requests come from Twilio (for local development use `gateway serve` or `make run`)"
+        )
+    settings["AUTH_TOKENS"] = tuple(token for token in (primary, secondary) if token)
+    return settings

@@ -1,0 +1,78 @@
+"""Logging set-up, one log line per request, and plain one-line error replies."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from .masking import mask_number
+
+log = logging.getLogger("gateway.request")
+
+
+def configure(app: Flask) -> None:
+    """Log to stderr at the configured level, unless the host set logging up."""
+    root = logging.getLogger("gateway")
+    root.setLevel(app.config["LOG_LEVEL"])
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.propagate = False
+
+    app.before_request(_start)
+    app.after_request(_log_request)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+
+
+def _start() -> None:
+    g.started = time.perf_counter()
+
+
+def _log_request(response: Response) -> Response:
+    fields = getattr(g, "log_fields", {})
+    extra = "".join(
+        f" {key}={mask_number(value) if key in ('from', 'to') else value or '-'}" for key, value in fields.items()
+    )
+    elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+    log.info(
+        "%s %s %s outcome=%s%s ms=%.1f",
+        request.method,
+        request.path,
+        response.status_code,
+        g.get("outcome", "-"),
+        extra,
+        elapsed,
+    )
+    return response
+
+
+def _plain(code: int, text: str) -> Response:
+    return Response(text + "\n", status=code, content_type="text/plain; charset=utf-8")
+
+
+def _http_error(error: HTTPException) -> Response:
+    """One line: status and reason. Never an HTML page or a traceback."""
+    code = error.code or 500
+    if code == 413:
+        reason = f"request body exceeds {current_app.config['MAX_CONTENT_LENGTH']} bytes"
+    elif code in (400, 403):
+        reason = error.description
+    else:
+        reason = error.name.lower()
+    g.outcome = g.get("outcome", "error")
+    response = _plain(code, f"{code} {error.name}: {reason}")
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":  # keeps Allow on 405
+            response.headers[name] = value
+    return response
+
+
+def _unexpected_error(error: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    g.outcome = "error"
+    return _http_error(InternalServerError())

@@ -1,0 +1,353 @@
+"""Durable storage: the only module that knows the database is SQLite.
+
+Every SQL statement of the gateway lives here, behind named functions.
+Compliance writes run in ``BEGIN IMMEDIATE`` transactions with
+``synchronous=FULL`` on a WAL database, so several gunicorn workers can write
+without "database is locked" errors and an acknowledged opt-out survives a
+power cut. The ``events`` table is append-only, enforced by triggers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .compliance import Decision
+
+SCHEMA_VERSION = 1
+_PREFIX = "sqlite:///"
+
+
+def utcnow() -> str:
+    """Current UTC time as sortable ISO 8601 text with microseconds."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def default_url(instance_path: str | os.PathLike[str]) -> str:
+    return _PREFIX + str(Path(instance_path).resolve() / "gateway.db")
+
+
+def database_path(url: str) -> Path:
+    """Parse an SQLAlchemy-style ``sqlite:///`` URL into a file path."""
+    if not url.startswith(_PREFIX):
+        scheme = url.split(":", 1)[0] if ":" in url else url
+        raise ValueError(f"unsupported database URL {scheme!r}: expected sqlite:///path/to/file.db")
+    path = url[len(_PREFIX) :].split("?", 1)[0]
+    if not path or path == ":memory:":
+        raise ValueError("an in-memory database would lose every record: give a file path")
+    return Path(path).resolve()
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One inbound webhook as received, before any interpretation."""
+
+    message_sid: str
+    from_number: str
+    to_number: str
+    body: str
+    params: Sequence[tuple[str, str]]  # every form field, repeats kept, in order
+
+
+@dataclass(frozen=True)
+class Processed:
+    """The result of :meth:`Store.process_inbound`."""
+
+    outcome: str
+    reply: str | None
+    duplicate: bool
+
+
+class Store:
+    """A handle on one database file; connections are per thread and process."""
+
+    def __init__(self, url: str, busy_timeout_ms: int = 30000, clock: Callable[[], str] = utcnow):
+        self.path = database_path(url)
+        self.busy_timeout = busy_timeout_ms / 1000
+        self.clock = clock
+        self._local = threading.local()
+
+    # -- connections -------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def _db(self) -> sqlite_utils.Database:
+        """This thread's connection; a forked worker never reuses its parent's."""
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            local.db = sqlite_utils.Database(self._connect(), execute_plugins=False)
+            local.pid = os.getpid()
+        return local.db
+
+    def close(self) -> None:
+        local = self._local
+        if getattr(local, "pid", None) == os.getpid():
+            local.db.close()
+        local.pid = None
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction that takes the write lock up front."""
+        conn = self._db().conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            if conn.in_transaction:  # a caller may have rolled back on purpose
+                conn.execute("COMMIT")
+
+    # -- schema ------------------------------------------------------------
+
+    def init_schema(self) -> int:
+        """Create or migrate the schema; safe to run from many workers at once."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = self._db()
+        db.conn.execute("PRAGMA journal_mode=WAL")
+        with self._write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(f"database schema version {version} is newer than this gateway ({SCHEMA_VERSION})")
+            if version < 1:
+                _create_v1(db)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        return SCHEMA_VERSION
+
+    def ping(self) -> None:
+        """Raise if the database cannot answer a query on its schema."""
+        self._db().conn.execute("SELECT 1 FROM opt_outs LIMIT 1").fetchall()
+
+    # -- inbound -----------------------------------------------------------
+
+    def process_inbound(self, message: InboundMessage, decide: Callable[[bool], Decision]) -> Processed:
+        """Apply the compliance decision for ``message`` at most once.
+
+        Inside one immediate transaction: read the pair's state, decide, claim
+        the MessageSid with an atomic insert (a duplicate finds it taken and
+        gets the first reply back), then write state, events and queue.
+        """
+        now = self.clock()
+        with self._write() as conn:
+            opted_out = _pair_opted_out(conn, message.from_number, message.to_number)
+            decision = decide(opted_out)
+            claimed = conn.execute(
+                "INSERT OR IGNORE INTO processed_messages "
+                "(message_sid, from_number, to_number, outcome, reply, processed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (message.message_sid, message.from_number, message.to_number, decision.outcome, decision.reply, now),
+            ).rowcount
+            if not claimed:
+                first = conn.execute(
+                    "SELECT outcome, reply FROM processed_messages WHERE message_sid = ?",
+                    (message.message_sid,),
+                ).fetchone()
+                conn.execute("ROLLBACK")
+                return Processed(outcome=first[0], reply=first[1], duplicate=True)
+            self._apply(conn, message, decision, now)
+        return Processed(outcome=decision.outcome, reply=decision.reply, duplicate=False)
+
+    def _apply(self, conn: sqlite3.Connection, message: InboundMessage, decision: Decision, now: str) -> None:
+        event_id = None
+        if decision.event:
+            event_id = conn.execute(
+                "INSERT INTO events (event, number, twilio_number, body, message_sid, source, "
+                "state_changed, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    decision.event,
+                    message.from_number,
+                    message.to_number,
+                    message.body,
+                    message.message_sid,
+                    decision.source,
+                    int(decision.state_changed),
+                    now,
+                ),
+            ).lastrowid
+        if decision.state_changed and decision.opted_out:
+            conn.execute(
+                "INSERT INTO opt_outs (number, twilio_number, opted_out_at, source, message_sid, event_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (message.from_number, message.to_number, now, decision.source, message.message_sid, event_id),
+            )
+        elif decision.state_changed:
+            conn.execute(
+                "DELETE FROM opt_outs WHERE number = ? AND twilio_number = ?",
+                (message.from_number, message.to_number),
+            )
+        if decision.enqueue:
+            conn.execute(
+                "INSERT INTO agent_queue (message_sid, from_number, to_number, body, params, received_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    message.message_sid,
+                    message.from_number,
+                    message.to_number,
+                    message.body,
+                    json.dumps(list(message.params)),
+                    now,
+                ),
+            )
+
+    # -- reads -------------------------------------------------------------
+
+    def is_opted_out(self, number: str, twilio_number: str) -> bool:
+        return _pair_opted_out(self._db().conn, number, twilio_number)
+
+    def current_opt_outs(self, number: str | None = None, twilio_number: str | None = None) -> list[dict[str, Any]]:
+        """Current opt-outs, oldest first."""
+        where, params = _filters(number=number, twilio_number=twilio_number)
+        return list(
+            self._db().query(
+                f"SELECT number, twilio_number, opted_out_at, source, message_sid FROM opt_outs{where} "  # noqa: S608
+                "ORDER BY opted_out_at, number, twilio_number",
+                params,
+            )
+        )
+
+    def history(self, number: str) -> list[dict[str, Any]]:
+        """Every event for ``number`` across all Twilio numbers, oldest first."""
+        return [
+            _event_row(row)
+            for row in self._db().query(
+                "SELECT id, event, number, twilio_number, at, source, state_changed, body, "
+                "message_sid FROM events WHERE number = ? ORDER BY id",
+                [number],
+            )
+        ]
+
+    def events(self) -> list[dict[str, Any]]:
+        """The whole event log in the order it was written."""
+        return [
+            _event_row(row)
+            for row in self._db().query(
+                "SELECT id, event, number, twilio_number, at, source, state_changed, body, "
+                "message_sid FROM events ORDER BY id"
+            )
+        ]
+
+    def queued_messages(self) -> list[dict[str, Any]]:
+        """Messages waiting for the agent session handler, oldest first."""
+        rows = self._db().query(
+            "SELECT id, message_sid, from_number, to_number, body, params, received_at, status "
+            "FROM agent_queue ORDER BY id"
+        )
+        return [{**row, "params": [tuple(pair) for pair in json.loads(row["params"])]} for row in rows]
+
+    def processed(self, message_sid: str) -> dict[str, Any] | None:
+        rows = list(
+            self._db().query(
+                "SELECT message_sid, from_number, to_number, outcome, reply, processed_at "
+                "FROM processed_messages WHERE message_sid = ?",
+                [message_sid],
+            )
+        )
+        return rows[0] if rows else None
+
+
+def _pair_opted_out(conn: sqlite3.Connection, number: str, twilio_number: str) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM opt_outs WHERE number = ? AND twilio_number = ?", (number, twilio_number)
+        ).fetchone()
+        is not None
+    )
+
+
+def _filters(**columns: str | None) -> tuple[str, list[str]]:
+    clauses, params = [], []
+    for column, value in columns.items():
+        if value is not None:
+            clauses.append(f"{column} = ?")  # column names are ours, never input
+            params.append(value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _event_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "state_changed": bool(row["state_changed"])}
+
+
+def _create_v1(db: sqlite_utils.Database) -> None:
+    db["events"].create(
+        {
+            "id": int,
+            "event": str,
+            "number": str,
+            "twilio_number": str,
+            "body": str,
+            "message_sid": str,
+            "source": str,
+            "state_changed": int,
+            "at": str,
+        },
+        pk="id",
+        not_null=["event", "number", "twilio_number", "source", "state_changed", "at"],
+        if_not_exists=True,
+    )
+    db["opt_outs"].create(
+        {
+            "number": str,
+            "twilio_number": str,
+            "opted_out_at": str,
+            "source": str,
+            "message_sid": str,
+            "event_id": int,
+        },
+        pk=("number", "twilio_number"),
+        not_null=["number", "twilio_number", "opted_out_at", "source"],
+        if_not_exists=True,
+    )
+    db["processed_messages"].create(
+        {
+            "message_sid": str,
+            "from_number": str,
+            "to_number": str,
+            "outcome": str,
+            "reply": str,
+            "processed_at": str,
+        },
+        pk="message_sid",
+        not_null=["from_number", "to_number", "outcome", "processed_at"],
+        if_not_exists=True,
+    )
+    db["agent_queue"].create(
+        {
+            "id": int,
+            "message_sid": str,
+            "from_number": str,
+            "to_number": str,
+            "body": str,
+            "params": str,
+            "received_at": str,
+            "status": str,
+        },
+        pk="id",
+        not_null=["message_sid", "from_number", "to_number", "params", "received_at", "status"],
+        defaults={"status": "pending"},
+        if_not_exists=True,
+    )
+    db["events"].create_index(["number", "id"], index_name="events_by_number", if_not_exists=True)
+    db["events"].create_index(["at"], index_name="events_by_time", if_not_exists=True)
+    db["agent_queue"].create_index(["message_sid"], unique=True, if_not_exists=True)
+    for action in ("UPDATE", "DELETE"):
+        db.execute(
+            f"CREATE TRIGGER IF NOT EXISTS events_append_only_{action.lower()} "
+            f"BEFORE {action} ON events "
+            "BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END"
+        )

@@ -1,0 +1,53 @@
+"""The Twilio Messaging webhook, ``POST /twilio/sms``: the compliance gate."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, abort, current_app, g, request
+
+from . import twiml
+from .compliance import decide, upstream_kind
+from .signature import twilio_signed
+from .store import InboundMessage, Store
+
+bp = Blueprint("webhook", __name__)
+log = logging.getLogger(__name__)
+
+
+def get_store() -> Store:
+    return current_app.extensions["gateway.store"]
+
+
+@bp.post("/twilio/sms")
+@twilio_signed
+def inbound_sms() -> Response:
+    """Intercept STOP/START/HELP, drop messages from opted-out pairs, queue the rest."""
+    form = request.form
+    message_sid = form.get("MessageSid") or form.get("SmsSid") or ""
+    from_number, to_number = form.get("From", ""), form.get("To", "")
+    g.log_fields = {"sid": message_sid, "from": from_number, "to": to_number}
+    missing = [
+        name
+        for name, value in (("MessageSid", message_sid), ("From", from_number), ("To", to_number))
+        if not value.strip()
+    ]
+    if missing:
+        g.outcome = "bad_request"
+        abort(400, description=f"missing required parameter(s): {', '.join(missing)}")
+
+    body = form.get("Body", "")
+    keywords = current_app.config["KEYWORDS"].for_number(to_number)
+    kind = upstream_kind(form.get("OptOutType"))
+    upstream = kind is not None
+    if not upstream:
+        if form.get("OptOutType"):
+            log.warning("unknown OptOutType %r; matching keywords ourselves", form["OptOutType"][:20])
+        kind = keywords.match(body)
+
+    result = get_store().process_inbound(
+        InboundMessage(message_sid, from_number, to_number, body, list(form.items(multi=True))),
+        lambda opted_out: decide(kind, opted_out, keywords.replies, upstream=upstream),
+    )
+    g.outcome = result.outcome + (" duplicate" if result.duplicate else "")
+    return Response(twiml.reply(result.reply), content_type=twiml.CONTENT_TYPE)
