@@ -1,0 +1,191 @@
+"""Shared fixtures: an app on a real SQLite file, its client, a CLI runner,
+a helper that signs requests exactly like Twilio, and real gunicorn servers."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from urllib.parse import urlencode
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from twilio.request_validator import RequestValidator
+
+from gateway import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "0123456789abcdef0123456789abcdef"
+TWILIO_NUMBER = "+15005550006"
+OTHER_TWILIO_NUMBER = "+15005550007"
+SENDER = "+14155550100"
+FORM = "application/x-www-form-urlencoded"
+ENV_PREFIXES = ("GATEWAY_", "TWILIO_", "DATABASE_URL")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never see the developer's own settings or instance folder."""
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIXES):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("GATEWAY_INSTANCE_PATH", str(tmp_path / "instance"))
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'gateway.db'}"
+
+
+@pytest.fixture
+def app_config(db_url: str) -> dict:
+    """Overrides for ``create_app``; tests may add to it before ``app`` is built."""
+    return {"DATABASE_URL": db_url, "TWILIO_AUTH_TOKEN": TOKEN}
+
+
+@pytest.fixture
+def app(app_config: dict):
+    return create_app(app_config)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def store(app):
+    return app.extensions["gateway.store"]
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def sign(url: str, params: list[tuple[str, str]], token: str = TOKEN) -> str:
+    """The X-Twilio-Signature Twilio would send for ``params`` posted to ``url``."""
+    multi: dict[str, list[str]] = {}
+    for key, value in params:
+        multi.setdefault(key, []).append(value)
+
+    class Params(dict):
+        def getlist(self, key: str) -> list[str]:
+            return self[key]
+
+    return RequestValidator(token).compute_signature(url, Params(multi))
+
+
+def sms_params(body: str, sender: str = SENDER, to: str = TWILIO_NUMBER, sid: str | None = None, **extra: str):
+    """The form fields of an inbound SMS webhook, as Twilio sends them."""
+    sid = sid or new_sid()
+    return [
+        ("ToCountry", "US"),
+        ("SmsMessageSid", sid),
+        ("NumMedia", "0"),
+        ("SmsSid", sid),
+        ("SmsStatus", "received"),
+        ("Body", body),
+        ("To", to),
+        ("NumSegments", "1"),
+        ("MessageSid", sid),
+        ("AccountSid", "AC" + "1" * 32),
+        ("From", sender),
+        ("ApiVersion", "2010-04-01"),
+        *extra.items(),
+    ]
+
+
+def new_sid() -> str:
+    return "SM" + secrets.token_hex(16)
+
+
+class TwilioSender:
+    """Posts webhooks through the Flask test client, signed like Twilio."""
+
+    def __init__(self, client, url: str = "http://localhost/twilio/sms", token: str = TOKEN):
+        self.client, self.url, self.token = client, url, token
+
+    def post(self, params, url: str | None = None, token: str | None = None, headers=None, sign_url=None):
+        url = url or self.url
+        signature = sign(sign_url or url, params, token or self.token)
+        scheme, rest = url.split("://", 1)
+        host, _, path = rest.partition("/")
+        return self.client.post(
+            "/" + path,
+            data=urlencode(params),
+            content_type=FORM,
+            base_url=f"{scheme}://{host}",
+            headers={"X-Twilio-Signature": signature, **(headers or {})},
+        )
+
+    def sms(self, body: str, sender: str = SENDER, to: str = TWILIO_NUMBER, sid: str | None = None, **extra):
+        return self.post(sms_params(body, sender, to, sid, **extra))
+
+
+@pytest.fixture
+def twilio(client) -> TwilioSender:
+    return TwilioSender(client)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Gunicorn:
+    """A real gunicorn serving ``wsgi:app`` on loopback."""
+
+    def __init__(self, tmp_path: Path, workers: int = 2, env: dict | None = None, worker_class: str = "sync"):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.db_url = f"sqlite:///{tmp_path / 'live.db'}"
+        self.log = tmp_path / "gunicorn.log"
+        full_env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)},
+            "TWILIO_AUTH_TOKEN": TOKEN,
+            "DATABASE_URL": self.db_url,
+            "GATEWAY_INSTANCE_PATH": str(tmp_path / "instance"),
+            **(env or {}),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "wsgi:app", "--preload", "--bind", f"127.0.0.1:{self.port}",
+             "--workers", str(workers), "--worker-class", worker_class, "--timeout", "60"],
+            cwd=ROOT,
+            env=full_env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(self.base + "/healthz", timeout=2):
+                    break
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("gunicorn did not start:\n" + self.log.read_text())
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def gunicorn(tmp_path: Path) -> Iterator[Gunicorn]:
+    server = Gunicorn(tmp_path, workers=2)
+    yield server
+    server.stop()
