@@ -226,3 +226,7 @@ def optouts_history(number: str, fmt: str) -> None:
     """Show every compliance event for NUMBER, across all Twilio numbers, oldest first."""
     rows = open_store().history(number)
     _emit(rows, ["event", "number", "twilio_number", "at", "source", "state_changed", "message_sid", "body"], fmt)
+
+
+if __name__ == "__main__":  # python -m gateway.cli
+    cli(prog_name="gateway")

@@ -10,9 +10,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from urllib.parse import urlencode
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from click.testing import CliRunner
@@ -155,14 +155,28 @@ class Gunicorn:
             "GATEWAY_INSTANCE_PATH": str(tmp_path / "instance"),
             **(env or {}),
         }
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "wsgi:app", "--preload", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(workers), "--worker-class", worker_class, "--timeout", "60"],
-            cwd=ROOT,
-            env=full_env,
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "wsgi:app",
+                    "--preload",
+                    "--bind",
+                    f"127.0.0.1:{self.port}",
+                    "--workers",
+                    str(workers),
+                    "--worker-class",
+                    worker_class,
+                    "--timeout",
+                    "60",
+                ],
+                cwd=ROOT,
+                env=full_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -171,7 +185,7 @@ class Gunicorn:
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError("gunicorn did not start:\n" + self.log.read_text())
+                    raise RuntimeError("gunicorn did not start:\n" + self.log.read_text()) from None
                 time.sleep(0.1)
 
     def stop(self) -> None:

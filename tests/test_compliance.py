@@ -27,7 +27,11 @@ def test_decide(kind, opted_out, upstream, outcome, event, source, after, change
     decision = decide(kind, opted_out, REPLIES, upstream=upstream)
     assert (decision.outcome, decision.event, decision.source) == (outcome, event, source)
     assert (decision.opted_out, decision.state_changed, decision.reply, decision.enqueue) == (
-        after, changed, reply, enqueue)
+        after,
+        changed,
+        reply,
+        enqueue,
+    )
 
 
 @pytest.mark.parametrize(

@@ -33,8 +33,28 @@ def test_normalize(body, expected):
 
 @pytest.mark.parametrize(
     "body",
-    ["stop", "STOP", "Stop", "stopall", "STOP ALL", "stop all", "unsubscribe", "cancel", "end", "quit",
-     "revoke", "optout", "opt out", "OPT OUT!", "  Stop!  ", "STOP.", "ＳＴＯＰ", "Cancel,", "quit;", "end?"],
+    [
+        "stop",
+        "STOP",
+        "Stop",
+        "stopall",
+        "STOP ALL",
+        "stop all",
+        "unsubscribe",
+        "cancel",
+        "end",
+        "quit",
+        "revoke",
+        "optout",
+        "opt out",
+        "OPT OUT!",
+        "  Stop!  ",
+        "STOP.",
+        "ＳＴＯＰ",
+        "Cancel,",
+        "quit;",
+        "end?",
+    ],
 )
 def test_stop_variants(body):
     assert DEFAULT.match(body) == STOP
@@ -52,8 +72,23 @@ def test_help_variants(body):
 
 @pytest.mark.parametrize(
     "body",
-    ["stop!!", "stop please", "we have to stop this", "please stop", "st op", "stopp", "s t o p",
-     "opt-out", "yes please", "help me", "", "?", "stop.!", "..stop", "no"],
+    [
+        "stop!!",
+        "stop please",
+        "we have to stop this",
+        "please stop",
+        "st op",
+        "stopp",
+        "s t o p",
+        "opt-out",
+        "yes please",
+        "help me",
+        "",
+        "?",
+        "stop.!",
+        "..stop",
+        "no",
+    ],
 )
 def test_non_keywords(body):
     assert DEFAULT.match(body) is None

@@ -55,8 +55,20 @@ def test_either_token_is_accepted():
     ("request_url", "public", "path", "query", "expected"),
     [
         ("http://127.0.0.1:8000/twilio/sms", None, "/twilio/sms", "", "http://127.0.0.1:8000/twilio/sms"),
-        ("http://127.0.0.1:8000/twilio/sms", "https://abc.ngrok.app", "/twilio/sms", "", "https://abc.ngrok.app/twilio/sms"),
-        ("http://x/twilio/sms?a=1", "https://abc.ngrok.app/", "/twilio/sms", "a=1", "https://abc.ngrok.app/twilio/sms?a=1"),
+        (
+            "http://127.0.0.1:8000/twilio/sms",
+            "https://abc.ngrok.app",
+            "/twilio/sms",
+            "",
+            "https://abc.ngrok.app/twilio/sms",
+        ),
+        (
+            "http://x/twilio/sms?a=1",
+            "https://abc.ngrok.app/",
+            "/twilio/sms",
+            "a=1",
+            "https://abc.ngrok.app/twilio/sms?a=1",
+        ),
         ("http://x/twilio/sms", "https://example.com/gw", "/twilio/sms", "", "https://example.com/gw/twilio/sms"),
     ],
 )
@@ -100,7 +112,9 @@ def test_tampered_body_is_403(client, store):
     params = sms_params("hello")
     header = sign("http://localhost/twilio/sms", params)
     tampered = [(k, "STOP" if k == "Body" else v) for k, v in params]
-    response = client.post("/twilio/sms", data=urlencode(tampered), content_type=FORM, headers={"X-Twilio-Signature": header})
+    response = client.post(
+        "/twilio/sms", data=urlencode(tampered), content_type=FORM, headers={"X-Twilio-Signature": header}
+    )
     assert response.status_code == 403
     assert store.current_opt_outs() == []
 
@@ -165,15 +179,23 @@ def test_trust_proxy_counts_hops(db_url):
 
 
 def test_public_url(db_url):
-    sender = TwilioSender(_app(db_url, PUBLIC_URL="https://abc123.ngrok.app").test_client(),
-                          url="http://127.0.0.1:8000/twilio/sms")
+    sender = TwilioSender(
+        _app(db_url, PUBLIC_URL="https://abc123.ngrok.app").test_client(), url="http://127.0.0.1:8000/twilio/sms"
+    )
     assert sender.post(sms_params("hi"), sign_url=NGROK_URL).status_code == 200
     # Forwarded headers are irrelevant once the public URL is configured.
-    assert sender.post(sms_params("hi"), sign_url="https://evil.example/twilio/sms",
-                       headers={**NGROK_HEADERS, "X-Forwarded-Host": "evil.example"}).status_code == 403
+    assert (
+        sender.post(
+            sms_params("hi"),
+            sign_url="https://evil.example/twilio/sms",
+            headers={**NGROK_HEADERS, "X-Forwarded-Host": "evil.example"},
+        ).status_code
+        == 403
+    )
 
 
 def test_public_url_keeps_query(db_url):
-    sender = TwilioSender(_app(db_url, PUBLIC_URL="https://abc123.ngrok.app").test_client(),
-                          url="http://127.0.0.1:8000/twilio/sms?x=1")
+    sender = TwilioSender(
+        _app(db_url, PUBLIC_URL="https://abc123.ngrok.app").test_client(), url="http://127.0.0.1:8000/twilio/sms?x=1"
+    )
     assert sender.post(sms_params("hi"), sign_url=NGROK_URL + "?x=1").status_code == 200

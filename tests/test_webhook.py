@@ -93,7 +93,10 @@ def test_start_always_replies_and_history_stays(twilio, store):
     assert store.current_opt_outs() == []
     history = store.history(SENDER)
     assert [(e["event"], e["state_changed"]) for e in history] == [
-        ("opt_in", False), ("opt_out", True), ("opt_in", True)]
+        ("opt_in", False),
+        ("opt_out", True),
+        ("opt_in", True),
+    ]
     assert history[0]["at"] < history[1]["at"] < history[2]["at"]
 
 
@@ -111,8 +114,14 @@ def test_messages_from_opted_out_pair_are_dropped(twilio, store):
 
 def test_other_messages_are_queued_with_everything(twilio, store):
     sid = new_sid()
-    params = sms_params("  Hi, what time?  ", sid=sid, NumMedia="1", MediaUrl0="https://api.twilio.com/m/1",
-                        MediaContentType0="image/jpeg", FromCity="")
+    params = sms_params(
+        "  Hi, what time?  ",
+        sid=sid,
+        NumMedia="1",
+        MediaUrl0="https://api.twilio.com/m/1",
+        MediaContentType0="image/jpeg",
+        FromCity="",
+    )
     assert twilio.post(params).text == EMPTY
     (queued,) = store.queued_messages()
     assert queued["message_sid"] == sid and queued["body"] == "  Hi, what time?  "
@@ -137,7 +146,10 @@ def test_advanced_opt_out_start_and_custom_keyword(twilio, store):
     assert twilio.sms("start", OptOutType="START").text == EMPTY
     assert not store.is_opted_out(SENDER, TWILIO_NUMBER)
     assert [(e["event"], e["state_changed"], e["source"]) for e in store.events()] == [
-        ("opt_out", True, "twilio"), ("opt_out", False, "twilio"), ("opt_in", True, "twilio")]
+        ("opt_out", True, "twilio"),
+        ("opt_out", False, "twilio"),
+        ("opt_in", True, "twilio"),
+    ]
 
 
 def test_unknown_opt_out_type_falls_back_to_keywords(twilio, store):
@@ -215,8 +227,9 @@ def test_oversized_body_is_413(twilio, store):
 
 
 def test_body_limit_is_configurable(db_url):
-    sender = TwilioSender(create_app({"DATABASE_URL": db_url, "TWILIO_AUTH_TOKEN": TOKEN,
-                                      "MAX_BODY_BYTES": 2048}).test_client())
+    sender = TwilioSender(
+        create_app({"DATABASE_URL": db_url, "TWILIO_AUTH_TOKEN": TOKEN, "MAX_BODY_BYTES": 2048}).test_client()
+    )
     assert sender.sms("x" * 1000).status_code == 200
     assert sender.sms("x" * 3000).status_code == 413
 
@@ -247,8 +260,12 @@ def test_database_failure_is_500_without_traceback(twilio, store, caplog):
 
 
 def test_not_form_encoded_is_rejected(client):
-    response = client.post("/twilio/sms", data=urlencode(sms_params("STOP")), content_type="text/plain",
-                           headers={"X-Twilio-Signature": "x"})
+    response = client.post(
+        "/twilio/sms",
+        data=urlencode(sms_params("STOP")),
+        content_type="text/plain",
+        headers={"X-Twilio-Signature": "x"},
+    )
     assert response.status_code == 403
 
 
@@ -260,8 +277,9 @@ def test_per_number_keywords(tmp_path, db_url):
         f'[numbers."{OTHER_TWILIO_NUMBER}".keywords]\nstop = ["stop", "arret"]\n'
         f'[numbers."{OTHER_TWILIO_NUMBER}".replies]\nstop = "Au revoir"\n'
     )
-    sender = TwilioSender(create_app({"DATABASE_URL": db_url, "TWILIO_AUTH_TOKEN": TOKEN,
-                                      "KEYWORDS_FILE": str(keywords)}).test_client())
+    sender = TwilioSender(
+        create_app({"DATABASE_URL": db_url, "TWILIO_AUTH_TOKEN": TOKEN, "KEYWORDS_FILE": str(keywords)}).test_client()
+    )
     assert sender.sms("arret", to=TWILIO_NUMBER).text == EMPTY
     assert sender.sms("arret", to=OTHER_TWILIO_NUMBER).text == message_twiml("Au revoir")
     assert sender.sms("help", to=OTHER_TWILIO_NUMBER).text == message_twiml("Acme: reply STOP to end")
@@ -305,7 +323,11 @@ def test_body_form_encoded_raw(client, store):
 
     params = sms_params("Stop & go + 100%")
     body = urlencode(params)
-    response = client.post("/twilio/sms", data=body, content_type=FORM,
-                           headers={"X-Twilio-Signature": sign("http://localhost/twilio/sms", params)})
+    response = client.post(
+        "/twilio/sms",
+        data=body,
+        content_type=FORM,
+        headers={"X-Twilio-Signature": sign("http://localhost/twilio/sms", params)},
+    )
     assert response.status_code == 200
     assert store.queued_messages()[0]["body"] == "Stop & go + 100%"

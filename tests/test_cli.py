@@ -1,0 +1,226 @@
+"""The ``gateway`` command, through click's runner and against real servers."""
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from gateway.cli import cli
+
+from .conftest import ROOT, TOKEN, TWILIO_NUMBER, free_port
+
+SENDER = "+14155550123"
+STOP_TWIML = (
+    '<?xml version="1.0" encoding="UTF-8"?><Response><Message>You have been unsubscribed and will not '
+    "receive further messages. Reply START to resubscribe.</Message></Response>"
+)
+
+
+@pytest.fixture
+def env(db_url):
+    return {"DATABASE_URL": db_url}
+
+
+def test_help_lists_every_command(runner):
+    result = runner.invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for command in ("serve", "init-db", "simulate", "optouts"):
+        assert command in result.output
+    for args in (["serve"], ["init-db"], ["simulate"], ["optouts"], ["optouts", "list"], ["optouts", "history"]):
+        sub = runner.invoke(cli, [*args, "--help"])
+        assert sub.exit_code == 0 and len(sub.output.splitlines()) > 3
+
+
+def test_init_db(runner, env, tmp_path):
+    result = runner.invoke(cli, ["init-db"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"Database ready at {tmp_path / 'gateway.db'}" in result.output
+    assert (tmp_path / "gateway.db").exists()
+
+
+def test_bad_database_url_is_a_clear_error(runner):
+    result = runner.invoke(cli, ["optouts", "list"], env={"DATABASE_URL": "mysql://x"})
+    assert result.exit_code == 1
+    assert "Error: DATABASE_URL: unsupported database URL 'mysql'" in result.output
+
+
+def test_optouts_list_formats(runner, env, twilio):
+    twilio.sms("STOP", sender=SENDER)
+    twilio.sms("stop", sender="+14155550999", to="+15005550007")
+
+    table = runner.invoke(cli, ["optouts", "list"], env=env)
+    assert table.exit_code == 0
+    assert SENDER in table.output and "opted_out_at" in table.output
+
+    data = json.loads(runner.invoke(cli, ["optouts", "list", "--format", "json"], env=env).output)
+    assert [row["number"] for row in data] == [SENDER, "+14155550999"]
+    assert set(data[0]) >= {"number", "twilio_number", "opted_out_at", "source"}
+    assert data[0]["twilio_number"] == TWILIO_NUMBER and data[0]["source"] == "keyword"
+    assert data[0]["opted_out_at"].endswith("Z") and "T" in data[0]["opted_out_at"]
+
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(cli, ["optouts", "list", "--format", "csv"], env=env).output)))
+    assert [row["number"] for row in rows] == [SENDER, "+14155550999"]
+
+    filtered = json.loads(
+        runner.invoke(cli, ["optouts", "list", "--twilio-number", "+15005550007", "--format", "json"], env=env).output
+    )
+    assert [row["number"] for row in filtered] == ["+14155550999"]
+
+
+def test_optouts_list_empty(runner, env):
+    result = runner.invoke(cli, ["optouts", "list", "--format", "json"], env=env)
+    assert result.exit_code == 0 and json.loads(result.output) == []
+
+
+def test_optouts_history(runner, env, twilio):
+    twilio.sms("STOP", sender=SENDER)
+    twilio.sms("hello?", sender=SENDER)
+    twilio.sms("START", sender=SENDER)
+    twilio.sms("quit", sender=SENDER, to="+15005550007")
+    twilio.sms("STOP", sender="+19999999999")
+
+    data = json.loads(runner.invoke(cli, ["optouts", "history", SENDER, "--format", "json"], env=env).output)
+    assert [(e["event"], e["twilio_number"]) for e in data] == [
+        ("opt_out", TWILIO_NUMBER),
+        ("dropped", TWILIO_NUMBER),
+        ("opt_in", TWILIO_NUMBER),
+        ("opt_out", "+15005550007"),
+    ]
+    assert all(e["number"] == SENDER and e["at"].endswith("Z") for e in data)
+    assert [e["at"] for e in data] == sorted(e["at"] for e in data)
+
+    table = runner.invoke(cli, ["optouts", "history", SENDER], env=env)
+    assert table.exit_code == 0 and "dropped" in table.output and "hello?" in table.output
+
+
+def test_bad_format_is_rejected(runner, env):
+    result = runner.invoke(cli, ["optouts", "list", "--format", "xml"], env=env)
+    assert result.exit_code == 2 and "Invalid value for '--format'" in result.output
+
+
+# -- simulate, against a real gunicorn --------------------------------------------------
+
+
+def test_simulate_round_trip(runner, gunicorn):
+    url = gunicorn.base + "/twilio/sms"
+    result = runner.invoke(
+        cli,
+        ["simulate", "STOP", "--from", SENDER, "--to", TWILIO_NUMBER, "--url", url],
+        env={"TWILIO_AUTH_TOKEN": TOKEN},
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == STOP_TWIML
+    listed = runner.invoke(cli, ["optouts", "list", "--format", "json"], env={"DATABASE_URL": gunicorn.db_url})
+    assert json.loads(listed.output)[0]["number"] == SENDER
+
+
+def test_simulate_duplicate_and_extra_params(runner, gunicorn):
+    url = gunicorn.base + "/twilio/sms"
+    args = ["simulate", "STOP", "--from", SENDER, "--to", TWILIO_NUMBER, "--url", url, "--sid", "SM" + "a" * 32]
+    first = runner.invoke(cli, args, env={"TWILIO_AUTH_TOKEN": TOKEN})
+    again = runner.invoke(cli, args, env={"TWILIO_AUTH_TOKEN": TOKEN})
+    assert first.output == again.output and first.output.strip() == STOP_TWIML
+    upstream = runner.invoke(
+        cli,
+        ["simulate", "START", "--from", SENDER, "--to", TWILIO_NUMBER, "--url", url, "--param", "OptOutType=START"],
+        env={"TWILIO_AUTH_TOKEN": TOKEN},
+    )
+    assert upstream.output.strip() == '<?xml version="1.0" encoding="UTF-8"?><Response />'
+
+
+def test_simulate_wrong_token_reports_403(runner, gunicorn):
+    result = runner.invoke(
+        cli,
+        [
+            "simulate",
+            "hi",
+            "--from",
+            SENDER,
+            "--to",
+            TWILIO_NUMBER,
+            "--url",
+            gunicorn.base + "/twilio/sms",
+            "--token",
+            "f" * 32,
+        ],
+    )
+    assert result.exit_code == 1
+    assert "Error: HTTP 403: 403 Forbidden: invalid X-Twilio-Signature" in result.output
+
+
+def test_simulate_unreachable(runner):
+    url = f"http://127.0.0.1:{free_port()}/twilio/sms"
+    result = runner.invoke(
+        cli, ["simulate", "hi", "--from", SENDER, "--to", TWILIO_NUMBER, "--url", url, "--token", TOKEN]
+    )
+    assert result.exit_code == 1 and f"Error: cannot reach {url}" in result.output
+
+
+def test_simulate_without_any_token(runner):
+    result = runner.invoke(cli, ["simulate", "hi", "--from", SENDER, "--to", TWILIO_NUMBER])
+    assert result.exit_code == 1 and "no token to sign with" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--url", "ftp://x/y"], "must be an http:// or https:// URL"),
+        (["--param", "novalue"], "expected KEY=VALUE"),
+    ],
+)
+def test_simulate_bad_arguments(runner, args, message):
+    result = runner.invoke(cli, ["simulate", "hi", "--from", SENDER, "--to", TWILIO_NUMBER, "--token", TOKEN, *args])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_serve_with_dev_token_and_simulate(tmp_path, runner):
+    """`make run`'s path: no configuration at all, a generated token, a working round trip."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "TWILIO_", "DATABASE_URL"))}
+    env["GATEWAY_INSTANCE_PATH"] = str(tmp_path / "instance")
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        token = (tmp_path / "instance" / "dev_auth_token").read_text().strip()
+        output = log.read_text()
+        assert token in output and "set TWILIO_AUTH_TOKEN" in output
+        result = runner.invoke(
+            cli,
+            [
+                "simulate",
+                "help",
+                "--from",
+                SENDER,
+                "--to",
+                TWILIO_NUMBER,
+                "--url",
+                f"http://127.0.0.1:{port}/twilio/sms",
+            ],
+            env={"GATEWAY_INSTANCE_PATH": str(tmp_path / "instance")},
+        )
+        assert result.exit_code == 0, result.output
+        assert "Reply STOP to unsubscribe or START to resubscribe." in result.output
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -1,0 +1,161 @@
+"""Configuration layers and fail-fast start-up."""
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from gateway import ConfigError, create_app
+from gateway.config import DEV_TOKEN_FILE, dev_token, load
+
+from .conftest import ROOT, TOKEN
+
+
+def settings(tmp_path, overrides=None, environ=None, **kwargs):
+    return load(overrides, instance_path=str(tmp_path / "instance"), environ=environ or {}, **kwargs)
+
+
+def test_committed_defaults(tmp_path):
+    result = settings(tmp_path, {"TWILIO_AUTH_TOKEN": TOKEN})
+    assert result["MAX_CONTENT_LENGTH"] == 65536
+    assert result["TRUST_PROXY"] == 0 and result["PUBLIC_URL"] is None
+    assert result["AUTH_TOKENS"] == (TOKEN,)
+    assert result["DATABASE_URL"] == f"sqlite:///{tmp_path / 'instance' / 'gateway.db'}"
+
+
+def test_environment_overrides_defaults_and_mapping_overrides_environment(tmp_path):
+    environ = {
+        "GATEWAY_MAX_BODY_BYTES": "4096",
+        "GATEWAY_TRUST_PROXY": "2",
+        "TWILIO_AUTH_TOKEN": "env-token",
+        "TWILIO_SECONDARY_AUTH_TOKEN": "second",
+        "DATABASE_URL": "sqlite:////tmp/x.db",
+    }
+    result = settings(tmp_path, {"TRUST_PROXY": 1}, environ)
+    assert result["MAX_CONTENT_LENGTH"] == 4096 and result["TRUST_PROXY"] == 1
+    assert result["AUTH_TOKENS"] == ("env-token", "second")
+    assert result["DATABASE_URL"] == "sqlite:////tmp/x.db"
+
+
+def test_config_file_layer(tmp_path):
+    extra = tmp_path / "site.toml"
+    extra.write_text('max_body_bytes = 8192\npublic_url = "https://gw.example.com/"\n')
+    result = settings(tmp_path, {"TWILIO_AUTH_TOKEN": TOKEN}, {"GATEWAY_CONFIG_FILE": str(extra)})
+    assert result["MAX_CONTENT_LENGTH"] == 8192 and result["PUBLIC_URL"] == "https://gw.example.com"
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({}, "TWILIO_AUTH_TOKEN is not set"),
+        ({"TWILIO_SECONDARY_AUTH_TOKEN": "x"}, "TWILIO_AUTH_TOKEN is not set"),
+        ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_TRUST_PROXY": "yes"}, "GATEWAY_TRUST_PROXY: expected a whole number"),
+        ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_TRUST_PROXY": "-1"}, "GATEWAY_TRUST_PROXY: must be between 0 and 10"),
+        ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_MAX_BODY_BYTES": "10"}, "GATEWAY_MAX_BODY_BYTES: must be between"),
+        ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_PUBLIC_URL": "abc.ngrok.app"}, "GATEWAY_PUBLIC_URL: expected a base URL"),
+        ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_PUBLIC_URL": "https://a.b/?x=1"}, "GATEWAY_PUBLIC_URL: must not contain"),
+        ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_LOG_LEVEL": "LOUD"}, "GATEWAY_LOG_LEVEL: expected one of"),
+        ({"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "postgresql://db/x"}, "DATABASE_URL: unsupported database URL"),
+        ({"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "sqlite://"}, "DATABASE_URL: unsupported database URL"),
+        ({"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "sqlite:///:memory:"}, "DATABASE_URL: an in-memory database"),
+        (
+            {"TWILIO_AUTH_TOKEN": "t", "GATEWAY_KEYWORDS_FILE": "/nonexistent.toml"},
+            "GATEWAY_KEYWORDS_FILE: file not found",
+        ),
+        ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_CONFIG_FILE": "/nonexistent.toml"}, "GATEWAY_CONFIG_FILE: file not found"),
+    ],
+)
+def test_invalid_settings_are_named(tmp_path, environ, message):
+    with pytest.raises(ConfigError, match=message):
+        settings(tmp_path, environ=environ)
+
+
+def test_bad_keyword_file_is_named(tmp_path):
+    bad = tmp_path / "kw.toml"
+    bad.write_text('[keywords]\nstop = ["stop"]\nstart = ["stop"]\n[replies]\nstop="a"\nstart="b"\nhelp="c"\n')
+    with pytest.raises(ConfigError, match="GATEWAY_KEYWORDS_FILE: .*kw.toml: keyword 'stop' is in both"):
+        settings(tmp_path, {"TWILIO_AUTH_TOKEN": "t", "KEYWORDS_FILE": str(bad)})
+    bad.write_text("not = [toml")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        settings(tmp_path, {"TWILIO_AUTH_TOKEN": "t", "KEYWORDS_FILE": str(bad)})
+
+
+def test_token_not_required_for_read_only_commands(tmp_path):
+    assert settings(tmp_path, require_token=False)["AUTH_TOKENS"] == ()
+
+
+def test_dev_token_is_generated_once_and_private(tmp_path):
+    first = settings(tmp_path, {"ALLOW_DEV_TOKEN": True})
+    second = settings(tmp_path, {"ALLOW_DEV_TOKEN": True})
+    assert first["DEV_TOKEN"] and first["AUTH_TOKENS"] == second["AUTH_TOKENS"]
+    (token,) = first["AUTH_TOKENS"]
+    assert len(token) == 32 and int(token, 16) >= 0
+    path = tmp_path / "instance" / DEV_TOKEN_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert dev_token(tmp_path / "instance", create=False) == token
+
+
+def test_real_token_wins_over_dev_token(tmp_path):
+    result = settings(tmp_path, {"ALLOW_DEV_TOKEN": True}, {"TWILIO_AUTH_TOKEN": TOKEN})
+    assert result["AUTH_TOKENS"] == (TOKEN,) and not result["DEV_TOKEN"]
+    assert not (tmp_path / "instance" / DEV_TOKEN_FILE).exists()
+
+
+def test_create_app_refuses_without_token():
+    with pytest.raises(ConfigError, match="TWILIO_AUTH_TOKEN is not set"):
+        create_app()
+
+
+def test_create_app_reads_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    app = create_app()
+    assert app.config["AUTH_TOKENS"] == (TOKEN,)
+    assert (tmp_path / "env.db").exists()
+
+
+def test_create_app_fails_on_unwritable_database(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="DATABASE_URL: cannot open or migrate"):
+        create_app({"TWILIO_AUTH_TOKEN": TOKEN, "DATABASE_URL": f"sqlite:///{blocker}/sub/x.db"})
+
+
+def _clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "TWILIO_", "DATABASE_URL"))}
+    return {**env, **extra}
+
+
+def test_wsgi_refuses_to_start_without_token_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", "import wsgi"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=_clean_env(GATEWAY_INSTANCE_PATH=str(tmp_path)),
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "gateway: refusing to start: TWILIO_AUTH_TOKEN is not set: without it the gateway cannot verify that "
+        "requests come from Twilio (for local development use `gateway serve` or `make run`)"
+    ]
+
+
+def test_gunicorn_refuses_to_start_without_token(tmp_path):
+    """The Procfile's command (gunicorn --preload) exits at once with the reason."""
+    procfile = (ROOT / "Procfile").read_text()
+    assert procfile.startswith("web: gunicorn wsgi:app --preload")
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "wsgi:app", "--preload", "--bind", "127.0.0.1:0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_clean_env(GATEWAY_INSTANCE_PATH=str(tmp_path)),
+    )
+    assert result.returncode != 0
+    assert "gateway: refusing to start: TWILIO_AUTH_TOKEN is not set" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,89 @@
+"""Real gunicorn, several workers, concurrent signed requests on loopback."""
+
+import random
+import urllib.error
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlencode
+
+import pytest
+
+from gateway.store import Store
+
+from .conftest import Gunicorn, new_sid, sign, sms_params
+
+pytestmark = pytest.mark.slow
+
+KEYWORDS = {"STOP": "stop", "Stop!": "stop", "opt out": "stop", "START": "start", "yes": "start", "HELP": "help"}
+
+
+def post(base: str, params) -> tuple[int, str]:
+    url = base + "/twilio/sms"
+    request = urllib.request.Request(
+        url, data=urlencode(params).encode(), method="POST", headers={"X-Twilio-Signature": sign(url, params)}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.fixture
+def server(tmp_path):
+    server = Gunicorn(tmp_path, workers=3)
+    yield server
+    server.stop()
+
+
+def test_concurrent_traffic_keeps_every_opt_out(server):
+    rng = random.Random(20261123)
+    pairs = [(f"+1415555{n:04d}", to) for n in range(30) for to in ("+15005550006", "+15005550007")]
+    plans = {pair: [rng.choice([*KEYWORDS, "hello", "what time is it?"]) for _ in range(10)] for pair in pairs}
+
+    def run_pair(pair):
+        sender, to = pair
+        results = []
+        for body in plans[pair]:
+            params = sms_params(body, sender=sender, to=to, sid=new_sid())
+            with ThreadPoolExecutor(2) as dup:  # every message delivered twice, at once
+                first, second = dup.map(lambda p: post(server.base, p), [params, params])
+            third = post(server.base, params) if rng.random() < 0.2 else first  # and sometimes again later
+            results.append((body, dict(params)["MessageSid"], first, second, third))
+        return pair, results
+
+    with ThreadPoolExecutor(16) as pool:
+        outcomes = dict(pool.map(run_pair, pairs))
+
+    statuses = Counter(r[i][0] for results in outcomes.values() for r in results for i in (2, 3, 4))
+    assert statuses == Counter({200: statuses[200]}), statuses  # zero 5xx, zero anything else
+    for results in outcomes.values():
+        for _, _, first, second, third in results:
+            assert first[1] == second[1] == third[1]  # duplicates got the same TwiML
+
+    store = Store(server.db_url)
+    events = store.events()
+    stop_sids = {e["message_sid"] for e in events if e["event"] == "opt_out"}
+    current = {(r["number"], r["twilio_number"]) for r in store.current_opt_outs()}
+    assert len({e["message_sid"] for e in events}) == len(events)  # each message logged once
+
+    for pair, results in outcomes.items():
+        kinds = [KEYWORDS.get(body) for body, *_ in results]
+        for (_body, sid, *_), kind in zip(results, kinds, strict=True):
+            if kind == "stop":
+                assert sid in stop_sids, f"acknowledged STOP {sid} missing"
+        last = next((k for k in reversed(kinds) if k in ("stop", "start")), None)
+        assert (pair in current) == (last == "stop"), (pair, kinds)
+
+        # Plain messages are queued exactly when the pair was not opted out at the time.
+        opted_out, expected_queued = False, 0
+        for kind in kinds:
+            opted_out = True if kind == "stop" else False if kind == "start" else opted_out
+            expected_queued += kind is None and not opted_out
+        queued = [m for m in store.queued_messages() if (m["from_number"], m["to_number"]) == pair]
+        assert len(queued) == expected_queued
+    store.close()
+
+    log = server.log.read_text()
+    assert "database is locked" not in log and "Traceback" not in log

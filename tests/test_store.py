@@ -1,0 +1,148 @@
+"""The storage layer on a real SQLite file."""
+
+import multiprocessing
+import sqlite3
+
+import pytest
+
+from gateway.compliance import decide
+from gateway.store import SCHEMA_VERSION, InboundMessage, Store, database_path
+
+REPLIES = {"stop": "bye", "start": "hi", "help": "help text"}
+
+
+def message(sid, body="hello", sender="+14155550100", to="+15005550006"):
+    return InboundMessage(sid, sender, to, body, [("Body", body)])
+
+
+def process(store, kind, sid, **kwargs):
+    return store.process_inbound(message(sid, **kwargs), lambda opted_out: decide(kind, opted_out, REPLIES))
+
+
+@pytest.fixture
+def db(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    store.init_schema()
+    yield store
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [("sqlite:////var/lib/gw/gateway.db", "/var/lib/gw/gateway.db"), ("sqlite:////tmp/a.db?mode=rw", "/tmp/a.db")],
+)
+def test_database_path(url, path):
+    assert str(database_path(url)) == path
+
+
+def test_relative_database_path_is_resolved(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert database_path("sqlite:///data/gw.db") == tmp_path / "data" / "gw.db"
+
+
+def test_schema_is_created_once_and_versioned(db):
+    assert db.init_schema() == SCHEMA_VERSION  # idempotent
+    conn = sqlite3.connect(db.path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"events", "opt_outs", "processed_messages", "agent_queue"} <= tables
+
+
+def test_newer_schema_is_refused(db):
+    conn = sqlite3.connect(db.path)
+    conn.execute("PRAGMA user_version=99")
+    conn.commit()
+    conn.close()
+    with pytest.raises(RuntimeError, match="schema version 99 is newer"):
+        Store(f"sqlite:///{db.path}").init_schema()
+
+
+@pytest.mark.parametrize("statement", ["UPDATE events SET body = 'edited'", "DELETE FROM events"])
+def test_event_log_is_append_only(db, statement):
+    process(db, "stop", "SM1")
+    conn = sqlite3.connect(db.path)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute(statement)
+    assert db.events()[0]["body"] == "hello"
+
+
+def test_duplicate_is_not_applied_twice(db):
+    first = process(db, "stop", "SM1")
+    second = process(db, "start", "SM1")  # same sid, different content: still a duplicate
+    assert not first.duplicate and second.duplicate
+    assert second.outcome == "opt_out" and second.reply == "bye"
+    assert db.is_opted_out("+14155550100", "+15005550006")
+    assert len(db.events()) == 1
+
+
+def test_failed_write_leaves_nothing_half_written(db):
+    def explode(opted_out):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        db.process_inbound(message("SM1"), explode)
+    assert db.processed("SM1") is None
+    # The sid is still free: a retry by Twilio is processed normally.
+    assert not process(db, "stop", "SM1").duplicate
+
+
+def test_filters(db):
+    process(db, "stop", "SM1", sender="+1A")
+    process(db, "stop", "SM2", sender="+1B")
+    process(db, "stop", "SM3", sender="+1B", to="+2")
+    assert [r["number"] for r in db.current_opt_outs(number="+1B")] == ["+1B", "+1B"]
+    assert [r["number"] for r in db.current_opt_outs(twilio_number="+2")] == ["+1B"]
+    assert db.current_opt_outs(number="+1B", twilio_number="+2")[0]["message_sid"] == "SM3"
+    assert db.current_opt_outs(number="'; DROP TABLE opt_outs; --") == []
+
+
+def _worker(url, worker, count, queue):
+    store = Store(url)
+    errors = 0
+    for i in range(count):
+        kind = "stop" if i % 2 == 0 else None
+        try:
+            process(store, kind, f"SM{worker}-{i}", sender=f"+1{worker:03d}{i:04d}")
+            process(store, kind, f"SM{worker}-{i}", sender=f"+1{worker:03d}{i:04d}")  # duplicate
+        except sqlite3.OperationalError:
+            errors += 1
+    queue.put(errors)
+
+
+def test_many_processes_write_without_lock_errors(db):
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(f"sqlite:///{db.path}", w, 60, queue)) for w in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+    assert [queue.get(timeout=5) for _ in procs] == [0, 0, 0, 0]
+    assert len(db.current_opt_outs()) == 4 * 30
+    assert len(db.queued_messages()) == 4 * 30
+    assert len(db.events()) == 4 * 30
+
+
+def test_forked_child_opens_its_own_connection(db):
+    process(db, "stop", "SM1")
+    parent_conn = db._db().conn
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+
+    def child():
+        queue.put((db._db().conn is not parent_conn, db.is_opted_out("+14155550100", "+15005550006")))
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    proc.join(30)
+    assert queue.get(timeout=5) == (True, True)
+
+
+def test_ping(db):
+    db.ping()
+    conn = sqlite3.connect(db.path)
+    conn.execute("DROP TABLE opt_outs")
+    conn.commit()
+    with pytest.raises(sqlite3.OperationalError):
+        db.ping()
