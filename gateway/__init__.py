@@ -30,7 +30,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)
 
-    store = Store(app.config["DATABASE_URL"], app.config["BUSY_TIMEOUT_MS"])
+    store = Store(app.config["DATABASE_URL"], app.config["BUSY_TIMEOUT_MS"], durability=app.config["DURABILITY"])
     try:
         store.init_schema()
     except Exception as exc:

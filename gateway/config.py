@@ -30,6 +30,7 @@ _ENV = {
     "MAX_BODY_BYTES": "GATEWAY_MAX_BODY_BYTES",
     "BUSY_TIMEOUT_MS": "GATEWAY_BUSY_TIMEOUT_MS",
     "LOG_LEVEL": "GATEWAY_LOG_LEVEL",
+    "DURABILITY": "GATEWAY_DURABILITY",
     "KEYWORDS_FILE": "GATEWAY_KEYWORDS_FILE",
     "DATABASE_URL": "DATABASE_URL",
     "TWILIO_AUTH_TOKEN": "TWILIO_AUTH_TOKEN",
@@ -153,6 +154,10 @@ def load(
     if level not in LOG_LEVELS:
         raise ConfigError(f"GATEWAY_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {level!r}")
     settings["LOG_LEVEL"] = level
+    durability = str(raw.get("DURABILITY", "full")).strip().lower()
+    if durability not in store.DURABILITY:
+        raise ConfigError(f"GATEWAY_DURABILITY: expected one of {', '.join(store.DURABILITY)}, got {durability!r}")
+    settings["DURABILITY"] = durability
 
     keywords_file = Path(str(raw.get("KEYWORDS_FILE") or "keywords.toml"))
     if not keywords_file.is_absolute():

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from flask import abort, current_app, g, request
 from twilio.request_validator import RequestValidator
@@ -60,14 +61,34 @@ class Check:
     url: str
 
 
+def _raw_target(environ: dict) -> tuple[str, str]:
+    """Path (with the mount prefix) and query exactly as the client sent them.
+
+    The request line is what Twilio derived from the URL it signs, so it is
+    used verbatim where the server provides it (gunicorn, werkzeug), rather
+    than a re-quoted form of the decoded path.
+    """
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
+    if raw.startswith("/"):
+        path, _, query = raw.partition("?")
+    else:
+        path = quote(environ.get("PATH_INFO", ""), safe="/:@!$&'()*+,;=-._~%")
+        query = environ.get("QUERY_STRING", "")
+    script_name = quote(environ.get("SCRIPT_NAME", ""), safe="/:@!$&'()*+,;=-._~%")
+    if script_name and path.startswith(script_name + "/"):
+        script_name = ""  # the server mounted the app itself; the raw path already has the prefix
+    return script_name + path, query
+
+
 def check_request() -> Check:
     """Check the current Flask request against the configured tokens."""
     config = current_app.config
+    path, query = _raw_target(request.environ)
     url = validation_url(
-        request.url,
+        f"{request.scheme}://{request.host}{path}" + (f"?{query}" if query else ""),
         config.get("PUBLIC_URL"),
-        request.script_root + request.path,
-        request.query_string.decode("utf-8", "replace"),
+        path,
+        query,
     )
     return Check(is_valid(url, request.form, request.headers.get(HEADER), config["AUTH_TOKENS"]), url)
 

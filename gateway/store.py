@@ -1,14 +1,23 @@
 """Durable storage: the only module that knows the database is SQLite.
 
 Every SQL statement of the gateway lives here, behind named functions.
-Compliance writes run in ``BEGIN IMMEDIATE`` transactions with
-``synchronous=FULL`` on a WAL database, so several gunicorn workers can write
-without "database is locked" errors and an acknowledged opt-out survives a
-power cut. The ``events`` table is append-only, enforced by triggers.
+Writes run in ``BEGIN IMMEDIATE`` transactions on a WAL database, queued on a
+writer lock so several gunicorn workers write without "database is locked"
+errors. Durability, before any caller gets an answer:
+
+- a transaction holding a STOP/START/HELP commits with ``synchronous=FULL``;
+- any other transaction commits with ``synchronous=NORMAL`` and the WAL is
+  then fsynced outside the writer lock, which is what FULL does in WAL mode,
+  but lets the fsyncs of concurrent workers overlap instead of queueing.
+  With ``durability="compliance"`` that fsync is skipped unless the
+  transaction logged an event (a drop): plain queued messages then survive a
+  crash or restart of the gateway but the latest can be lost to a power cut.
+The ``events`` table is append-only, enforced by triggers.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -25,6 +34,7 @@ import sqlite_utils
 from .compliance import Decision
 
 SCHEMA_VERSION = 1
+DURABILITY = ("full", "compliance")
 _PREFIX = "sqlite:///"
 
 
@@ -66,22 +76,46 @@ class Processed:
     outcome: str
     reply: str | None
     duplicate: bool
+    logged: bool = False  # an event was written (a compliance record)
+
+
+@dataclass
+class _Job:
+    """One message waiting for a group commit."""
+
+    message: InboundMessage
+    decide: Callable[[bool], Decision]
+    keyword: bool
+    result: Processed | None = None
+    error: BaseException | None = None
+    done: bool = False
 
 
 class Store:
     """A handle on one database file; connections are per thread and process."""
 
-    def __init__(self, url: str, busy_timeout_ms: int = 30000, clock: Callable[[], str] = utcnow):
+    def __init__(
+        self,
+        url: str,
+        busy_timeout_ms: int = 30000,
+        clock: Callable[[], str] = utcnow,
+        durability: str = "full",
+    ):
+        if durability not in DURABILITY:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITY)}, got {durability!r}")
         self.path = database_path(url)
+        self.durability = durability
         self.busy_timeout = busy_timeout_ms / 1000
         self.clock = clock
         self._local = threading.local()
+        self._pending: list[_Job] = []
+        self._pending_lock = threading.Lock()
+        self._leader_lock = threading.Lock()
 
     # -- connections -------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
@@ -90,29 +124,48 @@ class Store:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
             local.db = sqlite_utils.Database(self._connect(), execute_plugins=False)
+            # One descriptor per thread: flock() excludes other descriptors,
+            # so threads and processes queue on the writer lock alike.
+            local.lock = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
             local.pid = os.getpid()
         return local.db
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + "-writer.lock")
 
     def close(self) -> None:
         local = self._local
         if getattr(local, "pid", None) == os.getpid():
             local.db.close()
+            os.close(local.lock)
         local.pid = None
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction that takes the write lock up front."""
+    def _write(self, synchronous: str = "FULL") -> Iterator[sqlite3.Connection]:
+        """One write transaction that takes the write lock up front.
+
+        Writers first queue on a blocking flock(): the kernel wakes the next
+        one the moment the lock is free, where SQLite's busy handler would
+        poll with sleeps of up to 100 ms. BEGIN IMMEDIATE still guards against
+        writers outside the gateway (they are covered by the busy timeout).
+        """
         conn = self._db().conn
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
+        fcntl.flock(self._local.lock, fcntl.LOCK_EX)
         try:
-            yield conn
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        else:
-            if conn.in_transaction:  # a caller may have rolled back on purpose
-                conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            else:
+                if conn.in_transaction:  # a caller may have rolled back on purpose
+                    conn.execute("COMMIT")
+        finally:
+            fcntl.flock(self._local.lock, fcntl.LOCK_UN)
 
     # -- schema ------------------------------------------------------------
 
@@ -136,32 +189,88 @@ class Store:
 
     # -- inbound -----------------------------------------------------------
 
-    def process_inbound(self, message: InboundMessage, decide: Callable[[bool], Decision]) -> Processed:
-        """Apply the compliance decision for ``message`` at most once.
+    def process_inbound(
+        self, message: InboundMessage, decide: Callable[[bool], Decision], keyword: bool = False
+    ) -> Processed:
+        """Apply the compliance decision for ``message`` at most once, durably.
 
-        Inside one immediate transaction: read the pair's state, decide, claim
-        the MessageSid with an atomic insert (a duplicate finds it taken and
-        gets the first reply back), then write state, events and queue.
+        Returns only after the transaction holding it has committed (fsync).
+        Concurrent calls in one process share a commit (group commit): the
+        caller that gets the writer lock commits every pending message, each
+        in its own savepoint so one failure cannot spoil the others.
+        """
+        job = _Job(message, decide, keyword)
+        with self._pending_lock:
+            self._pending.append(job)
+        with self._leader_lock:
+            if not job.done:
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                self._commit_batch(batch)
+        if job.error is not None:
+            raise job.error
+        assert job.result is not None
+        return job.result
+
+    def _commit_batch(self, batch: list[_Job]) -> None:
+        full = any(job.keyword for job in batch)
+        try:
+            with self._write("FULL" if full else "NORMAL") as conn:
+                for job in batch:
+                    conn.execute("SAVEPOINT inbound")
+                    try:
+                        job.result = self._process_one(conn, job.message, job.decide)
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO inbound")
+                        job.error = exc
+                    conn.execute("RELEASE inbound")
+            if not full and (self.durability == "full" or any(job.result and job.result.logged for job in batch)):
+                self._flush_wal()
+        except BaseException as exc:  # the commit failed: nothing in the batch is durable
+            for job in batch:
+                job.result, job.error = None, job.error or exc
+        finally:
+            for job in batch:
+                job.done = True
+
+    def _flush_wal(self) -> None:
+        """Make every committed transaction durable, as ``synchronous=FULL`` would.
+
+        In WAL mode FULL means: fsync the WAL after the commit. A WAL that is
+        gone was checkpointed into the database file, which SQLite synced.
+        """
+        try:
+            fd = os.open(self.path.with_name(self.path.name + "-wal"), os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _process_one(
+        self, conn: sqlite3.Connection, message: InboundMessage, decide: Callable[[bool], Decision]
+    ) -> Processed:
+        """Read the pair's state, decide, claim the MessageSid atomically, write.
+
+        A duplicate finds the MessageSid taken (the insert is ignored) and gets
+        the first delivery's outcome and reply back; nothing else is written.
         """
         now = self.clock()
-        with self._write() as conn:
-            opted_out = _pair_opted_out(conn, message.from_number, message.to_number)
-            decision = decide(opted_out)
-            claimed = conn.execute(
-                "INSERT OR IGNORE INTO processed_messages "
-                "(message_sid, from_number, to_number, outcome, reply, processed_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (message.message_sid, message.from_number, message.to_number, decision.outcome, decision.reply, now),
-            ).rowcount
-            if not claimed:
-                first = conn.execute(
-                    "SELECT outcome, reply FROM processed_messages WHERE message_sid = ?",
-                    (message.message_sid,),
-                ).fetchone()
-                conn.execute("ROLLBACK")
-                return Processed(outcome=first[0], reply=first[1], duplicate=True)
-            self._apply(conn, message, decision, now)
-        return Processed(outcome=decision.outcome, reply=decision.reply, duplicate=False)
+        decision = decide(_pair_opted_out(conn, message.from_number, message.to_number))
+        claimed = conn.execute(
+            "INSERT OR IGNORE INTO processed_messages "
+            "(message_sid, from_number, to_number, outcome, reply, processed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (message.message_sid, message.from_number, message.to_number, decision.outcome, decision.reply, now),
+        ).rowcount
+        if not claimed:
+            first = conn.execute(
+                "SELECT outcome, reply FROM processed_messages WHERE message_sid = ?", (message.message_sid,)
+            ).fetchone()
+            return Processed(outcome=first[0], reply=first[1], duplicate=True)
+        self._apply(conn, message, decision, now)
+        return Processed(decision.outcome, decision.reply, duplicate=False, logged=decision.event is not None)
 
     def _apply(self, conn: sqlite3.Connection, message: InboundMessage, decision: Decision, now: str) -> None:
         event_id = None

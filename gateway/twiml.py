@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+
 from twilio.twiml.messaging_response import MessagingResponse
 
 CONTENT_TYPE = "text/xml; charset=utf-8"
 
 
+@functools.lru_cache(maxsize=256)
 def reply(text: str | None) -> str:
-    """Return TwiML that sends ``text``, or an empty ``<Response/>`` for None."""
+    """Return TwiML that sends ``text``, or an empty ``<Response/>`` for None.
+
+    Cached: replies are a handful of configured texts, and building the XML
+    costs more than the rest of a request's CPU time.
+    """
     response = MessagingResponse()
     if text:
         response.message(text)

@@ -48,6 +48,7 @@ def inbound_sms() -> Response:
     result = get_store().process_inbound(
         InboundMessage(message_sid, from_number, to_number, body, list(form.items(multi=True))),
         lambda opted_out: decide(kind, opted_out, keywords.replies, upstream=upstream),
+        keyword=kind is not None,
     )
     g.outcome = result.outcome + (" duplicate" if result.duplicate else "")
     return Response(twiml.reply(result.reply), content_type=twiml.CONTENT_TYPE)

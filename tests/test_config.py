@@ -21,6 +21,7 @@ def test_committed_defaults(tmp_path):
     result = settings(tmp_path, {"TWILIO_AUTH_TOKEN": TOKEN})
     assert result["MAX_CONTENT_LENGTH"] == 65536
     assert result["TRUST_PROXY"] == 0 and result["PUBLIC_URL"] is None
+    assert result["DURABILITY"] == "full"
     assert result["AUTH_TOKENS"] == (TOKEN,)
     assert result["DATABASE_URL"] == f"sqlite:///{tmp_path / 'instance' / 'gateway.db'}"
 
@@ -57,6 +58,7 @@ def test_config_file_layer(tmp_path):
         ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_PUBLIC_URL": "abc.ngrok.app"}, "GATEWAY_PUBLIC_URL: expected a base URL"),
         ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_PUBLIC_URL": "https://a.b/?x=1"}, "GATEWAY_PUBLIC_URL: must not contain"),
         ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_LOG_LEVEL": "LOUD"}, "GATEWAY_LOG_LEVEL: expected one of"),
+        ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_DURABILITY": "fast"}, "GATEWAY_DURABILITY: expected one of full"),
         ({"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "postgresql://db/x"}, "DATABASE_URL: unsupported database URL"),
         ({"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "sqlite://"}, "DATABASE_URL: unsupported database URL"),
         ({"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "sqlite:///:memory:"}, "DATABASE_URL: an in-memory database"),

@@ -199,3 +199,19 @@ def test_public_url_keeps_query(db_url):
         _app(db_url, PUBLIC_URL="https://abc123.ngrok.app").test_client(), url="http://127.0.0.1:8000/twilio/sms?x=1"
     )
     assert sender.post(sms_params("hi"), sign_url=NGROK_URL + "?x=1").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost/twilio/sms?name=a%20b&slash=%2F&plus=a+b",
+        "http://localhost/twilio/sms?tenant=%C3%A9t%C3%A9",
+    ],
+)
+def test_percent_encoded_query_is_validated_verbatim(twilio, url):
+    assert twilio.post(sms_params("hi"), url=url).status_code == 200
+
+
+def test_percent_encoded_query_signed_decoded_is_rejected(twilio):
+    url = "http://localhost/twilio/sms?name=a%20b"
+    assert twilio.post(sms_params("hi"), url=url, sign_url="http://localhost/twilio/sms?name=a b").status_code == 403

@@ -1,6 +1,7 @@
 """The storage layer on a real SQLite file."""
 
 import multiprocessing
+import os
 import sqlite3
 
 import pytest
@@ -146,3 +147,86 @@ def test_ping(db):
     conn.commit()
     with pytest.raises(sqlite3.OperationalError):
         db.ping()
+
+
+@pytest.fixture
+def fsyncs(monkeypatch):
+    """Record the files the store fsyncs itself (the real fsync still runs)."""
+    calls = []
+    real = os.fsync
+
+    def spy(fd):
+        calls.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    return calls
+
+
+def _synchronous(store):
+    return store._db().conn.execute("PRAGMA synchronous").fetchone()[0]  # 1 NORMAL, 2 FULL
+
+
+@pytest.mark.parametrize(
+    ("durability", "kind", "opted_out_first", "synchronous", "flushed"),
+    [
+        ("full", "stop", False, 2, False),  # keyword: SQLite syncs the commit itself (FULL)
+        ("full", None, False, 1, True),  # plain: committed NORMAL, then the WAL is fsynced before returning
+        ("full", None, True, 1, True),  # dropped
+        ("compliance", "stop", False, 2, False),
+        ("compliance", None, False, 1, False),  # plain queued message: crash-safe, not flushed
+        ("compliance", None, True, 1, True),  # a drop is a compliance event: flushed
+    ],
+)
+def test_durability(tmp_path, fsyncs, durability, kind, opted_out_first, synchronous, flushed):
+    store = Store(f"sqlite:///{tmp_path / 'd.db'}", durability=durability)
+    store.init_schema()
+    if opted_out_first:
+        store.process_inbound(message("SM0", "STOP"), lambda o: decide("stop", o, REPLIES), keyword=True)
+    fsyncs.clear()
+    store.process_inbound(message("SM1"), lambda o: decide(kind, o, REPLIES), keyword=kind is not None)
+    assert _synchronous(store) == synchronous
+    assert fsyncs == ([str(store.path) + "-wal"] if flushed else [])
+    store.close()
+
+
+def test_unknown_durability_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="durability must be one of full, compliance"):
+        Store(f"sqlite:///{tmp_path / 'd.db'}", durability="fast")
+
+
+def test_group_commit_shares_one_transaction_and_isolates_failures(db):
+    """Threads arriving while a commit is in progress are committed together;
+    a message whose processing fails is rolled back alone."""
+    import threading
+
+    barrier = threading.Barrier(6)
+    results = {}
+
+    def run(i):
+        def decide_or_fail(opted_out):
+            if i == 3:
+                raise RuntimeError("bad message")
+            return decide("stop" if i % 2 else None, opted_out, REPLIES)
+
+        barrier.wait()
+        try:
+            results[i] = db.process_inbound(message(f"SM{i}", sender=f"+1{i}"), decide_or_fail)
+        except RuntimeError as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert isinstance(results[3], RuntimeError)
+    assert {i: r.outcome for i, r in results.items() if i != 3} == {
+        0: "queued",
+        1: "opt_out",
+        2: "queued",
+        4: "queued",
+        5: "opt_out",
+    }
+    assert db.processed("SM3") is None
+    assert sorted(r["number"] for r in db.current_opt_outs()) == ["+11", "+15"]
