@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import secrets
 import urllib.error
@@ -81,6 +82,7 @@ def serve(host: str, port: int) -> None:
             err=True,
         )
     click.echo(f"Gateway webhook: http://{host}:{port}/twilio/sms", err=True)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the gateway logs each request itself
     run_simple(host, port, app, threaded=True, use_reloader=False)
 
 

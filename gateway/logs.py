@@ -64,7 +64,7 @@ def _http_error(error: HTTPException) -> Response:
         reason = error.description
     else:
         reason = error.name.lower()
-    g.outcome = g.get("outcome", "error")
+    g.outcome = g.get("outcome") or ("rejected" if code < 500 else "error")
     response = _plain(code, f"{code} {error.name}: {reason}")
     for name, value in error.get_headers():
         if name.lower() != "content-type":  # keeps Allow on 405
