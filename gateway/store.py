@@ -244,7 +244,9 @@ class Store:
         except FileNotFoundError:
             return
         try:
-            os.fsync(fd)
+            # Data only, like SQLite's own syncs: the WAL is rewritten in place, so
+            # its size rarely changes and mtime need not reach the disk.
+            getattr(os, "fdatasync", os.fsync)(fd)
         finally:
             os.close(fd)
 

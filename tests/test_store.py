@@ -153,13 +153,13 @@ def test_ping(db):
 def fsyncs(monkeypatch):
     """Record the files the store fsyncs itself (the real fsync still runs)."""
     calls = []
-    real = os.fsync
+    real = os.fdatasync
 
     def spy(fd):
         calls.append(os.readlink(f"/proc/self/fd/{fd}"))
         return real(fd)
 
-    monkeypatch.setattr(os, "fsync", spy)
+    monkeypatch.setattr(os, "fdatasync", spy)
     return calls
 
 
