@@ -17,10 +17,10 @@ from typing import Any
 import click
 from flask import Flask
 from tabulate import tabulate
-from twilio.request_validator import RequestValidator
 
 from . import config
 from .config import ConfigError
+from .signature import sign
 from .store import Store
 
 DEFAULT_URL = "http://127.0.0.1:8000/twilio/sms"
@@ -151,10 +151,7 @@ def simulate(
         ("NumMedia", "0"),
         *_params(extra),
     ]
-    multi: dict[str, list[str]] = {}
-    for key, value in params:
-        multi.setdefault(key, []).append(value)
-    signature = RequestValidator(token).compute_signature(url, _MultiParams(multi))
+    signature = sign(url, params, token)
     request = urllib.request.Request(  # noqa: S310 - scheme checked above
         url,
         data=urllib.parse.urlencode(params).encode(),
@@ -169,13 +166,6 @@ def simulate(
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise click.ClickException(f"cannot reach {url}: {reason} (is `gateway serve` running?)") from None
-
-
-class _MultiParams(dict):
-    """A dict of lists that RequestValidator reads like a multi-value form."""
-
-    def getlist(self, key: str) -> list[str]:
-        return self[key]
 
 
 # -- opt-out queries ---------------------------------------------------------------

@@ -55,6 +55,24 @@ def is_valid(url: str, params: Any, signature: str | None, tokens: Sequence[str]
     return False
 
 
+class _FormParams(dict):
+    """Repeated form fields as RequestValidator reads a multi-value form."""
+
+    def getlist(self, key: str) -> list[str]:
+        return self[key]
+
+
+def sign(url: str, params: Sequence[tuple[str, str]], token: str) -> str:
+    """The X-Twilio-Signature Twilio sends for ``params`` posted to ``url``.
+
+    ``params`` are (name, value) pairs; repeated names are kept, as Twilio does.
+    """
+    multi: dict[str, list[str]] = {}
+    for key, value in params:
+        multi.setdefault(key, []).append(value)
+    return RequestValidator(token).compute_signature(url, _FormParams(multi))
+
+
 @dataclass(frozen=True)
 class Check:
     valid: bool

@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from gateway import create_app
+from gateway import create_app, signature
 from gateway.signature import is_valid, validation_url
 
 from .conftest import FORM, TOKEN, TwilioSender, sign, sms_params
@@ -215,3 +215,9 @@ def test_percent_encoded_query_is_validated_verbatim(twilio, url):
 def test_percent_encoded_query_signed_decoded_is_rejected(twilio):
     url = "http://localhost/twilio/sms?name=a%20b"
     assert twilio.post(sms_params("hi"), url=url, sign_url="http://localhost/twilio/sms?name=a b").status_code == 403
+
+
+def test_sign_matches_published_vector_with_repeated_keys():
+    pairs = [("Sid", "CA123"), ("SidAccount", "AC123"), ("Digits", "5678"), ("Digits", "1234")]
+    assert signature.sign(VECTOR_URL, pairs, "12345") == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+    assert signature.sign(VECTOR_URL, list(VECTOR_PARAMS.items()), "12345") == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
