@@ -207,7 +207,7 @@ def main() -> None:
         f"gunicorn: {args.workers} workers, {args.worker_class} x{args.gunicorn_threads} threads; "
         f"wrk: {args.connections} connections; {args.rounds} x {args.seconds}s rounds, median shown"
     )
-    print(f"{'server':<28} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'ratio':>6}")
+    print(f"{'server':<32} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'ratio':>6}")
     labels = {
         "gateway": "gateway (durability=full)",
         "compliance": "gateway (durability=compliance)",
@@ -216,7 +216,7 @@ def main() -> None:
     for name, r in results.items():
         ratio = f"{r['ratio']:.2f}x" if "ratio" in r else "1.00x"
         print(
-            f"{labels[name]:<28} {r['rps']:>7.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['errors']:>6} {ratio:>6}"
+            f"{labels[name]:<32} {r['rps']:>7.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['errors']:>6} {ratio:>6}"
         )
     for name in ("gateway", "compliance"):
         r = results[name]
