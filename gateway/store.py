@@ -152,8 +152,7 @@ class Store:
         """
         conn = self._db().conn
         conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
-        fcntl.flock(self._local.lock, fcntl.LOCK_EX)
-        try:
+        with self._writer_lock():
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -164,6 +163,12 @@ class Store:
             else:
                 if conn.in_transaction:  # a caller may have rolled back on purpose
                     conn.execute("COMMIT")
+
+    @contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        fcntl.flock(self._local.lock, fcntl.LOCK_EX)
+        try:
+            yield
         finally:
             fcntl.flock(self._local.lock, fcntl.LOCK_UN)
 
@@ -173,7 +178,8 @@ class Store:
         """Create or migrate the schema; safe to run from many workers at once."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = self._db()
-        db.conn.execute("PRAGMA journal_mode=WAL")
+        with self._writer_lock():  # switching to WAL needs the database to itself
+            db.conn.execute("PRAGMA journal_mode=WAL")
         with self._write() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:

@@ -134,7 +134,7 @@ def free_port() -> int:
 class Gunicorn:
     """A real gunicorn serving ``wsgi:app`` on loopback."""
 
-    def __init__(self, tmp_path: Path, workers: int = 2, env: dict | None = None, worker_class: str = "sync"):
+    def __init__(self, tmp_path: Path, workers: int = 2, env: dict | None = None, preload: bool = True):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.db_url = f"sqlite:///{tmp_path / 'live.db'}"
@@ -148,21 +148,9 @@ class Gunicorn:
         }
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "wsgi:app",
-                    "--preload",
-                    "--bind",
-                    f"127.0.0.1:{self.port}",
-                    "--workers",
-                    str(workers),
-                    "--worker-class",
-                    worker_class,
-                    "--timeout",
-                    "60",
-                ],
+                [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{self.port}"]
+                + ["--workers", str(workers), "--timeout", "60"]
+                + (["--preload"] if preload else []),
                 cwd=ROOT,
                 env=full_env,
                 stdout=out,

@@ -87,3 +87,22 @@ def test_concurrent_traffic_keeps_every_opt_out(server):
 
     log = server.log.read_text()
     assert "database is locked" not in log and "Traceback" not in log
+
+
+def test_workers_initialise_a_fresh_database_together(tmp_path):
+    """Without --preload every worker creates/migrates the schema at once."""
+    server = Gunicorn(tmp_path, workers=4, preload=False)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            results = list(
+                pool.map(lambda i: post(server.base, sms_params("STOP", sender=f"+1415555{i:04d}")), range(40))
+            )
+        assert {status for status, _ in results} == {200}
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert "Traceback" not in log and "locked" not in log
+    assert log.count("Booting worker") == 4
+    store = Store(server.db_url)
+    assert len(store.current_opt_outs()) == 40
+    store.close()
