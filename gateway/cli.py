@@ -168,6 +168,26 @@ def simulate(
         raise click.ClickException(f"cannot reach {url}: {reason} (is `gateway serve` running?)") from None
 
 
+@cli.group()
+def audit() -> None:
+    """Check the integrity of the compliance records."""
+
+
+@audit.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def audit_verify(as_json: bool) -> None:
+    """Walk the event ledger's hash chain and report the first broken event.
+
+    Exits 0 when every event's hash and link are intact and the chain ends at
+    the recorded head; exits 1 naming the first broken event otherwise (an
+    edited, deleted or inserted row).
+    """
+    result = open_store().verify_ledger()
+    click.echo(json.dumps(result.as_dict()) if as_json else result.summary())
+    if not result.ok:
+        raise SystemExit(1)
+
+
 # -- opt-out queries ---------------------------------------------------------------
 
 

@@ -31,9 +31,10 @@ from typing import Any
 
 import sqlite_utils
 
+from . import ledger
 from .compliance import Decision
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DURABILITY = ("full", "compliance")
 _PREFIX = "sqlite:///"
 
@@ -186,6 +187,8 @@ class Store:
                 raise RuntimeError(f"database schema version {version} is newer than this gateway ({SCHEMA_VERSION})")
             if version < 1:
                 _create_v1(db)
+            if version < 2:
+                _migrate_v2(db)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return SCHEMA_VERSION
 
@@ -283,30 +286,27 @@ class Store:
     def _apply(self, conn: sqlite3.Connection, message: InboundMessage, decision: Decision, now: str) -> None:
         event_id = None
         if decision.event:
-            event_id = conn.execute(
-                "INSERT INTO events (event, number, twilio_number, body, message_sid, source, "
-                "state_changed, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    decision.event,
-                    message.from_number,
-                    message.to_number,
-                    message.body,
-                    message.message_sid,
-                    decision.source,
-                    int(decision.state_changed),
-                    now,
-                ),
-            ).lastrowid
-        if decision.state_changed and decision.opted_out:
-            conn.execute(
-                "INSERT INTO opt_outs (number, twilio_number, opted_out_at, source, message_sid, event_id) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (message.from_number, message.to_number, now, decision.source, message.message_sid, event_id),
+            event_id = _append_event(
+                conn,
+                event=decision.event,
+                number=message.from_number,
+                twilio_number=message.to_number,
+                body=message.body,
+                message_sid=message.message_sid,
+                source=decision.source,
+                state_changed=decision.state_changed,
+                at=now,
             )
-        elif decision.state_changed:
-            conn.execute(
-                "DELETE FROM opt_outs WHERE number = ? AND twilio_number = ?",
-                (message.from_number, message.to_number),
+        if decision.state_changed:
+            _set_opted_out(
+                conn,
+                message.from_number,
+                message.to_number,
+                decision.opted_out,
+                now,
+                decision.source,
+                message.message_sid,
+                event_id,
             )
         if decision.enqueue:
             conn.execute(
@@ -359,6 +359,19 @@ class Store:
             )
         ]
 
+    def verify_ledger(self) -> ledger.Verification:
+        """Walk the whole hash chain in one read snapshot, in bounded memory."""
+        conn = self._db().conn
+        conn.execute("BEGIN")  # one snapshot for the head and the events
+        try:
+            head = conn.execute("SELECT last_event_id, hash FROM ledger_head WHERE id = 1").fetchone()
+            columns = [*ledger.FIELDS, "prev_hash", "hash"]
+            cursor = conn.execute(f"SELECT {', '.join(columns)} FROM events ORDER BY id")  # noqa: S608
+            rows = (dict(zip(columns, row, strict=True)) for row in cursor)
+            return ledger.verify(rows, tuple(head) if head else None)
+        finally:
+            conn.execute("COMMIT")
+
     def queued_messages(self) -> list[dict[str, Any]]:
         """Messages waiting for the agent session handler, oldest first."""
         rows = self._db().query(
@@ -376,6 +389,48 @@ class Store:
             )
         )
         return rows[0] if rows else None
+
+
+def _append_event(conn: sqlite3.Connection, **fields: Any) -> int:
+    """Append one event to the hash-chained log and move the chain head.
+
+    Runs inside the caller's write transaction, which holds the writer lock,
+    so concurrent writers still produce one unbroken chain.
+    """
+    last_id, prev_hash = conn.execute("SELECT last_event_id, hash FROM ledger_head WHERE id = 1").fetchone()
+    max_id = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+    event = {name: fields.get(name) for name in ledger.FIELDS}
+    event["id"] = max(last_id, max_id) + 1
+    event["state_changed"] = int(bool(event["state_changed"]))
+    event["hash"] = ledger.event_hash(event, prev_hash)
+    event["prev_hash"] = prev_hash
+    columns = [*ledger.FIELDS, "prev_hash", "hash"]
+    conn.execute(
+        f"INSERT INTO events ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",  # noqa: S608
+        [event[name] for name in columns],
+    )
+    conn.execute("UPDATE ledger_head SET last_event_id = ?, hash = ? WHERE id = 1", (event["id"], event["hash"]))
+    return event["id"]
+
+
+def _set_opted_out(
+    conn: sqlite3.Connection,
+    number: str,
+    twilio_number: str,
+    opted_out: bool,
+    at: str,
+    source: str | None,
+    message_sid: str | None,
+    event_id: int | None,
+) -> None:
+    if opted_out:
+        conn.execute(
+            "INSERT OR IGNORE INTO opt_outs (number, twilio_number, opted_out_at, source, message_sid, event_id) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (number, twilio_number, at, source, message_sid, event_id),
+        )
+    else:
+        conn.execute("DELETE FROM opt_outs WHERE number = ? AND twilio_number = ?", (number, twilio_number))
 
 
 def _pair_opted_out(conn: sqlite3.Connection, number: str, twilio_number: str) -> bool:
@@ -462,9 +517,32 @@ def _create_v1(db: sqlite_utils.Database) -> None:
     db["events"].create_index(["number", "id"], index_name="events_by_number", if_not_exists=True)
     db["events"].create_index(["at"], index_name="events_by_time", if_not_exists=True)
     db["agent_queue"].create_index(["message_sid"], unique=True, if_not_exists=True)
+    _protect_events(db)
+
+
+def _protect_events(db: sqlite_utils.Database) -> None:
     for action in ("UPDATE", "DELETE"):
         db.execute(
             f"CREATE TRIGGER IF NOT EXISTS events_append_only_{action.lower()} "
             f"BEFORE {action} ON events "
             "BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END"
         )
+
+
+def _migrate_v2(db: sqlite_utils.Database) -> None:
+    """Add the hash chain (and a detail column) and build it over existing events, in order."""
+    events = db["events"]
+    for column in ("detail", "prev_hash", "hash"):
+        if column not in events.columns_dict:
+            events.add_column(column, str)
+    db["ledger_head"].create({"id": int, "last_event_id": int, "hash": str}, pk="id", if_not_exists=True)
+    db.execute("DROP TRIGGER IF EXISTS events_append_only_update")
+    prev, last_id = ledger.GENESIS, 0
+    rows = db.execute(f"SELECT {', '.join(ledger.FIELDS)} FROM events ORDER BY id").fetchall()  # noqa: S608
+    for row in rows:
+        event = dict(zip(ledger.FIELDS, row, strict=True))
+        digest = ledger.event_hash(event, prev)
+        db.execute("UPDATE events SET prev_hash = ?, hash = ? WHERE id = ?", (prev, digest, event["id"]))
+        prev, last_id = digest, event["id"]
+    db.execute("INSERT OR REPLACE INTO ledger_head (id, last_event_id, hash) VALUES (1, ?, ?)", (last_id, prev))
+    _protect_events(db)

@@ -67,6 +67,7 @@ def test_concurrent_traffic_keeps_every_opt_out(server):
     stop_sids = {e["message_sid"] for e in events if e["event"] == "opt_out"}
     current = {(r["number"], r["twilio_number"]) for r in store.current_opt_outs()}
     assert len({e["message_sid"] for e in events}) == len(events)  # each message logged once
+    assert store.verify_ledger().ok  # concurrent workers built one unbroken hash chain
 
     for pair, results in outcomes.items():
         kinds = [KEYWORDS.get(body) for body, *_ in results]
