@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import config, health, logs, webhook
+from . import api, config, health, logs, webhook
 from .config import ConfigError
 from .store import Store
 
@@ -41,4 +41,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(webhook.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(api.bp)
     return app

@@ -18,10 +18,11 @@ import click
 from flask import Flask
 from tabulate import tabulate
 
-from . import config
+from . import config, keys
 from .config import ConfigError
 from .signature import sign
 from .store import Store
+from .timestamps import parse_bound
 
 DEFAULT_URL = "http://127.0.0.1:8000/twilio/sms"
 
@@ -42,6 +43,31 @@ def open_store() -> Store:
     except Exception as exc:
         raise click.ClickException(f"cannot open the database: {exc}") from None
     return store
+
+
+def _emit(rows: list[dict[str, Any]], columns: Sequence[str], fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps([{c: row[c] for c in columns} for row in rows], indent=2))
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        click.echo(buffer.getvalue(), nl=False)
+    elif rows:
+        click.echo(tabulate([[row[c] for c in columns] for row in rows], headers=list(columns)))
+    else:
+        click.echo("(none)", err=True)
+
+
+FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -188,32 +214,44 @@ def audit_verify(as_json: bool) -> None:
         raise SystemExit(1)
 
 
-# -- opt-out queries ---------------------------------------------------------------
+@cli.group("keys")
+def keys_group() -> None:
+    """Manage API keys (only their SHA-256 hashes are stored)."""
 
 
-def _emit(rows: list[dict[str, Any]], columns: Sequence[str], fmt: str) -> None:
-    if fmt == "json":
-        click.echo(json.dumps([{c: row[c] for c in columns} for row in rows], indent=2))
-    elif fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        click.echo(buffer.getvalue(), nl=False)
-    elif rows:
-        click.echo(tabulate([[row[c] for c in columns] for row in rows], headers=list(columns)))
-    else:
-        click.echo("(none)", err=True)
-
-
-FORMAT = click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "csv"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
+@keys_group.command("create")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(keys.ROLES),
+    help="auditor: read-only; admin: also resolves candidates and records manual opt-outs; sender: the outbound API.",
 )
+@click.option("--label", help="Who or what the key is for, e.g. 'compliance team'.")
+def keys_create(role: str, label: str | None) -> None:
+    """Create a key and print it once; it cannot be shown again."""
+    key = keys.new_key()
+    key_id = open_store().add_api_key(keys.hash_key(key), role, label)
+    click.echo(key)
+    click.echo(f"Key {key_id} ({role}) created. Store it now: only its hash is kept.", err=True)
+
+
+@keys_group.command("list")
+@FORMAT
+def keys_list(fmt: str) -> None:
+    """List keys (id, role, label, dates); never the keys themselves."""
+    _emit(open_store().list_api_keys(), ["id", "role", "label", "created_at", "revoked_at"], fmt)
+
+
+@keys_group.command("revoke")
+@click.argument("key_id", type=int)
+def keys_revoke(key_id: int) -> None:
+    """Revoke key KEY_ID at once."""
+    if not open_store().revoke_api_key(key_id):
+        raise click.ClickException(f"no active key with id {key_id}")
+    click.echo(f"Key {key_id} revoked.")
+
+
+# -- opt-out queries ---------------------------------------------------------------
 
 
 @cli.group()
@@ -221,13 +259,26 @@ def optouts() -> None:
     """Query opt-out records."""
 
 
+def _bound(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return parse_bound(value, end_of_day=param.name == "until")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @optouts.command("list")
 @click.option("--number", help="Only this sender number.")
 @click.option("--twilio-number", help="Only this Twilio number.")
+@click.option("--since", callback=_bound, metavar="DATE", help="Opted out at or after DATE (2026-11-01 or ISO 8601).")
+@click.option(
+    "--until", callback=_bound, metavar="DATE", help="Opted out at or before DATE (a bare date: that whole day)."
+)
 @FORMAT
-def optouts_list(number: str | None, twilio_number: str | None, fmt: str) -> None:
+def optouts_list(number: str | None, twilio_number: str | None, since: str | None, until: str | None, fmt: str) -> None:
     """List the pairs that are opted out now, oldest first."""
-    rows = open_store().current_opt_outs(number=number, twilio_number=twilio_number)
+    rows = open_store().current_opt_outs(number=number, twilio_number=twilio_number, since=since, until=until)
     _emit(rows, ["number", "twilio_number", "opted_out_at", "source", "message_sid"], fmt)
 
 
@@ -237,7 +288,7 @@ def optouts_list(number: str | None, twilio_number: str | None, fmt: str) -> Non
 def optouts_history(number: str, fmt: str) -> None:
     """Show every compliance event for NUMBER, across all Twilio numbers, oldest first."""
     rows = open_store().history(number)
-    _emit(rows, ["event", "number", "twilio_number", "at", "source", "state_changed", "message_sid", "body"], fmt)
+    _emit(rows, ["id", "event", "number", "twilio_number", "at", "source", "state_changed", "message_sid", "body"], fmt)
 
 
 if __name__ == "__main__":  # python -m gateway.cli

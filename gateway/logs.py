@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .masking import mask_number
@@ -60,12 +60,18 @@ def _http_error(error: HTTPException) -> Response:
     code = error.code or 500
     if code == 413:
         reason = f"request body exceeds {current_app.config['MAX_CONTENT_LENGTH']} bytes"
-    elif code in (400, 403):
+    elif code in (400, 401, 403):
         reason = error.description
     else:
         reason = error.name.lower()
     g.outcome = g.get("outcome") or ("rejected" if code < 500 else "error")
-    response = _plain(code, f"{code} {error.name}: {reason}")
+    if request.path.startswith("/v1/"):
+        response = jsonify(error=error.name, message=reason)
+        response.status_code = code
+    else:
+        response = _plain(code, f"{code} {error.name}: {reason}")
+    if code == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
     for name, value in error.get_headers():
         if name.lower() != "content-type":  # keeps Allow on 405
             response.headers[name] = value

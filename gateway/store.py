@@ -25,7 +25,6 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +32,11 @@ import sqlite_utils
 
 from . import ledger
 from .compliance import Decision
+from .timestamps import utcnow
 
 SCHEMA_VERSION = 2
 DURABILITY = ("full", "compliance")
 _PREFIX = "sqlite:///"
-
-
-def utcnow() -> str:
-    """Current UTC time as sortable ISO 8601 text with microseconds."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def default_url(instance_path: str | os.PathLike[str]) -> str:
@@ -327,16 +322,59 @@ class Store:
     def is_opted_out(self, number: str, twilio_number: str) -> bool:
         return _pair_opted_out(self._db().conn, number, twilio_number)
 
-    def current_opt_outs(self, number: str | None = None, twilio_number: str | None = None) -> list[dict[str, Any]]:
-        """Current opt-outs, oldest first."""
-        where, params = _filters(number=number, twilio_number=twilio_number)
+    def current_opt_outs(
+        self,
+        number: str | None = None,
+        twilio_number: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Current opt-outs, oldest first; ``since``/``until`` are inclusive stored timestamps."""
+        clauses, params = [], []
+        for clause, value in (
+            ("number = ?", number),
+            ("twilio_number = ?", twilio_number),
+            ("opted_out_at >= ?", since),
+            ("opted_out_at <= ?", until),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        params += [-1 if limit is None else limit, offset]
         return list(
             self._db().query(
-                f"SELECT number, twilio_number, opted_out_at, source, message_sid FROM opt_outs{where} "  # noqa: S608
-                "ORDER BY opted_out_at, number, twilio_number",
+                "SELECT number, twilio_number, opted_out_at, source, message_sid FROM opt_outs"  # noqa: S608
+                f"{where} ORDER BY opted_out_at, number, twilio_number LIMIT ? OFFSET ?",
                 params,
             )
         )
+
+    # -- API keys ------------------------------------------------------------
+
+    def add_api_key(self, key_hash: str, role: str, label: str | None = None) -> int:
+        with self._write() as conn:
+            return conn.execute(
+                "INSERT INTO api_keys (key_hash, role, label, created_at) VALUES (?, ?, ?, ?)",
+                (key_hash, role, label, self.clock()),
+            ).lastrowid
+
+    def active_api_keys(self) -> list[tuple[str, str]]:
+        """(hash, role) of every key that is not revoked."""
+        return self._db().conn.execute("SELECT key_hash, role FROM api_keys WHERE revoked_at IS NULL").fetchall()
+
+    def list_api_keys(self) -> list[dict[str, Any]]:
+        return list(self._db().query("SELECT id, role, label, created_at, revoked_at FROM api_keys ORDER BY id"))
+
+    def revoke_api_key(self, key_id: int) -> bool:
+        with self._write() as conn:
+            return bool(
+                conn.execute(
+                    "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (self.clock(), key_id)
+                ).rowcount
+            )
 
     def history(self, number: str) -> list[dict[str, Any]]:
         """Every event for ``number`` across all Twilio numbers, oldest first."""
@@ -344,7 +382,7 @@ class Store:
             _event_row(row)
             for row in self._db().query(
                 "SELECT id, event, number, twilio_number, at, source, state_changed, body, "
-                "message_sid FROM events WHERE number = ? ORDER BY id",
+                "message_sid, detail, hash FROM events WHERE number = ? ORDER BY id",
                 [number],
             )
         ]
@@ -355,7 +393,7 @@ class Store:
             _event_row(row)
             for row in self._db().query(
                 "SELECT id, event, number, twilio_number, at, source, state_changed, body, "
-                "message_sid FROM events ORDER BY id"
+                "message_sid, detail, hash FROM events ORDER BY id"
             )
         ]
 
@@ -442,17 +480,9 @@ def _pair_opted_out(conn: sqlite3.Connection, number: str, twilio_number: str) -
     )
 
 
-def _filters(**columns: str | None) -> tuple[str, list[str]]:
-    clauses, params = [], []
-    for column, value in columns.items():
-        if value is not None:
-            clauses.append(f"{column} = ?")  # column names are ours, never input
-            params.append(value)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
-
-
 def _event_row(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "state_changed": bool(row["state_changed"])}
+    detail = json.loads(row["detail"]) if row.get("detail") else None
+    return {**row, "state_changed": bool(row["state_changed"]), "detail": detail}
 
 
 def _create_v1(db: sqlite_utils.Database) -> None:
@@ -536,6 +566,13 @@ def _migrate_v2(db: sqlite_utils.Database) -> None:
         if column not in events.columns_dict:
             events.add_column(column, str)
     db["ledger_head"].create({"id": int, "last_event_id": int, "hash": str}, pk="id", if_not_exists=True)
+    db["api_keys"].create(
+        {"id": int, "key_hash": str, "role": str, "label": str, "created_at": str, "revoked_at": str},
+        pk="id",
+        not_null=["key_hash", "role", "created_at"],
+        if_not_exists=True,
+    )
+    db["api_keys"].create_index(["key_hash"], unique=True, if_not_exists=True)
     db.execute("DROP TRIGGER IF EXISTS events_append_only_update")
     prev, last_id = ledger.GENESIS, 0
     rows = db.execute(f"SELECT {', '.join(ledger.FIELDS)} FROM events ORDER BY id").fetchall()  # noqa: S608

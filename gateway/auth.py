@@ -1,0 +1,36 @@
+"""Bearer-key authentication for the HTTP API (``Authorization: Bearer <key>``)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from flask import abort, current_app, g, request
+
+from . import keys
+
+
+def require_role(role: str) -> Callable:
+    """Decorate a view: no or unknown key is 401, a key without ``role`` is 403."""
+
+    def decorator(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not key.strip():
+                g.outcome = "unauthenticated"
+                abort(401, description="missing API key: send Authorization: Bearer <key>")
+            found = keys.find_role(key.strip(), current_app.extensions["gateway.store"].active_api_keys())
+            if found is None:
+                g.outcome = "unauthenticated"
+                abort(401, description="unknown or revoked API key")
+            if not keys.allows(found, role):
+                g.outcome = "forbidden"
+                abort(403, description=f"this key's role ({found}) may not do this; it needs {role}")
+            g.api_role = found
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator

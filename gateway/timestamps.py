@@ -1,0 +1,33 @@
+"""UTC timestamps as the gateway stores them: sortable ISO 8601 text. Pure logic."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def utcnow() -> str:
+    """Current UTC time, e.g. ``2026-11-23T07:36:38.863423Z``."""
+    return datetime.now(UTC).strftime(FORMAT)
+
+
+def parse_bound(text: str, end_of_day: bool = False) -> str:
+    """Turn a user's date or date-time into the stored form, for range filters.
+
+    Accepts ``2026-11-01``, ``2026-11-01T12:00``, ``2026-11-01T12:00:00Z`` or an
+    explicit offset; a time without an offset is taken as UTC. Raises
+    ValueError with a readable message. With ``end_of_day`` a bare date means
+    its last microsecond, so an inclusive "until 2026-11-01" covers that day.
+    """
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            moment = datetime.max.time() if end_of_day else datetime.min.time()
+            parsed = datetime.combine(date.fromisoformat(value), moment, UTC)
+        else:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+            parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except ValueError:
+        raise ValueError(f"not a date or ISO 8601 date-time: {text!r}") from None
+    return parsed.strftime(FORMAT)

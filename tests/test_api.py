@@ -1,0 +1,140 @@
+"""The read-only /v1 API: the auth matrix, filters, pagination, CSV, verify."""
+
+import csv
+import io
+import sqlite3
+
+import pytest
+
+from gateway import keys
+
+from .conftest import SENDER, TWILIO_NUMBER
+
+
+@pytest.fixture
+def api_keys(store):
+    made = {}
+    for role in ("auditor", "admin", "sender"):
+        made[role] = keys.new_key()
+        store.add_api_key(keys.hash_key(made[role]), role)
+    made["revoked"] = keys.new_key()
+    store.revoke_api_key(store.add_api_key(keys.hash_key(made["revoked"]), "admin"))
+    return made
+
+
+def auth(key):
+    return {"Authorization": f"Bearer {key}"}
+
+
+ENDPOINTS = ["/v1/opt-outs", f"/v1/opt-outs/{SENDER}/history", "/v1/audit/verify"]
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+@pytest.mark.parametrize(
+    ("who", "status"),
+    [(None, 401), ("bad", 401), ("revoked", 401), ("sender", 403), ("auditor", 200), ("admin", 200)],
+)
+def test_auth_matrix(client, api_keys, path, who, status):
+    headers = {} if who is None else auth("gwk_not_a_key" if who == "bad" else api_keys[who])
+    response = client.get(path, headers=headers)
+    assert response.status_code == status
+    if status == 401:
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert response.json["error"] == "Unauthorized"
+    if status == 403:
+        assert response.json["message"] == "this key's role (sender) may not do this; it needs auditor"
+
+
+@pytest.mark.parametrize("header", ["Basic abc", "Bearer", "Bearer   ", "gwk_x"])
+def test_malformed_authorization_is_401(client, api_keys, header):
+    assert client.get("/v1/opt-outs", headers={"Authorization": header}).status_code == 401
+
+
+def test_keys_are_never_logged(client, api_keys, caplog):
+    with caplog.at_level("DEBUG"):
+        client.get("/v1/opt-outs", headers=auth(api_keys["auditor"]))
+        client.get("/v1/opt-outs", headers=auth("gwk_guess"))
+    assert api_keys["auditor"] not in caplog.text and "gwk_guess" not in caplog.text
+
+
+def test_opt_outs_filters_and_pagination(client, api_keys, twilio, store):
+    for i in range(5):
+        twilio.sms("STOP", sender=f"+1415555000{i}", to=TWILIO_NUMBER if i % 2 == 0 else "+15005550007")
+    headers = auth(api_keys["auditor"])
+
+    everything = client.get("/v1/opt-outs", headers=headers).json
+    assert [row["number"] for row in everything["data"]] == [f"+1415555000{i}" for i in range(5)]
+    assert everything["next_offset"] is None
+
+    page = client.get("/v1/opt-outs?limit=2", headers=headers).json
+    assert len(page["data"]) == 2 and page["next_offset"] == 2
+    page2 = client.get("/v1/opt-outs?limit=2&offset=2", headers=headers).json
+    assert [r["number"] for r in page2["data"]] == ["+14155550002", "+14155550003"]
+
+    only = client.get("/v1/opt-outs?twilio_number=%2B15005550007", headers=headers).json["data"]
+    assert [r["number"] for r in only] == ["+14155550001", "+14155550003"]
+    one = client.get("/v1/opt-outs?number=%2B14155550004", headers=headers).json["data"]
+    assert [r["number"] for r in one] == ["+14155550004"]
+
+    third = everything["data"][2]["opted_out_at"]
+    since = client.get(f"/v1/opt-outs?since={third}", headers=headers).json["data"]
+    assert [r["opted_out_at"] for r in since] == [r["opted_out_at"] for r in everything["data"][2:]]
+    until = client.get(f"/v1/opt-outs?until={third}", headers=headers).json["data"]
+    assert len(until) == 3
+    assert client.get("/v1/opt-outs?until=2000-01-01", headers=headers).json["data"] == []
+    today = third[:10]
+    assert len(client.get(f"/v1/opt-outs?since={today}&until={today}", headers=headers).json["data"]) == 5
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("limit=0", "limit must be between 1 and 1000, got 0"),
+        ("limit=x", "limit must be a whole number, got 'x'"),
+        ("offset=-1", "offset must be between 0 and 1000000000000, got -1"),
+        ("since=yesterday", "since: not a date or ISO 8601 date-time: 'yesterday'"),
+        ("format=xml", "format must be json or csv, got 'xml'"),
+    ],
+)
+def test_bad_query_is_400_json(client, api_keys, query, message):
+    response = client.get(f"/v1/opt-outs?{query}", headers=auth(api_keys["auditor"]))
+    assert response.status_code == 400 and response.json == {"error": "Bad Request", "message": message}
+
+
+@pytest.mark.parametrize("how", ["query", "accept"])
+def test_opt_outs_csv(client, api_keys, twilio, how):
+    twilio.sms("STOP")
+    headers = auth(api_keys["auditor"])
+    if how == "accept":
+        headers["Accept"] = "text/csv"
+    response = client.get("/v1/opt-outs" + ("?format=csv" if how == "query" else ""), headers=headers)
+    assert response.status_code == 200 and response.content_type.startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert rows[0]["number"] == SENDER and rows[0]["source"] == "keyword"
+
+
+def test_history(client, api_keys, twilio):
+    twilio.sms("STOP")
+    twilio.sms("still there?")
+    twilio.sms("START")
+    response = client.get(f"/v1/opt-outs/{SENDER}/history", headers=auth(api_keys["auditor"]))
+    body = response.json
+    assert body["number"] == SENDER
+    assert [e["event"] for e in body["data"]] == ["opt_out", "dropped", "opt_in"]
+    assert all(len(e["hash"]) == 64 for e in body["data"])
+    as_csv = client.get(f"/v1/opt-outs/{SENDER}/history?format=csv", headers=auth(api_keys["auditor"]))
+    assert [r["event"] for r in csv.DictReader(io.StringIO(as_csv.text))] == ["opt_out", "dropped", "opt_in"]
+
+
+def test_audit_verify(client, api_keys, twilio, store):
+    twilio.sms("STOP")
+    twilio.sms("HELP")
+    good = client.get("/v1/audit/verify", headers=auth(api_keys["auditor"])).json
+    assert good["ok"] is True and good["events_checked"] == 2 and len(good["head"]) == 64
+    conn = sqlite3.connect(store.path)
+    conn.execute("DROP TRIGGER events_append_only_update")
+    conn.execute("UPDATE events SET body = 'START' WHERE id = 1")
+    conn.commit()
+    conn.close()
+    bad = client.get("/v1/audit/verify", headers=auth(api_keys["auditor"])).json
+    assert bad["ok"] is False and bad["broken_event"] == 1 and "edited" in bad["reason"]

@@ -1,0 +1,62 @@
+import pytest
+
+from gateway import keys
+from gateway.cli import cli
+
+
+def test_new_keys_are_random_and_prefixed():
+    first, second = keys.new_key(), keys.new_key()
+    assert first != second and first.startswith("gwk_") and len(first) > 40
+
+
+def test_find_role_checks_every_entry():
+    auditor, admin = keys.new_key(), keys.new_key()
+    stored = [(keys.hash_key(auditor), "auditor"), (keys.hash_key(admin), "admin")]
+    assert keys.find_role(auditor, stored) == "auditor"
+    assert keys.find_role(admin, stored) == "admin"
+    assert keys.find_role("gwk_wrong", stored) is None
+    assert keys.find_role(auditor, []) is None
+
+
+@pytest.mark.parametrize(
+    ("role", "required", "allowed"),
+    [
+        ("auditor", "auditor", True),
+        ("admin", "auditor", True),
+        ("admin", "admin", True),
+        ("auditor", "admin", False),
+        ("sender", "auditor", False),
+        ("auditor", "sender", False),
+        (None, "auditor", False),
+        ("bogus", "auditor", False),
+    ],
+)
+def test_allows(role, required, allowed):
+    assert keys.allows(role, required) is allowed
+
+
+def test_cli_create_list_revoke(runner, db_url):
+    env = {"DATABASE_URL": db_url}
+    created = runner.invoke(cli, ["keys", "create", "--role", "auditor", "--label", "compliance team"], env=env)
+    assert created.exit_code == 0
+    key = created.stdout.strip()
+    assert key.startswith("gwk_")
+    assert "only its hash is kept" in created.stderr
+
+    listed = runner.invoke(cli, ["keys", "list", "--format", "json"], env=env)
+    assert '"role": "auditor"' in listed.output and '"label": "compliance team"' in listed.output
+    assert key not in listed.output and keys.hash_key(key) not in listed.output
+
+    from gateway.store import Store
+
+    store = Store(db_url)
+    assert store.active_api_keys() == [(keys.hash_key(key), "auditor")]
+    assert runner.invoke(cli, ["keys", "revoke", "1"], env=env).exit_code == 0
+    assert store.active_api_keys() == []
+    again = runner.invoke(cli, ["keys", "revoke", "1"], env=env)
+    assert again.exit_code == 1 and "no active key with id 1" in again.output
+
+
+def test_cli_rejects_unknown_role(runner, db_url):
+    result = runner.invoke(cli, ["keys", "create", "--role", "root"], env={"DATABASE_URL": db_url})
+    assert result.exit_code == 2 and "Invalid value for '--role'" in result.output
