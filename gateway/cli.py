@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import logging
 import os
 import secrets
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
 
 import click
 from flask import Flask
 from tabulate import tabulate
 
-from . import config, keys
+from . import config, imports, keys
 from .config import ConfigError
 from .signature import sign
 from .store import Store
@@ -288,7 +291,147 @@ def optouts_list(number: str | None, twilio_number: str | None, since: str | Non
 def optouts_history(number: str, fmt: str) -> None:
     """Show every compliance event for NUMBER, across all Twilio numbers, oldest first."""
     rows = open_store().history(number)
-    _emit(rows, ["id", "event", "number", "twilio_number", "at", "source", "state_changed", "message_sid", "body"], fmt)
+    columns = ["id", "event", "number", "twilio_number", "at", "source", "state_changed", "message_sid", "body"]
+    _emit(rows, [*columns, "detail"] if fmt != "table" else columns, fmt)
+
+
+EXPORT_COLUMNS = [
+    "id",
+    "event",
+    "number",
+    "twilio_number",
+    "body",
+    "message_sid",
+    "source",
+    "state_changed",
+    "at",
+    "detail",
+    "prev_hash",
+    "hash",
+]
+
+
+@optouts.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    default="csv",
+    show_default=True,
+    help="CSV with a header row, or one JSON array.",
+)
+@click.option("--output", type=click.Path(dir_okay=False, writable=True), help="File to write [default: stdout].")
+def optouts_export(fmt: str, output: str | None) -> None:
+    """Export every event with its chain hash, oldest first.
+
+    Streams in bounded memory however long the log is. With --output, a
+    progress bar is shown when stderr is a terminal; the file is written
+    under a temporary name and renamed when complete, so a failed export
+    never leaves a truncated file behind.
+    """
+    store = open_store()
+    total = store.count_events()
+    target = Path(output) if output else None
+    partial = target.with_name(target.name + ".partial") if target else None
+    handle = partial.open("w", newline="", encoding="utf-8") if partial else sys.stdout
+    try:
+        events = store.iter_events()
+        show = target is not None and sys.stderr.isatty()
+        with (
+            click.progressbar(events, length=total, label="Exporting", file=sys.stderr)
+            if show
+            else _nullbar(events) as rows
+        ):
+            _write_events(rows, fmt, handle)
+        if partial:
+            handle.close()
+            partial.replace(target)
+        else:
+            handle.flush()
+    except BaseException:
+        if partial:
+            handle.close()
+            partial.unlink(missing_ok=True)
+        raise
+    if target:
+        click.echo(f"Exported {total} events to {target}", err=True)
+
+
+@contextlib.contextmanager
+def _nullbar(items: Iterable[Any]) -> Iterator[Iterable[Any]]:
+    yield items
+
+
+def _write_events(rows: Iterable[dict[str, Any]], fmt: str, handle: TextIO) -> None:
+    if fmt == "csv":
+        writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+        return
+    handle.write("[")
+    for index, row in enumerate(rows):
+        row = {
+            **row,
+            "state_changed": bool(row["state_changed"]),
+            "detail": json.loads(row["detail"]) if row["detail"] else None,
+        }
+        handle.write(("," if index else "") + "\n" + json.dumps(row, ensure_ascii=False))
+    handle.write("\n]\n")
+
+
+@optouts.command("import")
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--source", "name", required=True, help="Where the list comes from, e.g. 'old-crm-2025'.")
+def optouts_import(file: TextIO, name: str) -> None:
+    """Import an existing opt-out list from FILE.csv.
+
+    Columns: number, twilio_number, opted_out_at (E.164 numbers; a date or
+    ISO 8601 date-time, UTC unless an offset is given). Every row is checked
+    first: any bad row rejects the whole file, listing the lines, and nothing
+    is written. Each row becomes an opt_out event with source "import".
+    """
+    try:
+        rows = imports.parse(file)
+    except imports.ImportError_ as exc:
+        for error in exc.errors:
+            click.echo(error, err=True)
+        raise click.ClickException(f"nothing imported: {len(exc.errors)} problem(s) in {file.name}") from None
+    result = open_store().import_opt_outs(rows, name)
+    click.echo(
+        f"Imported {result['rows']} rows from {file.name}: {result['opted_out']} pairs opted out, "
+        f"{result['already_opted_out']} already opted out."
+    )
+
+
+def _manual(opted_out: bool):
+    verb = "add" if opted_out else "remove"
+    summary = (
+        f"Record that NUMBER {'revoked consent' if opted_out else 'gave consent again'} by other means "
+        "(a call, an email). Logged with source 'manual', who and why."
+    )
+
+    @optouts.command(verb, help=summary, short_help=summary.split(".")[0] + ".")
+    @click.argument("number")
+    @click.option("--twilio-number", required=True, help="The Twilio number the revocation concerns.")
+    @click.option("--reason", required=True, help="How it was received, e.g. 'phone call to support, ticket 4411'.")
+    @click.option("--by", "person", required=True, help="Who is recording it.")
+    def command(number: str, twilio_number: str, reason: str, person: str) -> None:
+        for label, value in (("NUMBER", number), ("--twilio-number", twilio_number)):
+            if not imports.E164.match(value):
+                raise click.BadParameter(f"{value!r} is not an E.164 number like +14155550100", param_hint=label)
+        if not reason.strip() or not person.strip():
+            raise click.UsageError("--reason and --by must not be empty")
+        result = open_store().record_manual(number, twilio_number, opted_out, reason.strip(), person.strip())
+        state = "opted out" if opted_out else "opted in"
+        change = "" if result["state_changed"] else " (it already was; the record is kept)"
+        click.echo(f"{number} is {state} of {twilio_number}{change}. Event {result['event_id']}.")
+
+    return command
+
+
+optouts_add = _manual(True)
+optouts_remove = _manual(False)
 
 
 if __name__ == "__main__":  # python -m gateway.cli

@@ -352,6 +352,74 @@ class Store:
             )
         )
 
+    # -- records made by people ----------------------------------------------
+
+    def record_manual(self, number: str, twilio_number: str, opted_out: bool, reason: str, by: str) -> dict[str, Any]:
+        """Record a revocation (or re-consent) received by other means: a call, an email."""
+        with self._write() as conn:
+            now = self.clock()
+            changed = _pair_opted_out(conn, number, twilio_number) != opted_out
+            event_id = _append_event(
+                conn,
+                event="opt_out" if opted_out else "opt_in",
+                number=number,
+                twilio_number=twilio_number,
+                source="manual",
+                state_changed=changed,
+                at=now,
+                detail=json.dumps({"reason": reason, "by": by}, ensure_ascii=False),
+            )
+            if changed:
+                _set_opted_out(conn, number, twilio_number, opted_out, now, "manual", None, event_id)
+        return {"event_id": event_id, "state_changed": changed, "at": now}
+
+    def import_opt_outs(self, rows: Sequence[Any], name: str) -> dict[str, int]:
+        """Record imported opt-outs in one transaction: all rows or none.
+
+        Each row becomes an ``opt_out`` event with source ``import``; a pair
+        that is already opted out keeps its earlier record.
+        """
+        added = 0
+        with self._write() as conn:
+            now = self.clock()
+            for row in rows:
+                changed = not _pair_opted_out(conn, row.number, row.twilio_number)
+                event_id = _append_event(
+                    conn,
+                    event="opt_out",
+                    number=row.number,
+                    twilio_number=row.twilio_number,
+                    source="import",
+                    state_changed=changed,
+                    at=now,
+                    detail=json.dumps({"import": name, "line": row.line, "opted_out_at": row.opted_out_at}),
+                )
+                if changed:
+                    _set_opted_out(
+                        conn, row.number, row.twilio_number, True, row.opted_out_at, "import", None, event_id
+                    )
+                    added += 1
+        return {"rows": len(rows), "opted_out": added, "already_opted_out": len(rows) - added}
+
+    def count_events(self) -> int:
+        return self._db().conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+
+    def iter_events(self, batch: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every event with its chain hashes, oldest first, in bounded memory."""
+        columns = [*ledger.FIELDS, "prev_hash", "hash"]
+        last_id = 0
+        conn = self._db().conn
+        while True:
+            rows = conn.execute(
+                f"SELECT {', '.join(columns)} FROM events WHERE id > ? ORDER BY id LIMIT ?",  # noqa: S608
+                (last_id, batch),
+            ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield dict(zip(columns, row, strict=True))
+            last_id = rows[-1][0]
+
     # -- API keys ------------------------------------------------------------
 
     def add_api_key(self, key_hash: str, role: str, label: str | None = None) -> int:
