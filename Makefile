@@ -29,6 +29,7 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	bench/ensure-wrk
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/export.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

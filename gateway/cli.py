@@ -49,6 +49,10 @@ def open_store() -> Store:
 
 
 def _emit(rows: list[dict[str, Any]], columns: Sequence[str], fmt: str) -> None:
+    if fmt != "json":  # nested values (an event's detail) as compact JSON text
+        rows = [
+            {k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v for k, v in r.items()} for r in rows
+        ]
     if fmt == "json":
         click.echo(json.dumps([{c: row[c] for c in columns} for row in rows], indent=2))
     elif fmt == "csv":
@@ -291,8 +295,19 @@ def optouts_list(number: str | None, twilio_number: str | None, since: str | Non
 def optouts_history(number: str, fmt: str) -> None:
     """Show every compliance event for NUMBER, across all Twilio numbers, oldest first."""
     rows = open_store().history(number)
-    columns = ["id", "event", "number", "twilio_number", "at", "source", "state_changed", "message_sid", "body"]
-    _emit(rows, [*columns, "detail"] if fmt != "table" else columns, fmt)
+    columns = [
+        "id",
+        "event",
+        "number",
+        "twilio_number",
+        "at",
+        "source",
+        "state_changed",
+        "message_sid",
+        "body",
+        "detail",
+    ]
+    _emit(rows, columns, fmt)
 
 
 EXPORT_COLUMNS = [
