@@ -10,24 +10,11 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 from .auth import require_role
-from .store import Store
+from .store import EVENT_COLUMNS, OPT_OUT_COLUMNS, Store
 from .timestamps import parse_bound
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 
-OPT_OUT_COLUMNS = ["number", "twilio_number", "opted_out_at", "source", "message_sid"]
-EVENT_COLUMNS = [
-    "id",
-    "event",
-    "number",
-    "twilio_number",
-    "at",
-    "source",
-    "state_changed",
-    "message_sid",
-    "body",
-    "hash",
-]
 MAX_LIMIT = 1000
 
 

@@ -24,7 +24,7 @@ from tabulate import tabulate
 from . import config, imports, keys
 from .config import ConfigError
 from .signature import sign
-from .store import Store
+from .store import EVENT_COLUMNS, EXPORT_COLUMNS, OPT_OUT_COLUMNS, Store
 from .timestamps import parse_bound
 
 DEFAULT_URL = "http://127.0.0.1:8000/twilio/sms"
@@ -286,7 +286,7 @@ def _bound(ctx: click.Context, param: click.Parameter, value: str | None) -> str
 def optouts_list(number: str | None, twilio_number: str | None, since: str | None, until: str | None, fmt: str) -> None:
     """List the pairs that are opted out now, oldest first."""
     rows = open_store().current_opt_outs(number=number, twilio_number=twilio_number, since=since, until=until)
-    _emit(rows, ["number", "twilio_number", "opted_out_at", "source", "message_sid"], fmt)
+    _emit(rows, OPT_OUT_COLUMNS, fmt)
 
 
 @optouts.command("history")
@@ -295,35 +295,7 @@ def optouts_list(number: str | None, twilio_number: str | None, since: str | Non
 def optouts_history(number: str, fmt: str) -> None:
     """Show every compliance event for NUMBER, across all Twilio numbers, oldest first."""
     rows = open_store().history(number)
-    columns = [
-        "id",
-        "event",
-        "number",
-        "twilio_number",
-        "at",
-        "source",
-        "state_changed",
-        "message_sid",
-        "body",
-        "detail",
-    ]
-    _emit(rows, columns, fmt)
-
-
-EXPORT_COLUMNS = [
-    "id",
-    "event",
-    "number",
-    "twilio_number",
-    "body",
-    "message_sid",
-    "source",
-    "state_changed",
-    "at",
-    "detail",
-    "prev_hash",
-    "hash",
-]
+    _emit(rows, [c for c in EVENT_COLUMNS if fmt != "table" or c != "hash"], fmt)
 
 
 @optouts.command("export")

@@ -36,6 +36,23 @@ from .timestamps import utcnow
 
 SCHEMA_VERSION = 2
 DURABILITY = ("full", "compliance")
+
+# What the read functions return, in display order.
+OPT_OUT_COLUMNS = ["number", "twilio_number", "opted_out_at", "source", "message_sid"]
+EVENT_COLUMNS = [
+    "id",
+    "event",
+    "number",
+    "twilio_number",
+    "at",
+    "source",
+    "state_changed",
+    "message_sid",
+    "body",
+    "detail",
+    "hash",
+]
+EXPORT_COLUMNS = [*ledger.FIELDS, "prev_hash", "hash"]
 _PREFIX = "sqlite:///"
 
 
@@ -346,7 +363,7 @@ class Store:
         params += [-1 if limit is None else limit, offset]
         return list(
             self._db().query(
-                "SELECT number, twilio_number, opted_out_at, source, message_sid FROM opt_outs"  # noqa: S608
+                f"SELECT {', '.join(OPT_OUT_COLUMNS)} FROM opt_outs"  # noqa: S608
                 f"{where} ORDER BY opted_out_at, number, twilio_number LIMIT ? OFFSET ?",
                 params,
             )
@@ -406,7 +423,7 @@ class Store:
 
     def iter_events(self, batch: int = 1000) -> Iterator[dict[str, Any]]:
         """Every event with its chain hashes, oldest first, in bounded memory."""
-        columns = [*ledger.FIELDS, "prev_hash", "hash"]
+        columns = EXPORT_COLUMNS
         last_id = 0
         conn = self._db().conn
         while True:
@@ -449,8 +466,7 @@ class Store:
         return [
             _event_row(row)
             for row in self._db().query(
-                "SELECT id, event, number, twilio_number, at, source, state_changed, body, "
-                "message_sid, detail, hash FROM events WHERE number = ? ORDER BY id",
+                f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE number = ? ORDER BY id",  # noqa: S608
                 [number],
             )
         ]
@@ -460,8 +476,7 @@ class Store:
         return [
             _event_row(row)
             for row in self._db().query(
-                "SELECT id, event, number, twilio_number, at, source, state_changed, body, "
-                "message_sid, detail, hash FROM events ORDER BY id"
+                f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY id"  # noqa: S608
             )
         ]
 
@@ -471,7 +486,7 @@ class Store:
         conn.execute("BEGIN")  # one snapshot for the head and the events
         try:
             head = conn.execute("SELECT last_event_id, hash FROM ledger_head WHERE id = 1").fetchone()
-            columns = [*ledger.FIELDS, "prev_hash", "hash"]
+            columns = EXPORT_COLUMNS
             cursor = conn.execute(f"SELECT {', '.join(columns)} FROM events ORDER BY id")  # noqa: S608
             rows = (dict(zip(columns, row, strict=True)) for row in cursor)
             return ledger.verify(rows, tuple(head) if head else None)
