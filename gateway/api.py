@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
+from . import revocation
 from .auth import require_role
+from .imports import E164
 from .store import EVENT_COLUMNS, OPT_OUT_COLUMNS, Store
 from .timestamps import parse_bound
 
@@ -109,3 +112,67 @@ def history(number: str):
 def audit_verify():
     """Walk the hash chain; 200 with ok true or false (the check itself succeeded)."""
     return jsonify(_store().verify_ledger().as_dict())
+
+
+@bp.get("/revocation-candidates")
+@require_role("auditor")
+def revocation_candidates():
+    """Candidates with their age in business days; ``status`` open (default), confirmed, dismissed, all."""
+    status = request.args.get("status", "open")
+    if status not in ("open", "confirmed", "dismissed", "all"):
+        abort(400, description=f"status must be open, confirmed, dismissed or all, got {status!r}")
+    detector = current_app.config["REVOCATION"]
+    today = datetime.now(UTC).date()
+    rows = [
+        revocation.with_deadline(row, today, detector.business_days_to_honour)
+        for row in _store().revocation_candidates(None if status == "all" else status)
+    ]
+    return jsonify({"data": rows, "business_days_to_honour": detector.business_days_to_honour})
+
+
+def _json_fields(*required: str, optional: tuple[str, ...] = ()) -> dict[str, str | None]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, description="expected a JSON object body")
+    values: dict[str, str | None] = {}
+    for name in required:
+        value = body.get(name)
+        if not isinstance(value, str) or not value.strip():
+            abort(400, description=f"{name} is required (a non-empty string)")
+        values[name] = value.strip()
+    for name in optional:
+        value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            abort(400, description=f"{name} must be a string")
+        values[name] = value.strip() if value else None
+    return values
+
+
+@bp.post("/revocation-candidates/<int:candidate_id>/<any(confirm, dismiss):action>")
+@require_role("admin")
+def resolve_candidate(candidate_id: int, action: str):
+    """Confirm (the pair is opted out) or dismiss a candidate; ``by`` required, ``note`` required to dismiss."""
+    fields = _json_fields(
+        "by", *(("note",) if action == "dismiss" else ()), optional=("note",) if action == "confirm" else ()
+    )
+    try:
+        result = _store().resolve_candidate(candidate_id, action == "confirm", fields["by"], fields.get("note"))
+    except LookupError as exc:
+        abort(404, description=str(exc.args[0]))
+    except ValueError as exc:
+        abort(409, description=str(exc.args[0]))
+    return jsonify(result)
+
+
+@bp.post("/<any('opt-outs', 'opt-ins'):kind>")
+@require_role("admin")
+def manual_record(kind: str):
+    """Record a revocation (``/v1/opt-outs``) or renewed consent (``/v1/opt-ins``) received by other means."""
+    fields = _json_fields("number", "twilio_number", "reason", "by")
+    for name in ("number", "twilio_number"):
+        if not E164.match(fields[name] or ""):
+            abort(400, description=f"{name} {fields[name]!r} is not an E.164 number like +14155550100")
+    result = _store().record_manual(
+        fields["number"], fields["twilio_number"], kind == "opt-outs", fields["reason"], fields["by"]
+    )
+    return jsonify(result), 201

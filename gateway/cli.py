@@ -14,6 +14,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,7 +22,7 @@ import click
 from flask import Flask
 from tabulate import tabulate
 
-from . import config, imports, keys
+from . import config, imports, keys, revocation
 from .config import ConfigError
 from .signature import sign
 from .store import EVENT_COLUMNS, EXPORT_COLUMNS, OPT_OUT_COLUMNS, Store
@@ -389,6 +390,86 @@ def optouts_import(file: TextIO, name: str) -> None:
         f"Imported {result['rows']} rows from {file.name}: {result['opted_out']} pairs opted out, "
         f"{result['already_opted_out']} already opted out."
     )
+
+
+CANDIDATE_COLUMNS = [
+    "id",
+    "received_at",
+    "age_business_days",
+    "due_by",
+    "overdue",
+    "number",
+    "twilio_number",
+    "body",
+    "pattern",
+    "status",
+    "resolved_by",
+    "resolved_at",
+    "resolution_note",
+]
+
+
+def revocation_settings() -> revocation.Detector:
+    try:
+        return config.load(instance_path=instance_path(), require_token=False)["REVOCATION"]
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@optouts.command("candidates")
+@click.option(
+    "--status",
+    type=click.Choice(["open", "confirmed", "dismissed", "all"]),
+    default="open",
+    show_default=True,
+    help="Which candidates to list.",
+)
+@FORMAT
+def optouts_candidates(status: str, fmt: str) -> None:
+    """List revocation candidates: messages that read like a revocation.
+
+    Each shows its age in business days and the date by which it must be
+    honoured (10 business days by default; weekends skipped, public holidays
+    not, so the due date can only be early). Resolve with `optouts confirm`
+    or `optouts dismiss`.
+    """
+    detector = revocation_settings()
+    today = datetime.now(UTC).date()
+    rows = [
+        revocation.with_deadline(row, today, detector.business_days_to_honour)
+        for row in open_store().revocation_candidates(None if status == "all" else status)
+    ]
+    _emit(rows, CANDIDATE_COLUMNS, fmt)
+
+
+def _resolve(candidate_id: int, confirm: bool, person: str, note: str | None) -> None:
+    if not person.strip():
+        raise click.UsageError("--by must not be empty")
+    try:
+        result = open_store().resolve_candidate(candidate_id, confirm, person.strip(), (note or "").strip() or None)
+    except (LookupError, ValueError) as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+    click.echo(f"Candidate {candidate_id} {result['status']} by {person.strip()}. Event {result['event_id']}.")
+
+
+@optouts.command("confirm")
+@click.argument("candidate_id", type=int)
+@click.option("--by", "person", required=True, help="Who is confirming.")
+@click.option("--note", help="Why, or any reference (optional).")
+def optouts_confirm(candidate_id: int, person: str, note: str | None) -> None:
+    """Confirm candidate CANDIDATE_ID as a revocation: the pair is opted out (source manual)."""
+    _resolve(candidate_id, True, person, note)
+
+
+@optouts.command("dismiss")
+@click.argument("candidate_id", type=int)
+@click.option("--by", "person", required=True, help="Who is dismissing.")
+@click.option("--note", required=True, help="Why it is not a revocation, e.g. 'asked about lunch hours'.")
+def optouts_dismiss(candidate_id: int, person: str, note: str) -> None:
+    """Dismiss candidate CANDIDATE_ID: it was not a revocation. The reason is recorded."""
+    if not note.strip():
+        raise click.UsageError("--note must not be empty")
+    _resolve(candidate_id, False, person, note)
 
 
 def _manual(opted_out: bool):

@@ -18,24 +18,29 @@ EVENT_OPT_OUT = "opt_out"
 EVENT_OPT_IN = "opt_in"
 EVENT_HELP = "help"
 EVENT_DROPPED = "dropped"
+EVENT_CANDIDATE = "revocation_candidate"
+EVENT_CANDIDATE_DISMISSED = "candidate_dismissed"
 
 # Where an event came from.
 SOURCE_KEYWORD = "keyword"
 SOURCE_TWILIO = "twilio"
 SOURCE_OPTED_OUT = "opted_out"
+SOURCE_PATTERN = "pattern"
+SOURCE_MANUAL = "manual"
 
 
 @dataclass(frozen=True)
 class Decision:
     """What to do with one inbound message."""
 
-    outcome: str  # opt_out, already_opted_out, opt_in, help, queued, dropped
+    outcome: str  # opt_out, already_opted_out, opt_in, help, queued, candidate, dropped
     event: str | None  # event type to append, None when nothing is intercepted
     source: str | None
     opted_out: bool  # the pair's state after this message
     state_changed: bool
     reply: str | None  # reply text, None for an empty <Response/>
     enqueue: bool  # store for the agent session handler
+    candidate: str | None = None  # name of the revocation pattern that flagged it
 
 
 def upstream_kind(opt_out_type: str | None) -> str | None:
@@ -51,11 +56,14 @@ def decide(
     opted_out: bool,
     replies: Mapping[str, str],
     upstream: bool = False,
+    candidate: str | None = None,
 ) -> Decision:
     """Decide the handling of a message.
 
     ``kind`` is the matched keyword kind (or None); ``upstream`` says Twilio
-    already replied (Advanced Opt-Out), so we record but never reply again.
+    already replied (Advanced Opt-Out), so we record but never reply again;
+    ``candidate`` names the revocation pattern a non-keyword message matched:
+    it is still delivered, flagged, and logged for an auditor to resolve.
     """
     source = SOURCE_TWILIO if upstream else SOURCE_KEYWORD
 
@@ -104,11 +112,12 @@ def decide(
             enqueue=False,
         )
     return Decision(
-        outcome="queued",
-        event=None,
-        source=None,
+        outcome="candidate" if candidate else "queued",
+        event=EVENT_CANDIDATE if candidate else None,
+        source=SOURCE_PATTERN if candidate else None,
         opted_out=False,
         state_changed=False,
         reply=None,
         enqueue=True,
+        candidate=candidate,
     )

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from . import store
 from .keywords import KINDS, KeywordBook, KeywordSet
+from .revocation import Detector
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEV_TOKEN_FILE = "dev_auth_token"  # noqa: S105 - a file name, not a secret
@@ -32,6 +33,7 @@ _ENV = {
     "LOG_LEVEL": "GATEWAY_LOG_LEVEL",
     "DURABILITY": "GATEWAY_DURABILITY",
     "KEYWORDS_FILE": "GATEWAY_KEYWORDS_FILE",
+    "REVOCATION_FILE": "GATEWAY_REVOCATION_FILE",
     "DATABASE_URL": "DATABASE_URL",
     "TWILIO_AUTH_TOKEN": "TWILIO_AUTH_TOKEN",
     "TWILIO_SECONDARY_AUTH_TOKEN": "TWILIO_SECONDARY_AUTH_TOKEN",
@@ -111,6 +113,17 @@ def load_keywords(path: Path) -> KeywordBook:
     return KeywordBook(default, per_number)
 
 
+def load_revocation(path: Path) -> Detector:
+    """Load revocation-candidate patterns and exclusions."""
+    data = _read_toml(path, "GATEWAY_REVOCATION_FILE")
+    try:
+        return Detector.build(
+            data.get("patterns", {}), data.get("exclusions", {}), int(data.get("business_days_to_honour", 10))
+        )
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"GATEWAY_REVOCATION_FILE: {path}: {exc}") from None
+
+
 def dev_token(instance_path: str | os.PathLike[str], create: bool = True) -> str | None:
     """Return the local development auth token, creating it once if asked."""
     path = Path(instance_path) / DEV_TOKEN_FILE
@@ -163,6 +176,10 @@ def load(
     if not keywords_file.is_absolute():
         keywords_file = config_dir(environ) / keywords_file
     settings["KEYWORDS"] = load_keywords(keywords_file)
+    revocation_file = Path(str(raw.get("REVOCATION_FILE") or "revocation.toml"))
+    if not revocation_file.is_absolute():
+        revocation_file = config_dir(environ) / revocation_file
+    settings["REVOCATION"] = load_revocation(revocation_file)
 
     url = str(raw.get("DATABASE_URL") or "") or store.default_url(instance_path)
     try:

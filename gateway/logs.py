@@ -60,8 +60,8 @@ def _http_error(error: HTTPException) -> Response:
     code = error.code or 500
     if code == 413:
         reason = f"request body exceeds {current_app.config['MAX_CONTENT_LENGTH']} bytes"
-    elif code in (400, 401, 403):
-        reason = error.description
+    elif error.description and error.description != type(error).description:
+        reason = error.description  # our own one-line reason
     else:
         reason = error.name.lower()
     g.outcome = g.get("outcome") or ("rejected" if code < 500 else "error")

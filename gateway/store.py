@@ -308,6 +308,21 @@ class Store:
                 source=decision.source,
                 state_changed=decision.state_changed,
                 at=now,
+                detail=json.dumps({"pattern": decision.candidate}) if decision.candidate else None,
+            )
+        if decision.candidate:
+            conn.execute(
+                "INSERT INTO revocation_candidates (message_sid, number, twilio_number, body, pattern, received_at, "
+                "event_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    message.message_sid,
+                    message.from_number,
+                    message.to_number,
+                    message.body,
+                    decision.candidate,
+                    now,
+                    event_id,
+                ),
             )
         if decision.state_changed:
             _set_opted_out(
@@ -322,8 +337,8 @@ class Store:
             )
         if decision.enqueue:
             conn.execute(
-                "INSERT INTO agent_queue (message_sid, from_number, to_number, body, params, received_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO agent_queue (message_sid, from_number, to_number, body, params, received_at, flags) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     message.message_sid,
                     message.from_number,
@@ -331,6 +346,7 @@ class Store:
                     message.body,
                     json.dumps(list(message.params)),
                     now,
+                    json.dumps(["revocation_candidate"] if decision.candidate else []),
                 ),
             )
 
@@ -374,21 +390,59 @@ class Store:
     def record_manual(self, number: str, twilio_number: str, opted_out: bool, reason: str, by: str) -> dict[str, Any]:
         """Record a revocation (or re-consent) received by other means: a call, an email."""
         with self._write() as conn:
-            now = self.clock()
-            changed = _pair_opted_out(conn, number, twilio_number) != opted_out
-            event_id = _append_event(
-                conn,
-                event="opt_out" if opted_out else "opt_in",
-                number=number,
-                twilio_number=twilio_number,
-                source="manual",
-                state_changed=changed,
-                at=now,
-                detail=json.dumps({"reason": reason, "by": by}, ensure_ascii=False),
+            return _record_manual(conn, number, twilio_number, opted_out, self.clock(), {"reason": reason, "by": by})
+
+    # -- revocation candidates ---------------------------------------------
+
+    def revocation_candidates(self, status: str | None = "open") -> list[dict[str, Any]]:
+        """Candidates, oldest first; ``status`` open, confirmed, dismissed or None for all."""
+        return list(
+            self._db().query(
+                "SELECT id, number, twilio_number, body, pattern, message_sid, received_at, status, resolved_by, "
+                "resolved_at, resolution_note FROM revocation_candidates WHERE ? IS NULL OR status = ? ORDER BY id",
+                [status, status],
             )
-            if changed:
-                _set_opted_out(conn, number, twilio_number, opted_out, now, "manual", None, event_id)
-        return {"event_id": event_id, "state_changed": changed, "at": now}
+        )
+
+    def resolve_candidate(self, candidate_id: int, confirm: bool, by: str, note: str | None = None) -> dict[str, Any]:
+        """Confirm (a manual opt-out of the pair) or dismiss a candidate, once.
+
+        Raises LookupError for an unknown id and ValueError when it was
+        already resolved. Both outcomes are chained events naming who.
+        """
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT number, twilio_number, status, resolved_by, resolved_at FROM revocation_candidates "
+                "WHERE id = ?",
+                (candidate_id,),
+            ).fetchone()
+            if row is None:
+                raise LookupError(f"no revocation candidate {candidate_id}")
+            number, twilio_number, status, resolved_by, resolved_at = row
+            if status != "open":
+                raise ValueError(f"candidate {candidate_id} was already {status} by {resolved_by} at {resolved_at}")
+            now = self.clock()
+            detail = {"candidate": candidate_id, "by": by, "reason": note or ("confirmed" if confirm else "dismissed")}
+            if confirm:
+                result = _record_manual(conn, number, twilio_number, True, now, detail)
+            else:
+                event_id = _append_event(
+                    conn,
+                    event="candidate_dismissed",
+                    number=number,
+                    twilio_number=twilio_number,
+                    source="manual",
+                    state_changed=False,
+                    at=now,
+                    detail=json.dumps(detail, ensure_ascii=False),
+                )
+                result = {"event_id": event_id, "state_changed": False, "at": now}
+            conn.execute(
+                "UPDATE revocation_candidates SET status = ?, resolved_by = ?, resolved_at = ?, resolution_note = ?, "
+                "resolution_event_id = ? WHERE id = ?",
+                ("confirmed" if confirm else "dismissed", by, now, note, result["event_id"], candidate_id),
+            )
+        return {**result, "candidate": candidate_id, "status": "confirmed" if confirm else "dismissed"}
 
     def import_opt_outs(self, rows: Sequence[Any], name: str) -> dict[str, int]:
         """Record imported opt-outs in one transaction: all rows or none.
@@ -496,10 +550,13 @@ class Store:
     def queued_messages(self) -> list[dict[str, Any]]:
         """Messages waiting for the agent session handler, oldest first."""
         rows = self._db().query(
-            "SELECT id, message_sid, from_number, to_number, body, params, received_at, status "
+            "SELECT id, message_sid, from_number, to_number, body, params, received_at, status, flags "
             "FROM agent_queue ORDER BY id"
         )
-        return [{**row, "params": [tuple(pair) for pair in json.loads(row["params"])]} for row in rows]
+        return [
+            {**row, "params": [tuple(pair) for pair in json.loads(row["params"])], "flags": json.loads(row["flags"])}
+            for row in rows
+        ]
 
     def processed(self, message_sid: str) -> dict[str, Any] | None:
         rows = list(
@@ -532,6 +589,25 @@ def _append_event(conn: sqlite3.Connection, **fields: Any) -> int:
     )
     conn.execute("UPDATE ledger_head SET last_event_id = ?, hash = ? WHERE id = 1", (event["id"], event["hash"]))
     return event["id"]
+
+
+def _record_manual(
+    conn: sqlite3.Connection, number: str, twilio_number: str, opted_out: bool, now: str, detail: dict[str, Any]
+) -> dict[str, Any]:
+    changed = _pair_opted_out(conn, number, twilio_number) != opted_out
+    event_id = _append_event(
+        conn,
+        event="opt_out" if opted_out else "opt_in",
+        number=number,
+        twilio_number=twilio_number,
+        source="manual",
+        state_changed=changed,
+        at=now,
+        detail=json.dumps(detail, ensure_ascii=False),
+    )
+    if changed:
+        _set_opted_out(conn, number, twilio_number, opted_out, now, "manual", None, event_id)
+    return {"event_id": event_id, "state_changed": changed, "at": now}
 
 
 def _set_opted_out(
@@ -656,6 +732,30 @@ def _migrate_v2(db: sqlite_utils.Database) -> None:
         if_not_exists=True,
     )
     db["api_keys"].create_index(["key_hash"], unique=True, if_not_exists=True)
+    db["revocation_candidates"].create(
+        {
+            "id": int,
+            "message_sid": str,
+            "number": str,
+            "twilio_number": str,
+            "body": str,
+            "pattern": str,
+            "received_at": str,
+            "event_id": int,
+            "status": str,
+            "resolved_by": str,
+            "resolved_at": str,
+            "resolution_note": str,
+            "resolution_event_id": int,
+        },
+        pk="id",
+        not_null=["message_sid", "number", "twilio_number", "pattern", "received_at", "status"],
+        defaults={"status": "open"},
+        if_not_exists=True,
+    )
+    db["revocation_candidates"].create_index(["status", "id"], if_not_exists=True)
+    if "flags" not in db["agent_queue"].columns_dict:
+        db["agent_queue"].add_column("flags", str, not_null_default="[]")
     db.execute("DROP TRIGGER IF EXISTS events_append_only_update")
     prev, last_id = ledger.GENESIS, 0
     rows = db.execute(f"SELECT {', '.join(ledger.FIELDS)} FROM events ORDER BY id").fetchall()  # noqa: S608

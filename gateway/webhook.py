@@ -44,10 +44,11 @@ def inbound_sms() -> Response:
         if form.get("OptOutType"):
             log.warning("unknown OptOutType %r; matching keywords ourselves", form["OptOutType"][:20])
         kind = keywords.match(body)
+    candidate = current_app.config["REVOCATION"].match(body) if kind is None else None
 
     result = get_store().process_inbound(
         InboundMessage(message_sid, from_number, to_number, body, list(form.items(multi=True))),
-        lambda opted_out: decide(kind, opted_out, keywords.replies, upstream=upstream),
+        lambda opted_out: decide(kind, opted_out, keywords.replies, upstream=upstream, candidate=candidate),
         keyword=kind is not None,
     )
     g.outcome = result.outcome + (" duplicate" if result.duplicate else "")
