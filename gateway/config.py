@@ -21,6 +21,7 @@ from .revocation import Detector
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEV_TOKEN_FILE = "dev_auth_token"  # noqa: S105 - a file name, not a secret
+SECRET_KEY_FILE = "console_secret_key"  # noqa: S105 - a file name, not a secret
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # Setting name -> (environment variable, parser). Secrets and DATABASE_URL keep
@@ -35,6 +36,8 @@ _ENV = {
     "KEYWORDS_FILE": "GATEWAY_KEYWORDS_FILE",
     "REVOCATION_FILE": "GATEWAY_REVOCATION_FILE",
     "DATABASE_URL": "DATABASE_URL",
+    "SECRET_KEY": "GATEWAY_SECRET_KEY",
+    "COOKIE_SECURE": "GATEWAY_COOKIE_SECURE",
     "TWILIO_AUTH_TOKEN": "TWILIO_AUTH_TOKEN",
     "TWILIO_SECONDARY_AUTH_TOKEN": "TWILIO_SECONDARY_AUTH_TOKEN",
 }
@@ -126,7 +129,11 @@ def load_revocation(path: Path) -> Detector:
 
 def dev_token(instance_path: str | os.PathLike[str], create: bool = True) -> str | None:
     """Return the local development auth token, creating it once if asked."""
-    path = Path(instance_path) / DEV_TOKEN_FILE
+    return _instance_secret(Path(instance_path) / DEV_TOKEN_FILE, create)
+
+
+def _instance_secret(path: Path, create: bool = True) -> str | None:
+    """A random secret kept in the instance folder (mode 0600), made once."""
     try:
         return path.read_text().strip() or None
     except FileNotFoundError:
@@ -134,12 +141,16 @@ def dev_token(instance_path: str | os.PathLike[str], create: bool = True) -> str
             return None
     path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(16)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first
-        return path.read_text().strip()
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")
+    try:
+        os.link(temporary, path)  # atomic: a complete file or none
+    except FileExistsError:  # another process made it first
+        token = path.read_text().strip()
+    finally:
+        temporary.unlink()
     return token
 
 
@@ -200,4 +211,15 @@ def load(
             "requests come from Twilio (for local development use `gateway serve` or `make run`)"
         )
     settings["AUTH_TOKENS"] = tuple(token for token in (primary, secondary) if token)
+
+    # The console's session cookie: signed with GATEWAY_SECRET_KEY, or a key
+    # made once in the instance folder (shared by the workers of one machine).
+    secret = str(raw.get("SECRET_KEY") or "").strip()
+    if secret and len(secret) < 32:
+        raise ConfigError("GATEWAY_SECRET_KEY: must be at least 32 characters")
+    settings["SECRET_KEY"] = secret or _instance_secret(Path(instance_path) / SECRET_KEY_FILE, create=require_token)
+    secure = str(raw.get("COOKIE_SECURE", True)).strip().lower()
+    if secure not in ("true", "false", "1", "0"):
+        raise ConfigError(f"GATEWAY_COOKIE_SECURE: expected true or false, got {secure!r}")
+    settings["SESSION_COOKIE_SECURE"] = secure in ("true", "1")
     return settings

@@ -472,6 +472,19 @@ class Store:
                     added += 1
         return {"rows": len(rows), "opted_out": added, "already_opted_out": len(rows) - added}
 
+    def daily_state_changes(self, since_day: str) -> list[tuple[str, str, int]]:
+        """(day, event, count) of opt-outs and opt-ins that changed a pair's state, from ``since_day``."""
+        return (
+            self._db()
+            .conn.execute(
+                "SELECT substr(at, 1, 10) AS day, event, COUNT(*) FROM events "
+                "WHERE at >= ? AND state_changed = 1 AND event IN ('opt_out', 'opt_in') "
+                "GROUP BY day, event ORDER BY day",
+                (since_day,),
+            )
+            .fetchall()
+        )
+
     def count_events(self) -> int:
         return self._db().conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
 

@@ -1,0 +1,245 @@
+"""The auditors' web console, under ``/console``: server-rendered pages.
+
+Sign-in takes an auditor or admin API key; the session cookie holds only the
+key's hash and role and is Secure, HttpOnly and SameSite=Strict. Every form
+carries a CSRF token. The key is re-checked on every request, so revoking it
+ends the session at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hmac
+import io
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+
+from . import chart, keys, revocation
+from .store import EVENT_COLUMNS, OPT_OUT_COLUMNS, Store
+from .timestamps import parse_bound
+
+bp = Blueprint("console", __name__, url_prefix="/console")
+PAGE_SIZE = 50
+CHART_DAYS = 30
+
+
+def _store() -> Store:
+    return current_app.extensions["gateway.store"]
+
+
+@bp.after_request
+def _security_headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+@bp.app_context_processor
+def _template_helpers() -> dict[str, Any]:
+    return {"csrf_token": csrf_token}
+
+
+@bp.before_request
+def _check_csrf() -> None:
+    if request.method == "POST":
+        sent = request.form.get("csrf_token", "")
+        expected = session.get("csrf", "")
+        if not expected or not hmac.compare_digest(sent, expected):
+            abort(400, description="the form has expired or did not come from this console; reload and try again")
+
+
+def signed_in(view: Callable) -> Callable:
+    """Require a session whose key is still active; admins may do everything auditors may."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        key_hash = session.get("key_hash")
+        active = dict(_store().active_api_keys())
+        role = active.get(key_hash) if key_hash else None
+        if not keys.allows(role, "auditor"):
+            session.pop("key_hash", None)
+            return redirect(url_for("console.sign_in", next=request.full_path))
+        g.console_role = role
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _admin_only() -> None:
+    if not keys.allows(g.console_role, "admin"):
+        abort(403, description="only admin keys may resolve candidates")
+
+
+@bp.get("/")
+def index():
+    return redirect(url_for("console.opt_outs"))
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+def sign_in():
+    error = None
+    if request.method == "POST":
+        key = request.form.get("key", "").strip()
+        role = keys.find_role(key, _store().active_api_keys()) if key else None
+        if keys.allows(role, "auditor"):
+            session.clear()
+            session.permanent = True
+            session["key_hash"] = keys.hash_key(key)
+            target = request.args.get("next", "")
+            # Only local paths: never an open redirect.
+            return redirect(target if target.startswith("/console") else url_for("console.opt_outs"))
+        g.outcome = "sign_in_refused"
+        error = "That key is not valid for the console (it needs the auditor or admin role)."
+    return render_template("console/sign_in.html", error=error), 401 if error else 200
+
+
+@bp.post("/sign-out")
+def sign_out():
+    session.clear()
+    return redirect(url_for("console.sign_in"))
+
+
+def _filters() -> tuple[dict[str, str | None], list[str]]:
+    values = {name: (request.args.get(name) or "").strip() or None for name in ("number", "twilio_number")}
+    problems = []
+    for name, end in (("since", False), ("until", True)):
+        raw = (request.args.get(name) or "").strip()
+        try:
+            values[name] = parse_bound(raw, end) if raw else None
+        except ValueError as exc:
+            values[name] = None
+            problems.append(f"{name}: {exc}")
+    return values, problems
+
+
+@bp.get("/opt-outs")
+@signed_in
+def opt_outs():
+    filters, problems = _filters()
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    rows = _store().current_opt_outs(**filters, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
+    today = datetime.now(UTC).date()
+    series = chart.daily_series(
+        _store().daily_state_changes((today - timedelta(days=CHART_DAYS - 1)).isoformat()), today, CHART_DAYS
+    )
+    return render_template(
+        "console/opt_outs.html",
+        rows=rows[:PAGE_SIZE],
+        page=page,
+        more=len(rows) > PAGE_SIZE,
+        args=request.args,
+        problems=problems,
+        chart=chart.bar_chart(series),
+        series=series,
+    )
+
+
+@bp.get("/opt-outs.csv")
+@signed_in
+def opt_outs_csv():
+    filters, problems = _filters()
+    if problems:
+        abort(400, description="; ".join(problems))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=OPT_OUT_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(_store().current_opt_outs(**filters))
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Response(
+        buffer.getvalue(),
+        content_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="opt-outs-{stamp}.csv"'},
+    )
+
+
+@bp.get("/numbers")
+@signed_in
+def find_number():
+    number = (request.args.get("number") or "").strip()
+    if not number:
+        flash("Enter a phone number to see its history.")
+        return redirect(url_for("console.opt_outs"))
+    return redirect(url_for("console.timeline", number=number))
+
+
+@bp.get("/numbers/<path:number>")
+@signed_in
+def timeline(number: str):
+    events = _store().history(number)
+    current = _store().current_opt_outs(number=number)
+    return render_template(
+        "console/timeline.html", number=number, events=events, current=current, columns=EVENT_COLUMNS
+    )
+
+
+@bp.get("/integrity")
+@signed_in
+def integrity():
+    return render_template("console/integrity.html", result=_store().verify_ledger())
+
+
+@bp.get("/candidates")
+@signed_in
+def candidates():
+    status = request.args.get("status", "open")
+    if status not in ("open", "confirmed", "dismissed", "all"):
+        abort(400, description="status must be open, confirmed, dismissed or all")
+    detector = current_app.config["REVOCATION"]
+    today = datetime.now(UTC).date()
+    rows = [
+        revocation.with_deadline(row, today, detector.business_days_to_honour)
+        for row in _store().revocation_candidates(None if status == "all" else status)
+    ]
+    return render_template(
+        "console/candidates.html",
+        rows=rows,
+        status=status,
+        can_resolve=keys.allows(g.console_role, "admin"),
+        days=detector.business_days_to_honour,
+    )
+
+
+@bp.post("/candidates/<int:candidate_id>/<any(confirm, dismiss):action>")
+@signed_in
+def resolve(candidate_id: int, action: str):
+    _admin_only()
+    person = request.form.get("by", "").strip()
+    note = request.form.get("note", "").strip() or None
+    if not person or (action == "dismiss" and not note):
+        flash("Say who you are" + (" and why it is not a revocation." if action == "dismiss" else "."), "error")
+        return redirect(url_for("console.candidates"))
+    try:
+        _store().resolve_candidate(candidate_id, action == "confirm", person, note)
+    except (LookupError, ValueError) as exc:
+        flash(str(exc.args[0]), "error")
+    else:
+        flash(f"Candidate {candidate_id} {action}ed by {person}.")
+    return redirect(url_for("console.candidates"))
