@@ -1,12 +1,14 @@
 # Two commands set everything up on a fresh machine with Python 3.11, git and make:
 #   make run    virtualenv + install + database, then serve on 127.0.0.1:8000
-#   make test   virtualenv + test dependencies, then lint and the whole suite
+#   make test   virtualenv + test dependencies (and Debian's chromium), then lint and the whole suite
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: run test lint browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +25,12 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check gateway tests bench wsgi.py
 
-test: $(STAMP) lint
+# The console's end-to-end tests drive Debian's Chromium through Playwright.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) lint browser
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -86,7 +86,7 @@ def signed_in(view: Callable) -> Callable:
         role = active.get(key_hash) if key_hash else None
         if not keys.allows(role, "auditor"):
             session.pop("key_hash", None)
-            return redirect(url_for("console.sign_in", next=request.full_path))
+            return redirect(url_for("console.sign_in", next=request.full_path.rstrip("?")))
         g.console_role = role
         return view(*args, **kwargs)
 

@@ -1,0 +1,149 @@
+"""The console through the Flask client: sessions, CSRF, roles, headers."""
+
+import re
+
+import pytest
+
+from gateway import keys
+
+from .conftest import SENDER
+
+BASE = "https://localhost"
+
+
+@pytest.fixture
+def console(client):
+    client.application.config["SERVER_NAME"] = None
+    return client
+
+
+@pytest.fixture
+def make_key(store):
+    def make(role):
+        key = keys.new_key()
+        key_id = store.add_api_key(keys.hash_key(key), role)
+        return key, key_id
+
+    return make
+
+
+def csrf(client, path="/console/sign-in"):
+    page = client.get(path, base_url=BASE)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+
+
+def sign_in(client, key):
+    return client.post("/console/sign-in", data={"key": key, "csrf_token": csrf(client)}, base_url=BASE)
+
+
+def test_pages_need_sign_in(console):
+    for path in ("/console/opt-outs", "/console/integrity", "/console/candidates", f"/console/numbers/{SENDER}"):
+        response = console.get(path, base_url=BASE)
+        assert response.status_code == 302 and "/console/sign-in" in response.headers["Location"]
+
+
+def test_sign_in_sets_a_safe_cookie(console, make_key):
+    key, _ = make_key("auditor")
+    response = sign_in(console, key)
+    assert response.status_code == 302 and response.headers["Location"] == "/console/opt-outs"
+    cookie = response.headers["Set-Cookie"]
+    for flag in ("Secure", "HttpOnly", "SameSite=Strict", "Path=/console"):
+        assert flag in cookie
+    assert key not in cookie
+    page = console.get("/console/opt-outs", base_url=BASE)
+    assert page.status_code == 200 and "Current opt-outs" in page.text
+
+
+@pytest.mark.parametrize("key", ["gwk_wrong", ""])
+def test_wrong_key_is_refused(console, make_key, key):
+    make_key("auditor")
+    response = sign_in(console, key)
+    assert response.status_code == 401
+    assert "That key is not valid for the console" in response.text
+    assert console.get("/console/opt-outs", base_url=BASE).status_code == 302
+
+
+def test_sender_key_is_refused(console, make_key):
+    key, _ = make_key("sender")
+    assert sign_in(console, key).status_code == 401
+
+
+def test_post_without_csrf_is_rejected(console, make_key):
+    key, _ = make_key("auditor")
+    response = console.post("/console/sign-in", data={"key": key}, base_url=BASE)
+    assert response.status_code == 400 and "the form has expired" in response.text
+
+
+def test_revoking_the_key_ends_the_session(console, make_key, store):
+    key, key_id = make_key("auditor")
+    sign_in(console, key)
+    assert console.get("/console/opt-outs", base_url=BASE).status_code == 200
+    store.revoke_api_key(key_id)
+    assert console.get("/console/opt-outs", base_url=BASE).status_code == 302
+
+
+def test_sign_out(console, make_key):
+    key, _ = make_key("auditor")
+    sign_in(console, key)
+    token = csrf(console, "/console/opt-outs")
+    assert console.post("/console/sign-out", data={"csrf_token": token}, base_url=BASE).status_code == 302
+    assert console.get("/console/opt-outs", base_url=BASE).status_code == 302
+
+
+def test_no_open_redirect(console, make_key):
+    key, _ = make_key("auditor")
+    response = console.post(
+        "/console/sign-in?next=https://evil.example/", data={"key": key, "csrf_token": csrf(console)}, base_url=BASE
+    )
+    assert response.headers["Location"] == "/console/opt-outs"
+
+
+def test_security_headers(console):
+    headers = console.get("/console/sign-in", base_url=BASE).headers
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff" and headers["Cache-Control"] == "no-store"
+
+
+def test_auditor_cannot_resolve_candidates(console, make_key, twilio, store):
+    twilio.sms("opt me out")
+    key, _ = make_key("auditor")
+    sign_in(console, key)
+    page = console.get("/console/candidates", base_url=BASE)
+    assert "opt me out" in page.text and "Confirm opt-out" not in page.text
+    token = csrf(console, "/console/candidates")
+    response = console.post("/console/candidates/1/confirm", data={"by": "x", "csrf_token": token}, base_url=BASE)
+    assert response.status_code == 403
+    assert store.revocation_candidates()[0]["status"] == "open"
+
+
+def test_admin_dismiss_needs_a_reason(console, make_key, twilio, store):
+    twilio.sms("opt me out")
+    key, _ = make_key("admin")
+    sign_in(console, key)
+    token = csrf(console, "/console/candidates")
+    response = console.post(
+        "/console/candidates/1/dismiss", data={"by": "Sam", "csrf_token": token}, base_url=BASE, follow_redirects=True
+    )
+    assert "why it is not a revocation" in response.text
+    assert store.revocation_candidates()[0]["status"] == "open"
+
+
+def test_filters_and_bad_dates(console, make_key, twilio):
+    twilio.sms("STOP")
+    twilio.sms("STOP", sender="+14155550999")
+    key, _ = make_key("auditor")
+    sign_in(console, key)
+    page = console.get("/console/opt-outs?number=%2B14155550999", base_url=BASE)
+    assert "+14155550999" in page.text and SENDER not in page.text.split("<table>", 2)[-1]
+    bad = console.get("/console/opt-outs?since=someday", base_url=BASE)
+    assert bad.status_code == 200 and "since: not a date" in bad.text
+    assert console.get("/console/opt-outs.csv?since=someday", base_url=BASE).status_code == 400
+
+
+def test_text_is_escaped(console, make_key, twilio):
+    twilio.sms("<script>alert(1)</script> stop texting me")
+    key, _ = make_key("auditor")
+    sign_in(console, key)
+    page = console.get(f"/console/numbers/{SENDER}", base_url=BASE)
+    assert "<script>alert(1)</script>" not in page.text and "&lt;script&gt;" in page.text
