@@ -208,3 +208,46 @@ def test_iter_events_streams_in_batches(store, twilio):
         twilio.sms("STOP", sender=f"+1415555{i:04d}")
     ids = [e["id"] for e in store.iter_events(batch=7)]
     assert ids == list(range(1, 26))
+
+
+def test_export_shows_progress_only_on_a_terminal(twilio, store, db_url, tmp_path):
+    """Run the real command with stderr on a pseudo-terminal, then on a pipe."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    for i in range(3):
+        twilio.sms("STOP", sender=f"+1415555{i:04d}")
+    env = {**os.environ, "DATABASE_URL": db_url}
+    command = [sys.executable, "-m", "gateway.cli", "optouts", "export", "--output", str(tmp_path / "e.csv")]
+    leader, follower = pty.openpty()
+    proc = subprocess.run(command, cwd=ROOT, env=env, stderr=follower, stdout=subprocess.DEVNULL, timeout=60)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert proc.returncode == 0
+    assert b"Exporting" in shown and b"100%" in shown
+    piped = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert "Exporting" not in piped.stderr and "Exported 3 events" in piped.stderr
+
+
+def test_history_csv(runner, env, twilio):
+    twilio.sms("STOP")
+    twilio.sms("START")
+    rows = list(
+        csv.DictReader(
+            io.StringIO(runner.invoke(cli, ["optouts", "history", SENDER, "--format", "csv"], env=env).stdout)
+        )
+    )
+    assert [r["event"] for r in rows] == ["opt_out", "opt_in"] and len(rows[0]["hash"]) == 64
