@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
@@ -119,14 +118,10 @@ def audit_verify():
 def revocation_candidates():
     """Candidates with their age in business days; ``status`` open (default), confirmed, dismissed, all."""
     status = request.args.get("status", "open")
-    if status not in ("open", "confirmed", "dismissed", "all"):
+    if status not in revocation.STATUSES:
         abort(400, description=f"status must be open, confirmed, dismissed or all, got {status!r}")
     detector = current_app.config["REVOCATION"]
-    today = datetime.now(UTC).date()
-    rows = [
-        revocation.with_deadline(row, today, detector.business_days_to_honour)
-        for row in _store().revocation_candidates(None if status == "all" else status)
-    ]
+    rows = revocation.with_deadlines(_store().revocation_candidates(status), detector.business_days_to_honour)
     return jsonify({"data": rows, "business_days_to_honour": detector.business_days_to_honour})
 
 

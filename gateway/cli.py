@@ -14,7 +14,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -419,7 +418,7 @@ def revocation_settings() -> revocation.Detector:
 @optouts.command("candidates")
 @click.option(
     "--status",
-    type=click.Choice(["open", "confirmed", "dismissed", "all"]),
+    type=click.Choice(revocation.STATUSES),
     default="open",
     show_default=True,
     help="Which candidates to list.",
@@ -434,11 +433,7 @@ def optouts_candidates(status: str, fmt: str) -> None:
     or `optouts dismiss`.
     """
     detector = revocation_settings()
-    today = datetime.now(UTC).date()
-    rows = [
-        revocation.with_deadline(row, today, detector.business_days_to_honour)
-        for row in open_store().revocation_candidates(None if status == "all" else status)
-    ]
+    rows = revocation.with_deadlines(open_store().revocation_candidates(status), detector.business_days_to_honour)
     _emit(rows, CANDIDATE_COLUMNS, fmt)
 
 

@@ -210,14 +210,10 @@ def integrity():
 @signed_in
 def candidates():
     status = request.args.get("status", "open")
-    if status not in ("open", "confirmed", "dismissed", "all"):
+    if status not in revocation.STATUSES:
         abort(400, description="status must be open, confirmed, dismissed or all")
     detector = current_app.config["REVOCATION"]
-    today = datetime.now(UTC).date()
-    rows = [
-        revocation.with_deadline(row, today, detector.business_days_to_honour)
-        for row in _store().revocation_candidates(None if status == "all" else status)
-    ]
+    rows = revocation.with_deadlines(_store().revocation_candidates(status), detector.business_days_to_honour)
     return render_template(
         "console/candidates.html",
         rows=rows,

@@ -4,11 +4,13 @@ an exact keyword. Pure logic: pattern matching and business-day arithmetic."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from .keywords import normalize
+
+STATUSES = ("open", "confirmed", "dismissed", "all")
 
 
 @dataclass(frozen=True)
@@ -84,3 +86,11 @@ def with_deadline(candidate: Mapping[str, object], today: date, days_to_honour: 
         "due_by": due.isoformat(),
         "overdue": candidate.get("status") == "open" and today > due,
     }
+
+
+def with_deadlines(
+    candidates: Iterable[Mapping[str, object]], days_to_honour: int, today: date | None = None
+) -> list[dict[str, object]]:
+    """:func:`with_deadline` for each candidate, as of ``today`` (UTC) by default."""
+    today = today or datetime.now(UTC).date()
+    return [with_deadline(candidate, today, days_to_honour) for candidate in candidates]

@@ -394,8 +394,9 @@ class Store:
 
     # -- revocation candidates ---------------------------------------------
 
-    def revocation_candidates(self, status: str | None = "open") -> list[dict[str, Any]]:
-        """Candidates, oldest first; ``status`` open, confirmed, dismissed or None for all."""
+    def revocation_candidates(self, status: str = "open") -> list[dict[str, Any]]:
+        """Candidates, oldest first; ``status`` open, confirmed, dismissed or all."""
+        status = None if status == "all" else status
         return list(
             self._db().query(
                 "SELECT id, number, twilio_number, body, pattern, message_sid, received_at, status, resolved_by, "
