@@ -10,8 +10,9 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, config, console, health, logs, webhook
+from . import api, config, console, delivery, health, logs, webhook
 from .config import ConfigError
+from .outbound import Outbound
 from .store import Store
 
 __all__ = ["ConfigError", "create_app"]
@@ -39,9 +40,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     finally:
         store.close()  # workers forked after this open their own connections
     app.extensions["gateway.store"] = store
+    app.extensions["gateway.outbound"] = Outbound(store, app.config)
 
     app.register_blueprint(webhook.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(delivery.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(console.bp)
     app.config.update(

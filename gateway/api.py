@@ -1,4 +1,4 @@
-"""The read-only HTTP API for auditors, under ``/v1``. JSON, or CSV on request."""
+"""The HTTP API under ``/v1``: auditors read, admins resolve, senders send. JSON, or CSV on request."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request
+from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 
 from . import revocation
 from .auth import require_role
 from .imports import E164
+from .outbound import OutboundError
 from .store import EVENT_COLUMNS, OPT_OUT_COLUMNS, Store
 from .timestamps import parse_bound
 
@@ -171,3 +172,34 @@ def manual_record(kind: str):
         fields["number"], fields["twilio_number"], kind == "opt-outs", fields["reason"], fields["by"]
     )
     return jsonify(result), 201
+
+
+@bp.post("/outbound-sms")
+@require_role("sender")
+def outbound_sms():
+    """Queue one SMS: ``to_number`` and ``content``, or ``template`` and ``variables``; 202."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, description="expected a JSON object body")
+    unknown = sorted(set(body) - {"to_number", "content", "template", "variables", "agent_number"})
+    if unknown:
+        abort(400, description=f"unknown field(s): {', '.join(unknown)}")
+    variables = body.get("variables") or {}
+    if not isinstance(variables, dict):
+        abort(400, description="variables must be an object")
+    sender = current_app.extensions["gateway.outbound"]
+    if not sender.enabled:
+        abort(503, description=sender.why_disabled())
+    try:
+        result = sender.queue(
+            body.get("to_number"),
+            content=body.get("content"),
+            template=body.get("template"),
+            variables=variables,
+            agent_number=body.get("agent_number"),
+            source="api",
+        )
+    except OutboundError as exc:
+        abort(400, description=str(exc))
+    g.outcome = result["status"]
+    return jsonify({key: result[key] for key in ("id", "status", "encoding", "segments", "sender")}), 202

@@ -8,6 +8,7 @@ Everything is validated once at start-up; a bad or missing setting raises
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import store
+from . import smstemplates, store
 from .keywords import KINDS, KeywordBook, KeywordSet
 from .revocation import Detector
 
@@ -39,6 +40,13 @@ _ENV = {
     "SECRET_KEY": "GATEWAY_SECRET_KEY",
     "COOKIE_SECURE": "GATEWAY_COOKIE_SECURE",
     "TWILIO_AUTH_TOKEN": "TWILIO_AUTH_TOKEN",
+    "TWILIO_ACCOUNT_SID": "TWILIO_ACCOUNT_SID",
+    "TWILIO_API_BASE": "GATEWAY_TWILIO_API_BASE",
+    "ENV": "GATEWAY_ENV",
+    "TEMPLATES_DIR": "GATEWAY_TEMPLATES_DIR",
+    "SENDERS_OVERRIDE": "GATEWAY_SENDERS",
+    "STATUS_CALLBACK_URL": "GATEWAY_STATUS_CALLBACK_URL",
+    "OUTBOUND_MAX_AGE_SECONDS": "GATEWAY_OUTBOUND_MAX_AGE_SECONDS",
     "TWILIO_SECONDARY_AUTH_TOKEN": "TWILIO_SECONDARY_AUTH_TOKEN",
 }
 
@@ -222,4 +230,55 @@ def load(
     if secure not in ("true", "false", "1", "0"):
         raise ConfigError(f"GATEWAY_COOKIE_SECURE: expected true or false, got {secure!r}")
     settings["SESSION_COOKIE_SECURE"] = secure in ("true", "1")
+    settings.update(_outbound(raw, settings, environ))
     return settings
+
+
+ENVIRONMENTS = ("dev", "sandbox", "live")
+SENDER = re.compile(r"^(\+[1-9]\d{6,14}|MG[0-9a-fA-F]{32})$")
+
+
+def _outbound(raw: dict[str, Any], settings: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Settings for sending: account, API base, environment, senders, status callback."""
+    account = str(raw.get("TWILIO_ACCOUNT_SID") or "").strip() or None
+    if account and not re.fullmatch(r"AC[0-9a-fA-F]{32}", account):
+        raise ConfigError("TWILIO_ACCOUNT_SID: expected AC followed by 32 hex characters")
+    env = str(raw.get("ENV") or "dev").strip().lower()
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"GATEWAY_ENV: expected one of {', '.join(ENVIRONMENTS)}, got {env!r}")
+    senders_table = raw.get("SENDERS") or {}
+    if not isinstance(senders_table, dict):
+        raise ConfigError("senders: expected a table of dev, sandbox and live lists")
+    senders = list(senders_table.get(env) or [])
+    if raw.get("SENDERS_OVERRIDE"):
+        senders = [s.strip() for s in str(raw["SENDERS_OVERRIDE"]).split(",") if s.strip()]
+    for sender in senders:
+        if not isinstance(sender, str) or not SENDER.match(sender):
+            raise ConfigError(
+                f"GATEWAY_SENDERS / senders.{env}: {sender!r} is neither an E.164 number (+14155550100) "
+                "nor a Messaging Service SID (MG + 32 hex characters)"
+            )
+    api_base = str(raw.get("TWILIO_API_BASE") or "").strip() or None
+    if api_base and urlsplit(api_base).scheme not in ("http", "https"):
+        raise ConfigError(f"GATEWAY_TWILIO_API_BASE: expected an http(s) URL, got {api_base!r}")
+    callback = str(raw.get("STATUS_CALLBACK_URL") or "").strip() or None
+    if callback and urlsplit(callback).scheme not in ("http", "https"):
+        raise ConfigError(f"GATEWAY_STATUS_CALLBACK_URL: expected an http(s) URL, got {callback!r}")
+    if not callback and settings.get("PUBLIC_URL"):
+        callback = settings["PUBLIC_URL"] + "/twilio/status"
+    templates_dir = Path(str(raw.get("TEMPLATES_DIR") or "templates"))
+    if not templates_dir.is_absolute():
+        templates_dir = config_dir(environ) / templates_dir
+    try:
+        templates = smstemplates.load_dir(templates_dir)
+    except smstemplates.TemplateError as exc:
+        raise ConfigError(f"GATEWAY_TEMPLATES_DIR: {exc}") from None
+    return {
+        "TEMPLATES": templates,
+        "TWILIO_ACCOUNT_SID": account,
+        "TWILIO_API_BASE": api_base,
+        "ENV": env,
+        "SENDERS": tuple(senders),
+        "STATUS_CALLBACK_URL": callback,
+        "OUTBOUND_MAX_AGE_SECONDS": _as_int(raw, "OUTBOUND_MAX_AGE_SECONDS", 60, 7 * 86400),
+    }

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ import sqlite_utils
 
 from . import ledger
 from .compliance import Decision
+from .timestamps import FORMAT as TIMESTAMP_FORMAT
 from .timestamps import utcnow
 
 SCHEMA_VERSION = 2
@@ -505,6 +507,192 @@ class Store:
                 yield dict(zip(columns, row, strict=True))
             last_id = rows[-1][0]
 
+    # -- outbound ------------------------------------------------------------
+
+    def queue_outbound(
+        self,
+        to_number: str,
+        sender: str,
+        body: str,
+        encoding: str,
+        segments: int,
+        source: str,
+        template: str | None = None,
+        pair_numbers: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """Queue one outbound message, or record it as suppressed when the recipient opted out.
+
+        ``pair_numbers`` are the Twilio numbers whose opt-out suppresses this
+        send (the sender itself, or every number of a Messaging Service).
+        """
+        with self._write() as conn:
+            now = self.clock()
+            blocked = _opted_out_of_any(conn, to_number, pair_numbers or (sender,))
+            status = "suppressed" if blocked else "queued"
+            message_id = conn.execute(
+                "INSERT INTO outbound_messages (to_number, sender, body, template, encoding, segments, status, "
+                "next_attempt_at, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    to_number,
+                    sender,
+                    body,
+                    template,
+                    encoding,
+                    segments,
+                    status,
+                    None if blocked else now,
+                    source,
+                    now,
+                    now,
+                ),
+            ).lastrowid
+            if blocked:
+                _append_event(
+                    conn,
+                    event="suppressed",
+                    number=to_number,
+                    twilio_number=blocked,
+                    body=body,
+                    source=source,
+                    state_changed=False,
+                    at=now,
+                    detail=json.dumps({"outbound_id": message_id, "sender": sender}),
+                )
+        return {"id": message_id, "status": status, "created_at": now}
+
+    def claim_outbound(
+        self, limit: int, lease_seconds: float, pair_numbers: Callable[[str], Sequence[str]]
+    ) -> list[dict[str, Any]]:
+        """Lease due messages for sending; re-check opt-outs and suppress those that opted out since."""
+        claimed = []
+        with self._write() as conn:
+            now = self.clock()
+            rows = conn.execute(
+                "SELECT id, to_number, sender, body, attempts, created_at FROM outbound_messages "
+                "WHERE status IN ('queued', 'retrying') AND next_attempt_at <= ? "
+                "AND (lease_until IS NULL OR lease_until < ?) ORDER BY id LIMIT ?",
+                (now, now, limit),
+            ).fetchall()
+            until = _plus_seconds(now, lease_seconds)
+            for message_id, to_number, sender, body, attempts, created_at in rows:
+                blocked = _opted_out_of_any(conn, to_number, pair_numbers(sender))
+                if blocked:
+                    conn.execute(
+                        "UPDATE outbound_messages SET status = 'suppressed', updated_at = ?, "
+                        "lease_until = NULL WHERE id = ?",
+                        (now, message_id),
+                    )
+                    _append_event(
+                        conn,
+                        event="suppressed",
+                        number=to_number,
+                        twilio_number=blocked,
+                        body=body,
+                        source="outbound",
+                        state_changed=False,
+                        at=now,
+                        detail=json.dumps({"outbound_id": message_id, "sender": sender, "at_send_time": True}),
+                    )
+                    continue
+                conn.execute(
+                    "UPDATE outbound_messages SET lease_until = ?, attempts = attempts + 1 WHERE id = ?",
+                    (until, message_id),
+                )
+                claimed.append(
+                    {
+                        "id": message_id,
+                        "to_number": to_number,
+                        "sender": sender,
+                        "body": body,
+                        "attempts": attempts + 1,
+                        "created_at": created_at,
+                    }
+                )
+        return claimed
+
+    def finish_outbound(
+        self,
+        message_id: int,
+        status: str,
+        message_sid: str | None = None,
+        error_code: int | None = None,
+        error_message: str | None = None,
+        retry_at: str | None = None,
+    ) -> None:
+        """Record the result of a send attempt: handed to Twilio, to retry at ``retry_at``, or failed."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE outbound_messages SET status = ?, message_sid = COALESCE(?, message_sid), error_code = ?, "
+                "error_message = ?, next_attempt_at = ?, lease_until = NULL, updated_at = ? WHERE id = ?",
+                (status, message_sid, error_code, error_message, retry_at, self.clock(), message_id),
+            )
+
+    def record_carrier_opt_out(self, number: str, twilio_number: str, detail: dict[str, Any]) -> bool:
+        """Twilio refused a send with 21610: the recipient opted out upstream. Record it (source carrier)."""
+        with self._write() as conn:
+            now = self.clock()
+            changed = not _pair_opted_out(conn, number, twilio_number)
+            event_id = _append_event(
+                conn,
+                event="opt_out",
+                number=number,
+                twilio_number=twilio_number,
+                source="carrier",
+                state_changed=changed,
+                at=now,
+                detail=json.dumps(detail),
+            )
+            if changed:
+                _set_opted_out(conn, number, twilio_number, True, now, "carrier", None, event_id)
+        return changed
+
+    def outbound(self, message_id: int) -> dict[str, Any] | None:
+        rows = list(self._db().query("SELECT * FROM outbound_messages WHERE id = ?", [message_id]))
+        return rows[0] if rows else None
+
+    def record_status(
+        self, message_sid: str, status: str, error_code: int | None, rank: Callable[[str], int]
+    ) -> dict[str, Any]:
+        """Record one status callback, once per (sid, status); never move a message backwards.
+
+        A 21610 error (recipient unsubscribed upstream) opts the pair out, source ``carrier``.
+        """
+        with self._write() as conn:
+            now = self.clock()
+            fresh = conn.execute(
+                "INSERT OR IGNORE INTO status_callbacks (message_sid, status, error_code, received_at) "
+                "VALUES (?, ?, ?, ?)",
+                (message_sid, status, error_code, now),
+            ).rowcount
+            row = conn.execute(
+                "SELECT id, to_number, sender, status FROM outbound_messages WHERE message_sid = ?", (message_sid,)
+            ).fetchone()
+            moved = False
+            if fresh and row and rank(status) > rank(row[3]):
+                conn.execute(
+                    "UPDATE outbound_messages SET status = ?, error_code = COALESCE(?, error_code), "
+                    "updated_at = ? WHERE id = ?",
+                    (status, error_code, now, row[0]),
+                )
+                moved = True
+            opted_out = False
+            if fresh and row and error_code == 21610 and row[2].startswith("+"):
+                opted_out = not _pair_opted_out(conn, row[1], row[2])
+                event_id = _append_event(
+                    conn,
+                    event="opt_out",
+                    number=row[1],
+                    twilio_number=row[2],
+                    message_sid=message_sid,
+                    source="carrier",
+                    state_changed=opted_out,
+                    at=now,
+                    detail=json.dumps({"error_code": 21610}),
+                )
+                if opted_out:
+                    _set_opted_out(conn, row[1], row[2], True, now, "carrier", message_sid, event_id)
+        return {"duplicate": not fresh, "known": row is not None, "moved": moved, "opted_out": opted_out}
+
     # -- API keys ------------------------------------------------------------
 
     def add_api_key(self, key_hash: str, role: str, label: str | None = None) -> int:
@@ -644,6 +832,22 @@ def _set_opted_out(
         conn.execute("DELETE FROM opt_outs WHERE number = ? AND twilio_number = ?", (number, twilio_number))
 
 
+def _opted_out_of_any(conn: sqlite3.Connection, number: str, twilio_numbers: Sequence[str]) -> str | None:
+    """The first of ``twilio_numbers`` that ``number`` opted out of, if any; ``*`` means any number."""
+    if "*" in twilio_numbers:
+        row = conn.execute("SELECT twilio_number FROM opt_outs WHERE number = ? LIMIT 1", (number,)).fetchone()
+        return row[0] if row else None
+    for twilio_number in twilio_numbers:
+        if _pair_opted_out(conn, number, twilio_number):
+            return twilio_number
+    return None
+
+
+def _plus_seconds(stamp: str, seconds: float) -> str:
+    moment = datetime.strptime(stamp, TIMESTAMP_FORMAT) + timedelta(seconds=seconds)
+    return moment.strftime(TIMESTAMP_FORMAT)
+
+
 def _pair_opted_out(conn: sqlite3.Connection, number: str, twilio_number: str) -> bool:
     return (
         conn.execute(
@@ -768,6 +972,39 @@ def _migrate_v2(db: sqlite_utils.Database) -> None:
         if_not_exists=True,
     )
     db["revocation_candidates"].create_index(["status", "id"], if_not_exists=True)
+    db["outbound_messages"].create(
+        {
+            "id": int,
+            "to_number": str,
+            "sender": str,
+            "body": str,
+            "template": str,
+            "encoding": str,
+            "segments": int,
+            "status": str,
+            "message_sid": str,
+            "error_code": int,
+            "error_message": str,
+            "attempts": int,
+            "next_attempt_at": str,
+            "lease_until": str,
+            "source": str,
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="id",
+        not_null=["to_number", "sender", "body", "status", "attempts", "source", "created_at", "updated_at"],
+        defaults={"attempts": 0},
+        if_not_exists=True,
+    )
+    db["outbound_messages"].create_index(["message_sid"], unique=True, if_not_exists=True)
+    db["outbound_messages"].create_index(["status", "next_attempt_at"], if_not_exists=True)
+    db["status_callbacks"].create(
+        {"message_sid": str, "status": str, "error_code": int, "received_at": str},
+        pk=("message_sid", "status"),
+        not_null=["received_at"],
+        if_not_exists=True,
+    )
     if "flags" not in db["agent_queue"].columns_dict:
         db["agent_queue"].add_column("flags", str, not_null_default="[]")
     db.execute("DROP TRIGGER IF EXISTS events_append_only_update")

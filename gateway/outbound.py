@@ -1,0 +1,246 @@
+"""The one sending path: every outbound SMS passes through here.
+
+Queueing checks the recipient's opt-out state first: an opted-out pair is
+recorded as ``suppressed`` (a chained event) and nothing is sent, yet the
+caller gets success, as the hosted platform promises. Queued messages are
+sent by the dispatcher (``gateway worker``), which checks the state again at
+send time, retries 429/5xx/network errors with exponential backoff and
+jitter (honouring Retry-After) for up to ``outbound_max_age_seconds``, and
+records Twilio's refusal 21610 as a carrier opt-out.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import phonenumbers
+import requests
+from twilio.base.exceptions import TwilioRestException
+
+from . import segments, twilioapi
+from .masking import mask_number
+from .smstemplates import MissingVariable
+from .store import Store
+from .timestamps import FORMAT
+
+log = logging.getLogger(__name__)
+
+FINAL = ("delivered", "undelivered", "failed", "canceled", "read")
+_RANK = {"queued": 1, "accepted": 1, "scheduled": 1, "sending": 2, "sent": 3, **{s: 4 for s in FINAL}}
+A2P_ERRORS = {
+    30034: "the sending number is not registered for A2P 10DLC (US): register a brand and campaign",
+    30035: "the number is still being set up for A2P 10DLC (US): wait for the campaign to finish",
+}
+
+
+def status_rank(status: str) -> int:
+    """Order of Twilio message statuses; final ones never move backwards."""
+    return _RANK.get(status, 0)
+
+
+class OutboundError(ValueError):
+    """A send request is invalid; the message says what to fix."""
+
+
+def e164(number: object, field: str) -> str:
+    """Validate an E.164 number with libphonenumber; raise OutboundError naming ``field``."""
+    if not isinstance(number, str) or not number.startswith("+"):
+        raise OutboundError(f"{field} must be an E.164 number such as +14155550100, got {number!r}")
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        raise OutboundError(f"{field} {number!r} is not a phone number") from None
+    if not phonenumbers.is_possible_number(parsed) or (
+        phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164) != number
+    ):
+        raise OutboundError(f"{field} {number!r} is not a valid E.164 number")
+    return number
+
+
+class Outbound:
+    """Queue and send SMS through Twilio for one configuration and database."""
+
+    def __init__(self, store: Store, config: Mapping[str, Any]):
+        self.store = store
+        self.senders: tuple[str, ...] = config["SENDERS"]
+        self.templates = config["TEMPLATES"]
+        self.account_sid = config["TWILIO_ACCOUNT_SID"]
+        self.auth_token = (config.get("AUTH_TOKENS") or (None,))[0]
+        self.api_base = config["TWILIO_API_BASE"]
+        self.status_callback = config["STATUS_CALLBACK_URL"]
+        self.max_age = timedelta(seconds=config["OUTBOUND_MAX_AGE_SECONDS"])
+        self._client = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.account_sid and self.auth_token and self.senders)
+
+    def why_disabled(self) -> str:
+        if not self.account_sid:
+            return "outbound sending is not configured: set TWILIO_ACCOUNT_SID"
+        if not self.senders:
+            return "no sender numbers are configured for this environment (GATEWAY_SENDERS or [senders])"
+        return "no auth token to send with: set TWILIO_AUTH_TOKEN"
+
+    def pair_numbers(self, sender: str) -> tuple[str, ...]:
+        """Twilio numbers whose opt-out blocks a send from ``sender``.
+
+        A Messaging Service picks its number at send time, so an opt-out of
+        any number blocks it: the gateway never guesses in the sender's favour.
+        """
+        return ("*",) if sender.startswith("MG") else (sender,)
+
+    # -- queueing -------------------------------------------------------------
+
+    def queue(
+        self,
+        to_number: str,
+        content: str | None = None,
+        template: str | None = None,
+        variables: Mapping[str, object] | None = None,
+        agent_number: str | None = None,
+        source: str = "api",
+    ) -> dict[str, Any]:
+        """Validate, render and queue one message; raise OutboundError for bad input."""
+        if not self.enabled:
+            raise OutboundError(self.why_disabled())
+        to_number = e164(to_number, "to_number")
+        if agent_number is not None:
+            if agent_number not in self.senders:
+                raise OutboundError(f"agent_number {agent_number!r} is not one of this environment's numbers")
+            sender = agent_number
+        else:
+            sender = self.senders[0]
+        if (content is None) == (template is None):
+            raise OutboundError("give either content or template (with variables), not both")
+        if template is not None:
+            found = self.templates.get(template)
+            if found is None:
+                raise OutboundError(f"unknown template {template!r}")
+            try:
+                body = found.render(variables or {})
+            except MissingVariable as exc:
+                raise OutboundError(f"template {template!r}: {exc}") from None
+        else:
+            if not isinstance(content, str) or not content.strip():
+                raise OutboundError("content must be a non-empty string")
+            if len(content) > 1600:
+                raise OutboundError(f"content is {len(content)} characters; Twilio accepts at most 1600")
+            body = content
+        shape = segments.analyse(body)
+        queued = self.store.queue_outbound(
+            to_number, sender, body, shape.encoding, shape.segments, source, template, self.pair_numbers(sender)
+        )
+        if queued["status"] == "suppressed":
+            log.info("outbound %s suppressed: %s opted out", queued["id"], mask_number(to_number))
+        return {**queued, "encoding": shape.encoding, "segments": shape.segments, "sender": sender}
+
+    # -- sending ----------------------------------------------------------------
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = twilioapi.make_client(self.account_sid, self.auth_token, self.api_base)
+        return self._client
+
+    def dispatch_once(self, limit: int = 20, lease_seconds: float = 60.0) -> int:
+        """Send every due message (at most ``limit``); return how many were attempted."""
+        batch = self.store.claim_outbound(limit, lease_seconds, self.pair_numbers)
+        for message in batch:
+            self._send(message)
+        return len(batch)
+
+    def _send(self, message: dict[str, Any]) -> None:
+        params: dict[str, Any] = {"to": message["to_number"], "body": message["body"]}
+        if message["sender"].startswith("MG"):
+            params["messaging_service_sid"] = message["sender"]
+        else:
+            params["from_"] = message["sender"]
+        if self.status_callback:
+            params["status_callback"] = self.status_callback
+        try:
+            sent = self.client.messages.create(**params)
+        except TwilioRestException as exc:
+            if exc.status == 429 or exc.status >= 500:
+                self._retry(message, f"HTTP {exc.status}", twilioapi.retry_after(self.client))
+                return
+            self.store.finish_outbound(message["id"], "failed", error_code=exc.code, error_message=str(exc.msg)[:500])
+            log.error(
+                "outbound %s to %s refused by Twilio: %s %s %s",
+                message["id"],
+                mask_number(message["to_number"]),
+                exc.code,
+                exc.msg,
+                hint(exc.code),
+            )
+            if exc.code == 21610 and message["sender"].startswith("+"):
+                self.store.record_carrier_opt_out(
+                    message["to_number"], message["sender"], {"error_code": 21610, "outbound_id": message["id"]}
+                )
+            return
+        except requests.RequestException as exc:
+            self._retry(message, type(exc).__name__, None)
+            return
+        self.store.finish_outbound(message["id"], sent.status or "queued", message_sid=sent.sid)
+        log.info("outbound %s to %s handed to Twilio as %s", message["id"], mask_number(message["to_number"]), sent.sid)
+
+    def _retry(self, message: dict[str, Any], reason: str, retry_after: float | None) -> None:
+        created = datetime.strptime(message["created_at"], FORMAT).replace(tzinfo=UTC)
+        delay = min(300.0, 2.0 ** (message["attempts"] - 1)) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+        if retry_at - created > self.max_age:
+            self.store.finish_outbound(message["id"], "failed", error_message=f"gave up after {reason}")
+            log.error(
+                "outbound %s to %s failed: gave up after %d attempts (%s)",
+                message["id"],
+                mask_number(message["to_number"]),
+                message["attempts"],
+                reason,
+            )
+            return
+        self.store.finish_outbound(message["id"], "retrying", error_message=reason, retry_at=retry_at.strftime(FORMAT))
+        log.warning("outbound %s: %s, retrying in %.1fs", message["id"], reason, delay)
+
+
+def hint(code: int | None) -> str:
+    """A human hint for Twilio error codes worth one (A2P 10DLC registration)."""
+    return A2P_ERRORS.get(code or 0, "")
+
+
+# -- the Python API for agent code ---------------------------------------------------
+
+
+def _default() -> Outbound:
+    from flask import current_app
+
+    return current_app.extensions["gateway.outbound"]
+
+
+def send_sms(to_number: str, from_number: str | None, content: str) -> dict[str, Any] | None:
+    """Queue a free-form SMS and return at once (status ``queued`` or ``suppressed``).
+
+    Needs an app context (the agent handler runs in one). Failures are
+    logged, never raised: the result is None.
+    """
+    try:
+        return _default().queue(to_number, content=content, agent_number=from_number, source="agent")
+    except Exception as exc:  # the agent must never crash on a send
+        log.error("send_sms to %s not queued: %s", mask_number(str(to_number)), exc)
+        return None
+
+
+def send_sms_template(
+    to_number: str, template: str, variables: Mapping[str, object] | None = None
+) -> dict[str, Any] | None:
+    """Queue a template by name; like :func:`send_sms`, failures are logged and give None."""
+    try:
+        return _default().queue(to_number, template=template, variables=variables or {}, source="agent")
+    except Exception as exc:
+        log.error("send_sms_template %r to %s not queued: %s", template, mask_number(str(to_number)), exc)
+        return None

@@ -1,0 +1,50 @@
+"""The Twilio REST client the gateway sends with.
+
+``GATEWAY_TWILIO_API_BASE`` points every request at another base URL (a
+Twilio-compatible provider, or the fake Twilio server the tests run), through
+a custom twilio ``HttpClient``; the path and query stay as twilio builds them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+# twilio logs each request (recipient and body included) at INFO: never.
+logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+
+
+class GatewayHttpClient(TwilioHttpClient):
+    """TwilioHttpClient with an optional base-URL override; remembers the last response."""
+
+    def __init__(self, base_url: str | None = None, timeout: float = 15.0):
+        super().__init__(timeout=timeout)
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.last_response: Response | None = None
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+        if self.base_url:
+            parts = urlsplit(url)
+            url = self.base_url + parts.path + (f"?{parts.query}" if parts.query else "")
+        self.last_response = None
+        self.last_response = super().request(method, url, *args, **kwargs)
+        return self.last_response
+
+
+def make_client(account_sid: str, auth_token: str, base_url: str | None = None) -> Client:
+    return Client(account_sid, auth_token, http_client=GatewayHttpClient(base_url))
+
+
+def retry_after(client: Client) -> float | None:
+    """Seconds from the last response's Retry-After header, if it had a number."""
+    response = getattr(client.http_client, "last_response", None)
+    value = (response.headers or {}).get("Retry-After") if response is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None

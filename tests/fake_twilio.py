@@ -1,0 +1,81 @@
+"""A local HTTP server that answers like Twilio's Messages API.
+
+Real HTTP on loopback, for the real twilio client to talk to. It checks
+Basic auth, records every request, and can be told to fail the next
+requests with 429 (with Retry-After) or 5xx, or to refuse recipients with
+Twilio's error 21610 (unsubscribed recipient).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl
+
+
+class FakeTwilio:
+    def __init__(self, account_sid: str, auth_token: str):
+        self.account_sid, self.auth_token = account_sid, auth_token
+        self.requests: list[dict] = []
+        self.failures: list[tuple[int, dict]] = []  # (status, headers) for the next requests
+        self.unsubscribed: set[str] = set()
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length", 0))
+                form = dict(parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True))
+                expected = "Basic " + base64.b64encode(f"{fake.account_sid}:{fake.auth_token}".encode()).decode()
+                with fake.lock:
+                    fake.requests.append({"path": self.path, "form": form})
+                    failure = fake.failures.pop(0) if fake.failures else None
+                if self.headers.get("Authorization") != expected:
+                    return self.reply(401, {"code": 20003, "message": "Authenticate", "status": 401})
+                if self.path != f"/2010-04-01/Accounts/{fake.account_sid}/Messages.json":
+                    return self.reply(404, {"code": 20404, "message": "not found", "status": 404})
+                if failure:
+                    status, headers = failure
+                    return self.reply(status, {"code": 20429 if status == 429 else 20500,
+                                               "message": "Too Many Requests" if status == 429 else "error",
+                                               "status": status}, headers)
+                if form.get("To") in fake.unsubscribed:
+                    return self.reply(400, {"code": 21610, "message": "Attempt to send to unsubscribed recipient",
+                                            "status": 400})
+                sid = "SM" + secrets.token_hex(16)
+                return self.reply(201, {
+                    "sid": sid, "account_sid": fake.account_sid, "to": form.get("To"), "from": form.get("From"),
+                    "messaging_service_sid": form.get("MessagingServiceSid"), "body": form.get("Body"),
+                    "status": "accepted" if form.get("MessagingServiceSid") else "queued", "num_segments": "1",
+                    "error_code": None, "error_message": None, "direction": "outbound-api",
+                    "date_created": "Mon, 23 Nov 2026 08:00:00 +0000", "price": None, "uri": self.path,
+                })
+
+            def reply(self, status, body, headers=None):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def sent(self) -> list[dict]:
+        return [r["form"] for r in self.requests]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
