@@ -9,7 +9,9 @@ import json
 import logging
 import os
 import secrets
+import signal
 import sys
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -495,6 +497,65 @@ def _manual(opted_out: bool):
 
 optouts_add = _manual(True)
 optouts_remove = _manual(False)
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Send what is due now, then exit.")
+@click.option(
+    "--interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.05, 60),
+    help="Seconds to wait when nothing is due.",
+)
+def worker(once: bool, interval: float) -> None:
+    """Send queued outbound SMS through Twilio until stopped (SIGTERM or Ctrl-C).
+
+    Several workers may run at once: messages are leased in the database, so
+    each is sent by one worker, and a crashed worker's lease runs out.
+    """
+    from . import create_app
+
+    try:
+        app = create_app({"ALLOW_DEV_TOKEN": True})
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    outbound = app.extensions["gateway.outbound"]
+    if not outbound.enabled:
+        click.echo(f"worker: idle, {outbound.why_disabled()}", err=True)
+        if once:
+            return
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    with app.app_context():
+        while not stopping.is_set():
+            sent = outbound.dispatch_once() if outbound.enabled else 0
+            if once:
+                click.echo(f"worker: {sent} message(s) attempted", err=True)
+                return
+            if not sent:
+                stopping.wait(interval)
+
+
+@cli.group("templates")
+def templates_group() -> None:
+    """SMS templates (config/templates/, one TOML file each)."""
+
+
+@templates_group.command("list")
+@FORMAT
+def templates_list(fmt: str) -> None:
+    """List templates with their tokens; loading fails on any invalid template, naming the file."""
+    try:
+        settings = config.load(instance_path=instance_path(), require_token=False)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    rows = [
+        {"title": t.title, "tokens": ", ".join(t.tokens), "characters": len(t.body), "file": f"{t.name}.toml"}
+        for t in settings["TEMPLATES"].values()
+    ]
+    _emit(rows, ["title", "tokens", "characters", "file"], fmt)
 
 
 if __name__ == "__main__":  # python -m gateway.cli

@@ -69,7 +69,9 @@ class Outbound:
         self.senders: tuple[str, ...] = config["SENDERS"]
         self.templates = config["TEMPLATES"]
         self.account_sid = config["TWILIO_ACCOUNT_SID"]
-        self.auth_token = (config.get("AUTH_TOKENS") or (None,))[0]
+        # A generated local development token cannot talk to Twilio.
+        self.auth_token = None if config.get("DEV_TOKEN") else (config.get("AUTH_TOKENS") or (None,))[0]
+        self.backoff_base = 1.0  # seconds; doubled per attempt
         self.api_base = config["TWILIO_API_BASE"]
         self.status_callback = config["STATUS_CALLBACK_URL"]
         self.max_age = timedelta(seconds=config["OUTBOUND_MAX_AGE_SECONDS"])
@@ -190,7 +192,7 @@ class Outbound:
 
     def _retry(self, message: dict[str, Any], reason: str, retry_after: float | None) -> None:
         created = datetime.strptime(message["created_at"], FORMAT).replace(tzinfo=UTC)
-        delay = min(300.0, 2.0 ** (message["attempts"] - 1)) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
+        delay = min(300.0, self.backoff_base * 2.0 ** (message["attempts"] - 1)) * random.uniform(0.5, 1.0)  # noqa: S311
         if retry_after is not None:
             delay = max(delay, retry_after)
         retry_at = datetime.now(UTC) + timedelta(seconds=delay)

@@ -646,6 +646,19 @@ class Store:
                 _set_opted_out(conn, number, twilio_number, True, now, "carrier", None, event_id)
         return changed
 
+    def outbound_by_sid(self, message_sid: str) -> dict[str, Any] | None:
+        rows = list(self._db().query("SELECT * FROM outbound_messages WHERE message_sid = ?", [message_sid]))
+        return rows[0] if rows else None
+
+    def status_history(self, message_sid: str) -> list[dict[str, Any]]:
+        """Status callbacks recorded for one message, in arrival order."""
+        return list(
+            self._db().query(
+                "SELECT status, error_code, received_at FROM status_callbacks WHERE message_sid = ? ORDER BY rowid",
+                [message_sid],
+            )
+        )
+
     def outbound(self, message_id: int) -> dict[str, Any] | None:
         rows = list(self._db().query("SELECT * FROM outbound_messages WHERE id = ?", [message_id]))
         return rows[0] if rows else None

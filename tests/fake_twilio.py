@@ -42,20 +42,39 @@ class FakeTwilio:
                     return self.reply(404, {"code": 20404, "message": "not found", "status": 404})
                 if failure:
                     status, headers = failure
-                    return self.reply(status, {"code": 20429 if status == 429 else 20500,
-                                               "message": "Too Many Requests" if status == 429 else "error",
-                                               "status": status}, headers)
+                    return self.reply(
+                        status,
+                        {
+                            "code": 20429 if status == 429 else 20500,
+                            "message": "Too Many Requests" if status == 429 else "error",
+                            "status": status,
+                        },
+                        headers,
+                    )
                 if form.get("To") in fake.unsubscribed:
-                    return self.reply(400, {"code": 21610, "message": "Attempt to send to unsubscribed recipient",
-                                            "status": 400})
+                    return self.reply(
+                        400, {"code": 21610, "message": "Attempt to send to unsubscribed recipient", "status": 400}
+                    )
                 sid = "SM" + secrets.token_hex(16)
-                return self.reply(201, {
-                    "sid": sid, "account_sid": fake.account_sid, "to": form.get("To"), "from": form.get("From"),
-                    "messaging_service_sid": form.get("MessagingServiceSid"), "body": form.get("Body"),
-                    "status": "accepted" if form.get("MessagingServiceSid") else "queued", "num_segments": "1",
-                    "error_code": None, "error_message": None, "direction": "outbound-api",
-                    "date_created": "Mon, 23 Nov 2026 08:00:00 +0000", "price": None, "uri": self.path,
-                })
+                return self.reply(
+                    201,
+                    {
+                        "sid": sid,
+                        "account_sid": fake.account_sid,
+                        "to": form.get("To"),
+                        "from": form.get("From"),
+                        "messaging_service_sid": form.get("MessagingServiceSid"),
+                        "body": form.get("Body"),
+                        "status": "accepted" if form.get("MessagingServiceSid") else "queued",
+                        "num_segments": "1",
+                        "error_code": None,
+                        "error_message": None,
+                        "direction": "outbound-api",
+                        "date_created": "Mon, 23 Nov 2026 08:00:00 +0000",
+                        "price": None,
+                        "uri": self.path,
+                    },
+                )
 
             def reply(self, status, body, headers=None):
                 data = json.dumps(body).encode()
@@ -69,7 +88,7 @@ class FakeTwilio:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self.thread.start()
 
     @property

@@ -1,0 +1,322 @@
+"""Outbound SMS against a fake Twilio server on loopback, with the real twilio client."""
+
+import logging
+import time
+from urllib.parse import urlencode
+
+import pytest
+
+from gateway import create_app, keys
+from gateway.cli import cli
+from gateway.outbound import send_sms, send_sms_template
+
+from .conftest import FORM, SENDER, TOKEN, TWILIO_NUMBER, TwilioSender, sign
+from .fake_twilio import FakeTwilio
+
+ACCOUNT = "AC" + "a" * 32
+SERVICE = "MG" + "b" * 32
+
+
+@pytest.fixture
+def fake():
+    server = FakeTwilio(ACCOUNT, TOKEN)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def app_config(db_url, fake):
+    return {
+        "DATABASE_URL": db_url,
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "TWILIO_ACCOUNT_SID": ACCOUNT,
+        "TWILIO_API_BASE": fake.base_url,
+        "SENDERS_OVERRIDE": f"{TWILIO_NUMBER},+15005550007,{SERVICE}",
+        "STATUS_CALLBACK_URL": "https://gw.example.com/twilio/status",
+    }
+
+
+@pytest.fixture
+def outbound(app):
+    sender = app.extensions["gateway.outbound"]
+    sender.backoff_base = 0.01
+    return sender
+
+
+@pytest.fixture
+def sender_key(store):
+    key = keys.new_key()
+    store.add_api_key(keys.hash_key(key), "sender")
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_send_reaches_twilio_with_status_callback(outbound, fake, store):
+    queued = outbound.queue(SENDER, content="Your table is ready")
+    assert queued["status"] == "queued" and queued["encoding"] == "GSM-7" and queued["segments"] == 1
+    assert fake.sent == []  # queueing returns at once; the dispatcher sends
+    assert outbound.dispatch_once() == 1
+    (form,) = fake.sent
+    assert form == {
+        "To": SENDER,
+        "From": TWILIO_NUMBER,
+        "Body": "Your table is ready",
+        "StatusCallback": "https://gw.example.com/twilio/status",
+    }
+    row = store.outbound(queued["id"])
+    assert row["status"] == "queued" and row["message_sid"].startswith("SM") and row["attempts"] == 1
+    assert outbound.dispatch_once() == 0  # nothing sent twice
+
+
+def test_messaging_service_sender(outbound, fake):
+    outbound.queue(SENDER, content="hi", agent_number=SERVICE)
+    outbound.dispatch_once()
+    assert fake.sent[0]["MessagingServiceSid"] == SERVICE and "From" not in fake.sent[0]
+
+
+def test_suppressed_sends_never_reach_twilio(outbound, fake, store, twilio):
+    twilio.sms("STOP")
+    result = outbound.queue(SENDER, content="Special offer!")
+    assert result["status"] == "suppressed"
+    assert outbound.dispatch_once() == 0 and fake.requests == []
+    event = store.events()[-1]
+    assert event["event"] == "suppressed" and event["twilio_number"] == TWILIO_NUMBER
+    # The pair rule: the same recipient is still reachable from another number.
+    assert outbound.queue(SENDER, content="hi", agent_number="+15005550007")["status"] == "queued"
+    # A Messaging Service could pick the opted-out number: suppressed.
+    assert outbound.queue(SENDER, content="hi", agent_number=SERVICE)["status"] == "suppressed"
+    assert store.verify_ledger().ok
+
+
+def test_opt_out_after_queueing_is_honoured_at_send_time(outbound, fake, store, twilio):
+    queued = outbound.queue(SENDER, content="Reminder")
+    twilio.sms("STOP")
+    assert outbound.dispatch_once() == 0
+    assert fake.requests == [] and store.outbound(queued["id"])["status"] == "suppressed"
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_throttling_and_server_errors_are_retried_with_backoff(outbound, fake, store, status):
+    fake.failures = [(status, {"Retry-After": "0"} if status == 429 else {}), (status, {})]
+    queued = outbound.queue(SENDER, content="hello")
+    outbound.dispatch_once()
+    row = store.outbound(queued["id"])
+    assert row["status"] == "retrying" and row["error_message"] == f"HTTP {status}"
+    deadline = time.monotonic() + 5
+    while store.outbound(queued["id"])["status"] != "queued" and time.monotonic() < deadline:
+        outbound.dispatch_once()
+        time.sleep(0.01)
+    row = store.outbound(queued["id"])
+    assert row["status"] == "queued" and row["attempts"] == 3 and row["message_sid"]
+    assert len(fake.requests) == 3 and len({r["form"]["Body"] for r in fake.requests}) == 1
+
+
+def test_retry_after_is_honoured(outbound, fake, store):
+    fake.failures = [(429, {"Retry-After": "120"})]
+    queued = outbound.queue(SENDER, content="hello")
+    outbound.dispatch_once()
+    row = store.outbound(queued["id"])
+    assert row["status"] == "retrying" and row["next_attempt_at"] > row["updated_at"][:14]
+    assert outbound.dispatch_once() == 0 and len(fake.requests) == 1
+
+
+def test_gives_up_after_the_maximum_age(outbound, fake, store):
+    outbound.max_age = outbound.max_age.__class__(seconds=0)
+    fake.failures = [(500, {})]
+    queued = outbound.queue(SENDER, content="hello")
+    outbound.dispatch_once()
+    assert store.outbound(queued["id"])["status"] == "failed"
+
+
+def test_unsubscribed_recipient_error_records_a_carrier_opt_out(outbound, fake, store, caplog):
+    fake.unsubscribed.add(SENDER)
+    queued = outbound.queue(SENDER, content="hello")
+    with caplog.at_level(logging.ERROR, logger="gateway"):
+        outbound.dispatch_once()
+    row = store.outbound(queued["id"])
+    assert row["status"] == "failed" and row["error_code"] == 21610
+    assert store.current_opt_outs()[0]["source"] == "carrier"
+    assert SENDER not in caplog.text  # numbers are masked in logs
+    assert outbound.queue(SENDER, content="again")["status"] == "suppressed"
+
+
+def test_wrong_credentials_fail_without_retry(app_config, fake):
+    app = create_app({**app_config, "TWILIO_AUTH_TOKEN": "f" * 32})
+    sender = app.extensions["gateway.outbound"]
+    queued = sender.queue(SENDER, content="hello")
+    sender.dispatch_once()
+    row = app.extensions["gateway.store"].outbound(queued["id"])
+    assert row["status"] == "failed" and row["error_code"] == 20003
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"to_number": "4155550100", "content": "x"}, "to_number must be an E.164 number"),
+        ({"to_number": "+1415555", "content": "x"}, "is not a valid E.164 number"),
+        ({"to_number": SENDER, "content": "x", "agent_number": "+19999999999"}, "is not one of this environment's"),
+        ({"to_number": SENDER}, "give either content or template"),
+        ({"to_number": SENDER, "content": "x", "template": "reservation_confirmation"}, "give either content"),
+        ({"to_number": SENDER, "content": "  "}, "content must be a non-empty string"),
+        ({"to_number": SENDER, "template": "nope"}, "unknown template 'nope'"),
+        (
+            {"to_number": SENDER, "template": "reservation_confirmation", "variables": {"customer_name": "A"}},
+            "template 'reservation_confirmation': missing variable 'property_name'",
+        ),
+    ],
+)
+def test_api_rejects_bad_requests(client, sender_key, fake, kwargs, message):
+    response = client.post("/v1/outbound-sms", json=kwargs, headers=sender_key)
+    assert response.status_code == 400 and message in response.json["message"]
+    assert fake.requests == []
+
+
+def test_api_queues_and_reports(client, sender_key, outbound, fake):
+    response = client.post(
+        "/v1/outbound-sms",
+        headers=sender_key,
+        json={
+            "to_number": SENDER,
+            "template": "reservation_confirmation",
+            "variables": {
+                "customer_name": "Ana",
+                "property_name": "Casa Luz",
+                "entity:booking_date": "Friday",
+                "vrbl:CONFIRMATION_CODE": "X7",
+            },
+        },
+    )
+    assert response.status_code == 202
+    body = response.json
+    assert body["status"] == "queued" and body["encoding"] == "GSM-7" and body["segments"] == 1
+    assert body["sender"] == TWILIO_NUMBER and isinstance(body["id"], int)
+    outbound.dispatch_once()
+    assert fake.sent[0]["Body"].startswith("Hi Ana, your reservation at Casa Luz is confirmed for Friday. Ref X7.")
+    unicode = client.post("/v1/outbound-sms", headers=sender_key, json={"to_number": SENDER, "content": "Olá 😀" * 20})
+    assert unicode.json["encoding"] == "UCS-2" and unicode.json["segments"] == 2  # 120 UTF-16 units
+
+
+def test_api_auth(client, store, sender_key):
+    auditor = keys.new_key()
+    store.add_api_key(keys.hash_key(auditor), "auditor")
+    payload = {"to_number": SENDER, "content": "x"}
+    assert client.post("/v1/outbound-sms", json=payload).status_code == 401
+    assert (
+        client.post("/v1/outbound-sms", json=payload, headers={"Authorization": f"Bearer {auditor}"}).status_code == 403
+    )
+
+
+def test_api_503_when_sending_is_not_configured(db_url, store, sender_key):
+    app = create_app({"DATABASE_URL": db_url, "TWILIO_AUTH_TOKEN": TOKEN})
+    response = app.test_client().post(
+        "/v1/outbound-sms", json={"to_number": SENDER, "content": "x"}, headers=sender_key
+    )
+    assert response.status_code == 503 and "set TWILIO_ACCOUNT_SID" in response.json["message"]
+
+
+def test_python_api(app, outbound, fake, caplog):
+    with app.app_context():
+        assert send_sms(SENDER, TWILIO_NUMBER, "Your code is 123456")["status"] == "queued"
+        assert (
+            send_sms_template(
+                SENDER,
+                "reservation_confirmation",
+                {
+                    "customer_name": "A",
+                    "property_name": "B",
+                    "entity:booking_date": "C",
+                    "vrbl:CONFIRMATION_CODE": "D",
+                },
+            )["status"]
+            == "queued"
+        )
+        with caplog.at_level(logging.ERROR, logger="gateway"):
+            assert send_sms("not a number", None, "x") is None
+            assert send_sms_template(SENDER, "reservation_confirmation", {}) is None
+    assert "missing variable 'customer_name'" in caplog.text
+    assert outbound.dispatch_once() == 2
+
+
+# -- status callbacks ---------------------------------------------------------------
+
+
+def post_status(client, sid, status, error_code=None):
+    params = [("MessageSid", sid), ("MessageStatus", status), ("AccountSid", ACCOUNT)]
+    if error_code:
+        params.append(("ErrorCode", str(error_code)))
+    return TwilioSender(client).post(params, url="http://localhost/twilio/status")
+
+
+def sent_message(outbound, store, to=SENDER):
+    queued = outbound.queue(to, content="hello")
+    outbound.dispatch_once()
+    return store.outbound(queued["id"])
+
+
+def test_status_transitions_deduplicated_and_never_backwards(client, outbound, store):
+    sid = sent_message(outbound, store)["message_sid"]
+    for status in ("sent", "sent", "delivered", "sent", "queued"):
+        assert post_status(client, sid, status).status_code == 204
+    row = store.outbound_by_sid(sid)
+    assert row["status"] == "delivered"
+    assert [r["status"] for r in store.status_history(sid)] == ["sent", "delivered", "queued"]
+
+
+def test_status_callback_21610_opts_the_pair_out(client, outbound, store):
+    sid = sent_message(outbound, store)["message_sid"]
+    assert post_status(client, sid, "undelivered", 21610).status_code == 204
+    assert store.is_opted_out(SENDER, TWILIO_NUMBER)
+    assert store.current_opt_outs()[0]["source"] == "carrier"
+    assert post_status(client, sid, "undelivered", 21610).status_code == 204  # duplicate: one event
+    assert [e["event"] for e in store.events()] == ["opt_out"]
+
+
+def test_a2p_errors_are_explained(client, outbound, store, caplog):
+    sid = sent_message(outbound, store)["message_sid"]
+    with caplog.at_level(logging.WARNING, logger="gateway"):
+        post_status(client, sid, "failed", 30034)
+    assert "A2P 10DLC" in caplog.text
+    assert store.outbound_by_sid(sid)["error_code"] == 30034
+
+
+def test_status_callback_signature_is_checked(client, outbound, store):
+    sid = sent_message(outbound, store)["message_sid"]
+    params = [("MessageSid", sid), ("MessageStatus", "delivered")]
+    forged = client.post(
+        "/twilio/status",
+        data=urlencode(params),
+        content_type=FORM,
+        headers={"X-Twilio-Signature": sign("http://localhost/twilio/status", params, "f" * 32)},
+    )
+    assert forged.status_code == 403
+    assert store.outbound_by_sid(sid)["status"] == "queued"
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ([("MessageStatus", "sent")], "missing required parameter(s): MessageSid and MessageStatus"),
+        ([("MessageSid", "SM1"), ("MessageStatus", "sent"), ("ErrorCode", "x")], "ErrorCode must be a number"),
+    ],
+)
+def test_status_callback_bad_requests(client, params, message):
+    response = TwilioSender(client).post(params, url="http://localhost/twilio/status")
+    assert response.status_code == 400 and message in response.text
+
+
+def test_worker_command_sends(runner, outbound, fake, db_url, app_config, monkeypatch):
+    outbound.queue(SENDER, content="from the worker")
+    env = {
+        "DATABASE_URL": db_url,
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "TWILIO_ACCOUNT_SID": ACCOUNT,
+        "GATEWAY_TWILIO_API_BASE": fake.base_url,
+        "GATEWAY_SENDERS": TWILIO_NUMBER,
+    }
+    result = runner.invoke(cli, ["worker", "--once"], env=env)
+    assert result.exit_code == 0 and "1 message(s) attempted" in result.stderr
+    assert fake.sent[0]["Body"] == "from the worker"
+
+
+def test_worker_idles_without_configuration(runner, db_url):
+    result = runner.invoke(cli, ["worker", "--once"], env={"DATABASE_URL": db_url, "TWILIO_AUTH_TOKEN": TOKEN})
+    assert result.exit_code == 0 and "idle, outbound sending is not configured" in result.stderr
