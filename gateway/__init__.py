@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import api, config, console, delivery, health, logs, webhook
 from .config import ConfigError
 from .outbound import Outbound
-from .store import Store
+from .store import from_settings
 
 __all__ = ["ConfigError", "create_app"]
 
@@ -32,7 +32,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)
 
-    store = Store(app.config["DATABASE_URL"], app.config["BUSY_TIMEOUT_MS"], durability=app.config["DURABILITY"])
+    store = from_settings(app.config)
     try:
         store.init_schema()
     except Exception as exc:

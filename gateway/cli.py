@@ -26,7 +26,7 @@ from tabulate import tabulate
 from . import config, imports, keys, revocation
 from .config import ConfigError
 from .signature import sign
-from .store import EVENT_COLUMNS, EXPORT_COLUMNS, OPT_OUT_COLUMNS, Store
+from .store import EVENT_COLUMNS, EXPORT_COLUMNS, OPT_OUT_COLUMNS, Store, from_settings
 from .timestamps import parse_bound
 
 DEFAULT_URL = "http://127.0.0.1:8000/twilio/sms"
@@ -41,7 +41,7 @@ def open_store() -> Store:
     """Open the database named by DATABASE_URL; no auth token needed to read it."""
     try:
         settings = config.load(instance_path=instance_path(), require_token=False)
-        store = Store(settings["DATABASE_URL"], settings["BUSY_TIMEOUT_MS"])
+        store = from_settings(settings)
         store.init_schema()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

@@ -17,8 +17,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import smstemplates, store
+from .imports import E164
 from .keywords import KINDS, KeywordBook, KeywordSet
 from .revocation import Detector
+from .scope import SCOPES, Scope
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEV_TOKEN_FILE = "dev_auth_token"  # noqa: S105 - a file name, not a secret
@@ -48,6 +50,9 @@ _ENV = {
     "STATUS_CALLBACK_URL": "GATEWAY_STATUS_CALLBACK_URL",
     "OUTBOUND_MAX_AGE_SECONDS": "GATEWAY_OUTBOUND_MAX_AGE_SECONDS",
     "TWILIO_SECONDARY_AUTH_TOKEN": "TWILIO_SECONDARY_AUTH_TOKEN",
+    "OPT_OUT_SCOPE": "GATEWAY_OPT_OUT_SCOPE",
+    "RATE_LIMIT_PER_SECOND": "GATEWAY_RATE_LIMIT_PER_SECOND",
+    "RATE_LIMIT_BURST": "GATEWAY_RATE_LIMIT_BURST",
 }
 
 
@@ -230,8 +235,36 @@ def load(
     if secure not in ("true", "false", "1", "0"):
         raise ConfigError(f"GATEWAY_COOKIE_SECURE: expected true or false, got {secure!r}")
     settings["SESSION_COOKIE_SECURE"] = secure in ("true", "1")
+    settings["SCOPE"] = _scope(raw)
     settings.update(_outbound(raw, settings, environ))
     return settings
+
+
+def _scope(raw: dict[str, Any]) -> Scope:
+    """``opt_out_scope`` and the ``[messaging_services]`` table (SID -> its numbers)."""
+    mode = str(raw.get("OPT_OUT_SCOPE") or "pair").strip().lower()
+    if mode not in SCOPES:
+        raise ConfigError(f"GATEWAY_OPT_OUT_SCOPE: expected one of {', '.join(SCOPES)}, got {mode!r}")
+    services = raw.get("MESSAGING_SERVICES") or {}
+    if not isinstance(services, dict):
+        raise ConfigError("messaging_services: expected a table of Messaging Service SID = [numbers]")
+    for sid, numbers in services.items():
+        if not re.fullmatch(r"MG[0-9a-fA-F]{32}", sid):
+            raise ConfigError(f"messaging_services: {sid!r} is not a Messaging Service SID (MG + 32 hex characters)")
+        if not isinstance(numbers, list) or not all(isinstance(n, str) and E164.match(n) for n in numbers):
+            raise ConfigError(f'messaging_services.{sid}: expected a list of E.164 numbers such as "+14155550100"')
+    return Scope.build(mode, services)
+
+
+def _as_float(raw: dict[str, Any], key: str, low: float, high: float) -> float:
+    value = raw.get(key)
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{_ENV.get(key, key)}: expected a number, got {value!r}") from None
+    if not low <= number <= high:
+        raise ConfigError(f"{_ENV.get(key, key)}: must be between {low:g} and {high:g}, got {number:g}")
+    return number
 
 
 ENVIRONMENTS = ("dev", "sandbox", "live")
@@ -281,4 +314,6 @@ def _outbound(raw: dict[str, Any], settings: dict[str, Any], environ: Mapping[st
         "SENDERS": tuple(senders),
         "STATUS_CALLBACK_URL": callback,
         "OUTBOUND_MAX_AGE_SECONDS": _as_int(raw, "OUTBOUND_MAX_AGE_SECONDS", 60, 7 * 86400),
+        "RATE_LIMIT_PER_SECOND": _as_float(raw, "RATE_LIMIT_PER_SECOND", 0.01, 100_000),
+        "RATE_LIMIT_BURST": _as_int(raw, "RATE_LIMIT_BURST", 1, 1_000_000),
     }

@@ -88,14 +88,6 @@ class Outbound:
             return "no sender numbers are configured for this environment (GATEWAY_SENDERS or [senders])"
         return "no auth token to send with: set TWILIO_AUTH_TOKEN"
 
-    def pair_numbers(self, sender: str) -> tuple[str, ...]:
-        """Twilio numbers whose opt-out blocks a send from ``sender``.
-
-        A Messaging Service picks its number at send time, so an opt-out of
-        any number blocks it: the gateway never guesses in the sender's favour.
-        """
-        return ("*",) if sender.startswith("MG") else (sender,)
-
     # -- queueing -------------------------------------------------------------
 
     def queue(
@@ -134,9 +126,7 @@ class Outbound:
                 raise OutboundError(f"content is {len(content)} characters; Twilio accepts at most 1600")
             body = content
         shape = segments.analyse(body)
-        queued = self.store.queue_outbound(
-            to_number, sender, body, shape.encoding, shape.segments, source, template, self.pair_numbers(sender)
-        )
+        queued = self.store.queue_outbound(to_number, sender, body, shape.encoding, shape.segments, source, template)
         if queued["status"] == "suppressed":
             log.info("outbound %s suppressed: %s opted out", queued["id"], mask_number(to_number))
         return {**queued, "encoding": shape.encoding, "segments": shape.segments, "sender": sender}
@@ -151,7 +141,7 @@ class Outbound:
 
     def dispatch_once(self, limit: int = 20, lease_seconds: float = 60.0) -> int:
         """Send every due message (at most ``limit``); return how many were attempted."""
-        batch = self.store.claim_outbound(limit, lease_seconds, self.pair_numbers)
+        batch = self.store.claim_outbound(limit, lease_seconds)
         for message in batch:
             self._send(message)
         return len(batch)

@@ -33,10 +33,11 @@ import sqlite_utils
 
 from . import ledger
 from .compliance import Decision
+from .scope import ANY, Cover, Scope
 from .timestamps import FORMAT as TIMESTAMP_FORMAT
 from .timestamps import utcnow
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DURABILITY = ("full", "compliance")
 
 # What the read functions return, in display order.
@@ -71,6 +72,16 @@ def database_path(url: str) -> Path:
     if not path or path == ":memory:":
         raise ValueError("an in-memory database would lose every record: give a file path")
     return Path(path).resolve()
+
+
+def from_settings(settings: Any) -> Store:
+    """A store for validated settings (see :mod:`gateway.config`)."""
+    return Store(
+        settings["DATABASE_URL"],
+        settings["BUSY_TIMEOUT_MS"],
+        durability=settings["DURABILITY"],
+        scope=settings["SCOPE"],
+    )
 
 
 @dataclass(frozen=True)
@@ -115,6 +126,7 @@ class Store:
         busy_timeout_ms: int = 30000,
         clock: Callable[[], str] = utcnow,
         durability: str = "full",
+        scope: Scope | None = None,
     ):
         if durability not in DURABILITY:
             raise ValueError(f"durability must be one of {', '.join(DURABILITY)}, got {durability!r}")
@@ -122,6 +134,7 @@ class Store:
         self.durability = durability
         self.busy_timeout = busy_timeout_ms / 1000
         self.clock = clock
+        self.scope = scope or Scope()
         self._local = threading.local()
         self._pending: list[_Job] = []
         self._pending_lock = threading.Lock()
@@ -203,6 +216,8 @@ class Store:
                 _create_v1(db)
             if version < 2:
                 _migrate_v2(db)
+            if version < 3:
+                _migrate_v3(db)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return SCHEMA_VERSION
 
@@ -282,7 +297,9 @@ class Store:
         the first delivery's outcome and reply back; nothing else is written.
         """
         now = self.clock()
-        decision = decide(_pair_opted_out(conn, message.from_number, message.to_number))
+        service = _param(message.params, "MessagingServiceSid")
+        blocked = self._covered(conn, message.from_number, message.to_number, service)
+        decision = decide(blocked is not None)
         claimed = conn.execute(
             "INSERT OR IGNORE INTO processed_messages "
             "(message_sid, from_number, to_number, outcome, reply, processed_at) "
@@ -327,7 +344,7 @@ class Store:
                 ),
             )
         if decision.state_changed:
-            _set_opted_out(
+            self._set_state(
                 conn,
                 message.from_number,
                 message.to_number,
@@ -336,6 +353,7 @@ class Store:
                 decision.source,
                 message.message_sid,
                 event_id,
+                _param(message.params, "MessagingServiceSid"),
             )
         if decision.enqueue:
             conn.execute(
@@ -354,8 +372,91 @@ class Store:
 
     # -- reads -------------------------------------------------------------
 
-    def is_opted_out(self, number: str, twilio_number: str) -> bool:
-        return _pair_opted_out(self._db().conn, number, twilio_number)
+    def is_opted_out(self, number: str, via: str) -> bool:
+        """Whether an opt-out covers ``number`` through ``via`` (a Twilio number or MG SID), per the scope."""
+        return self._covered(self._db().conn, number, via) is not None
+
+    def _covered(self, conn: sqlite3.Connection, number: str, via: str, service_hint: str | None = None) -> str | None:
+        """The Twilio number of an opt-out that covers ``number`` through ``via``, if any."""
+        cover = self.scope.cover(via, service_hint)
+        return _covering_opt_out(conn, number, cover)
+
+    def _set_state(
+        self,
+        conn: sqlite3.Connection,
+        number: str,
+        twilio_number: str,
+        opted_out: bool,
+        at: str,
+        source: str | None,
+        message_sid: str | None,
+        event_id: int | None,
+        service_hint: str | None = None,
+    ) -> None:
+        """Opt the pair out (remembering its Messaging Service), or clear every opt-out covering it."""
+        if opted_out:
+            conn.execute(
+                "INSERT OR IGNORE INTO opt_outs (number, twilio_number, opted_out_at, source, message_sid, event_id, "
+                "messaging_service_sid) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    number,
+                    twilio_number,
+                    at,
+                    source,
+                    message_sid,
+                    event_id,
+                    self.scope.service_of(twilio_number, service_hint),
+                ),
+            )
+            return
+        cover = self.scope.cover(twilio_number, service_hint)
+        where, params = _cover_clause(cover)
+        conn.execute(f"DELETE FROM opt_outs WHERE number = ? AND {where}", [number, *params])  # noqa: S608
+
+    def _record_manual(
+        self,
+        conn: sqlite3.Connection,
+        number: str,
+        twilio_number: str,
+        opted_out: bool,
+        now: str,
+        detail: dict[str, Any],
+    ) -> dict[str, Any]:
+        changed = (self._covered(conn, number, twilio_number) is not None) != opted_out
+        event_id = _append_event(
+            conn,
+            event="opt_out" if opted_out else "opt_in",
+            number=number,
+            twilio_number=twilio_number,
+            source="manual",
+            state_changed=changed,
+            at=now,
+            detail=json.dumps(detail, ensure_ascii=False),
+        )
+        if changed:
+            self._set_state(conn, number, twilio_number, opted_out, now, "manual", None, event_id)
+        return {"event_id": event_id, "state_changed": changed, "at": now}
+
+    def _record_carrier(
+        self, conn: sqlite3.Connection, number: str, twilio_number: str, message_sid: str | None, detail: dict
+    ) -> bool:
+        """Twilio says the recipient opted out upstream (21610): an opt-out with source ``carrier``."""
+        now = self.clock()
+        changed = self._covered(conn, number, twilio_number) is None
+        event_id = _append_event(
+            conn,
+            event="opt_out",
+            number=number,
+            twilio_number=twilio_number,
+            message_sid=message_sid,
+            source="carrier",
+            state_changed=changed,
+            at=now,
+            detail=json.dumps(detail),
+        )
+        if changed:
+            self._set_state(conn, number, twilio_number, True, now, "carrier", message_sid, event_id)
+        return changed
 
     def current_opt_outs(
         self,
@@ -392,7 +493,9 @@ class Store:
     def record_manual(self, number: str, twilio_number: str, opted_out: bool, reason: str, by: str) -> dict[str, Any]:
         """Record a revocation (or re-consent) received by other means: a call, an email."""
         with self._write() as conn:
-            return _record_manual(conn, number, twilio_number, opted_out, self.clock(), {"reason": reason, "by": by})
+            return self._record_manual(
+                conn, number, twilio_number, opted_out, self.clock(), {"reason": reason, "by": by}
+            )
 
     # -- revocation candidates ---------------------------------------------
 
@@ -427,7 +530,7 @@ class Store:
             now = self.clock()
             detail = {"candidate": candidate_id, "by": by, "reason": note or ("confirmed" if confirm else "dismissed")}
             if confirm:
-                result = _record_manual(conn, number, twilio_number, True, now, detail)
+                result = self._record_manual(conn, number, twilio_number, True, now, detail)
             else:
                 event_id = _append_event(
                     conn,
@@ -457,7 +560,7 @@ class Store:
         with self._write() as conn:
             now = self.clock()
             for row in rows:
-                changed = not _pair_opted_out(conn, row.number, row.twilio_number)
+                changed = self._covered(conn, row.number, row.twilio_number) is None
                 event_id = _append_event(
                     conn,
                     event="opt_out",
@@ -469,7 +572,7 @@ class Store:
                     detail=json.dumps({"import": name, "line": row.line, "opted_out_at": row.opted_out_at}),
                 )
                 if changed:
-                    _set_opted_out(
+                    self._set_state(
                         conn, row.number, row.twilio_number, True, row.opted_out_at, "import", None, event_id
                     )
                     added += 1
@@ -518,16 +621,11 @@ class Store:
         segments: int,
         source: str,
         template: str | None = None,
-        pair_numbers: Sequence[str] = (),
     ) -> dict[str, Any]:
-        """Queue one outbound message, or record it as suppressed when the recipient opted out.
-
-        ``pair_numbers`` are the Twilio numbers whose opt-out suppresses this
-        send (the sender itself, or every number of a Messaging Service).
-        """
+        """Queue one outbound message, or record it as suppressed when an opt-out covers it."""
         with self._write() as conn:
             now = self.clock()
-            blocked = _opted_out_of_any(conn, to_number, pair_numbers or (sender,))
+            blocked = self._covered(conn, to_number, sender)
             status = "suppressed" if blocked else "queued"
             message_id = conn.execute(
                 "INSERT INTO outbound_messages (to_number, sender, body, template, encoding, segments, status, "
@@ -558,11 +656,24 @@ class Store:
                     at=now,
                     detail=json.dumps({"outbound_id": message_id, "sender": sender}),
                 )
+            else:
+                # Until conversation sessions exist, the pair remembers its latest outbound message.
+                conn.execute(
+                    "INSERT INTO pairs (number, twilio_number, last_outbound_id, last_outbound_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (number, twilio_number) DO UPDATE SET last_outbound_id = excluded.last_outbound_id, "
+                    "last_outbound_at = excluded.last_outbound_at",
+                    (to_number, sender, message_id, now),
+                )
         return {"id": message_id, "status": status, "created_at": now}
 
-    def claim_outbound(
-        self, limit: int, lease_seconds: float, pair_numbers: Callable[[str], Sequence[str]]
-    ) -> list[dict[str, Any]]:
+    def pair(self, number: str, twilio_number: str) -> dict[str, Any] | None:
+        """What the gateway knows of one conversation pair (its latest outbound message)."""
+        rows = list(
+            self._db().query("SELECT * FROM pairs WHERE number = ? AND twilio_number = ?", [number, twilio_number])
+        )
+        return rows[0] if rows else None
+
+    def claim_outbound(self, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
         """Lease due messages for sending; re-check opt-outs and suppress those that opted out since."""
         claimed = []
         with self._write() as conn:
@@ -575,7 +686,7 @@ class Store:
             ).fetchall()
             until = _plus_seconds(now, lease_seconds)
             for message_id, to_number, sender, body, attempts, created_at in rows:
-                blocked = _opted_out_of_any(conn, to_number, pair_numbers(sender))
+                blocked = self._covered(conn, to_number, sender)
                 if blocked:
                     conn.execute(
                         "UPDATE outbound_messages SET status = 'suppressed', updated_at = ?, "
@@ -630,21 +741,7 @@ class Store:
     def record_carrier_opt_out(self, number: str, twilio_number: str, detail: dict[str, Any]) -> bool:
         """Twilio refused a send with 21610: the recipient opted out upstream. Record it (source carrier)."""
         with self._write() as conn:
-            now = self.clock()
-            changed = not _pair_opted_out(conn, number, twilio_number)
-            event_id = _append_event(
-                conn,
-                event="opt_out",
-                number=number,
-                twilio_number=twilio_number,
-                source="carrier",
-                state_changed=changed,
-                at=now,
-                detail=json.dumps(detail),
-            )
-            if changed:
-                _set_opted_out(conn, number, twilio_number, True, now, "carrier", None, event_id)
-        return changed
+            return self._record_carrier(conn, number, twilio_number, None, detail)
 
     def outbound_by_sid(self, message_sid: str) -> dict[str, Any] | None:
         rows = list(self._db().query("SELECT * FROM outbound_messages WHERE message_sid = ?", [message_sid]))
@@ -690,20 +787,7 @@ class Store:
                 moved = True
             opted_out = False
             if fresh and row and error_code == 21610 and row[2].startswith("+"):
-                opted_out = not _pair_opted_out(conn, row[1], row[2])
-                event_id = _append_event(
-                    conn,
-                    event="opt_out",
-                    number=row[1],
-                    twilio_number=row[2],
-                    message_sid=message_sid,
-                    source="carrier",
-                    state_changed=opted_out,
-                    at=now,
-                    detail=json.dumps({"error_code": 21610}),
-                )
-                if opted_out:
-                    _set_opted_out(conn, row[1], row[2], True, now, "carrier", message_sid, event_id)
+                opted_out = self._record_carrier(conn, row[1], row[2], message_sid, {"error_code": 21610})
         return {"duplicate": not fresh, "known": row is not None, "moved": moved, "opted_out": opted_out}
 
     # -- API keys ------------------------------------------------------------
@@ -806,68 +890,34 @@ def _append_event(conn: sqlite3.Connection, **fields: Any) -> int:
     return event["id"]
 
 
-def _record_manual(
-    conn: sqlite3.Connection, number: str, twilio_number: str, opted_out: bool, now: str, detail: dict[str, Any]
-) -> dict[str, Any]:
-    changed = _pair_opted_out(conn, number, twilio_number) != opted_out
-    event_id = _append_event(
-        conn,
-        event="opt_out" if opted_out else "opt_in",
-        number=number,
-        twilio_number=twilio_number,
-        source="manual",
-        state_changed=changed,
-        at=now,
-        detail=json.dumps(detail, ensure_ascii=False),
-    )
-    if changed:
-        _set_opted_out(conn, number, twilio_number, opted_out, now, "manual", None, event_id)
-    return {"event_id": event_id, "state_changed": changed, "at": now}
+def _param(params: Sequence[tuple[str, str]], name: str) -> str | None:
+    return next((value for key, value in params if key == name and value), None)
 
 
-def _set_opted_out(
-    conn: sqlite3.Connection,
-    number: str,
-    twilio_number: str,
-    opted_out: bool,
-    at: str,
-    source: str | None,
-    message_sid: str | None,
-    event_id: int | None,
-) -> None:
-    if opted_out:
-        conn.execute(
-            "INSERT OR IGNORE INTO opt_outs (number, twilio_number, opted_out_at, source, message_sid, event_id) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (number, twilio_number, at, source, message_sid, event_id),
-        )
-    else:
-        conn.execute("DELETE FROM opt_outs WHERE number = ? AND twilio_number = ?", (number, twilio_number))
+def _cover_clause(cover: Cover) -> tuple[str, list[str]]:
+    """SQL condition on opt_outs rows matching ``cover``, with its parameters."""
+    if ANY in cover.numbers:
+        return "1", []
+    parts = [f"twilio_number IN ({', '.join('?' * len(cover.numbers))})"]
+    params = list(cover.numbers)
+    if cover.services:
+        parts.append(f"messaging_service_sid IN ({', '.join('?' * len(cover.services))})")
+        params += cover.services
+    return "(" + " OR ".join(parts) + ")", params
 
 
-def _opted_out_of_any(conn: sqlite3.Connection, number: str, twilio_numbers: Sequence[str]) -> str | None:
-    """The first of ``twilio_numbers`` that ``number`` opted out of, if any; ``*`` means any number."""
-    if "*" in twilio_numbers:
-        row = conn.execute("SELECT twilio_number FROM opt_outs WHERE number = ? LIMIT 1", (number,)).fetchone()
-        return row[0] if row else None
-    for twilio_number in twilio_numbers:
-        if _pair_opted_out(conn, number, twilio_number):
-            return twilio_number
-    return None
+def _covering_opt_out(conn: sqlite3.Connection, number: str, cover: Cover) -> str | None:
+    where, params = _cover_clause(cover)
+    row = conn.execute(
+        f"SELECT twilio_number FROM opt_outs WHERE number = ? AND {where} LIMIT 1",  # noqa: S608
+        [number, *params],
+    ).fetchone()
+    return row[0] if row else None
 
 
 def _plus_seconds(stamp: str, seconds: float) -> str:
     moment = datetime.strptime(stamp, TIMESTAMP_FORMAT) + timedelta(seconds=seconds)
     return moment.strftime(TIMESTAMP_FORMAT)
-
-
-def _pair_opted_out(conn: sqlite3.Connection, number: str, twilio_number: str) -> bool:
-    return (
-        conn.execute(
-            "SELECT 1 FROM opt_outs WHERE number = ? AND twilio_number = ?", (number, twilio_number)
-        ).fetchone()
-        is not None
-    )
 
 
 def _event_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -1030,3 +1080,16 @@ def _migrate_v2(db: sqlite_utils.Database) -> None:
         prev, last_id = digest, event["id"]
     db.execute("INSERT OR REPLACE INTO ledger_head (id, last_event_id, hash) VALUES (1, ?, ?)", (last_id, prev))
     _protect_events(db)
+
+
+def _migrate_v3(db: sqlite_utils.Database) -> None:
+    """Opt-outs remember their Messaging Service; pairs remember their last outbound; rate-limit buckets."""
+    if "messaging_service_sid" not in db["opt_outs"].columns_dict:
+        db["opt_outs"].add_column("messaging_service_sid", str)
+    db["opt_outs"].create_index(["number", "messaging_service_sid"], if_not_exists=True)
+    db["pairs"].create(
+        {"number": str, "twilio_number": str, "last_outbound_id": int, "last_outbound_at": str},
+        pk=("number", "twilio_number"),
+        if_not_exists=True,
+    )
+    db["rate_buckets"].create({"bucket": str, "tokens": float, "updated": float}, pk="bucket", if_not_exists=True)

@@ -67,6 +67,10 @@ def test_config_file_layer(tmp_path):
             "GATEWAY_KEYWORDS_FILE: file not found",
         ),
         ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_CONFIG_FILE": "/nonexistent.toml"}, "GATEWAY_CONFIG_FILE: file not found"),
+        ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_OPT_OUT_SCOPE": "global"}, "GATEWAY_OPT_OUT_SCOPE: expected one of pair"),
+        ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_RATE_LIMIT_PER_SECOND": "x"}, "RATE_LIMIT_PER_SECOND: expected"),
+        ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_RATE_LIMIT_PER_SECOND": "0"}, "GATEWAY_RATE_LIMIT_PER_SECOND: must be"),
+        ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_RATE_LIMIT_BURST": "0"}, "GATEWAY_RATE_LIMIT_BURST: must be between 1"),
     ],
 )
 def test_invalid_settings_are_named(tmp_path, environ, message):
@@ -82,6 +86,22 @@ def test_bad_keyword_file_is_named(tmp_path):
     bad.write_text("not = [toml")
     with pytest.raises(ConfigError, match="is not valid TOML"):
         settings(tmp_path, {"TWILIO_AUTH_TOKEN": "t", "KEYWORDS_FILE": str(bad)})
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('messaging_services = ["MG"]', "messaging_services: expected a table"),
+        ('[messaging_services]\nMG123 = ["+14155550100"]', "'MG123' is not a Messaging Service SID"),
+        (f'[messaging_services]\nMG{"a" * 32} = "+14155550100"', "expected a list of E.164 numbers"),
+        (f'[messaging_services]\nMG{"a" * 32} = ["4155550100"]', "expected a list of E.164 numbers"),
+    ],
+)
+def test_bad_messaging_services_are_named(tmp_path, table, message):
+    extra = tmp_path / "extra.toml"
+    extra.write_text(table + "\n")
+    with pytest.raises(ConfigError, match=message):
+        settings(tmp_path, environ={"TWILIO_AUTH_TOKEN": "t", "GATEWAY_CONFIG_FILE": str(extra)})
 
 
 def test_token_not_required_for_read_only_commands(tmp_path):

@@ -50,6 +50,23 @@ def test_schema_is_created_once_and_versioned(db):
     assert {"events", "opt_outs", "processed_messages", "agent_queue"} <= tables
 
 
+def test_v2_database_is_migrated_keeping_its_records(db):
+    process(db, "stop", "SM1")
+    db.close()
+    conn = sqlite3.connect(db.path)
+    conn.executescript(
+        "DROP INDEX idx_opt_outs_number_messaging_service_sid;"
+        "ALTER TABLE opt_outs DROP COLUMN messaging_service_sid; DROP TABLE pairs; DROP TABLE rate_buckets;"
+        "PRAGMA user_version=2;"
+    )
+    conn.close()
+    migrated = Store(f"sqlite:///{db.path}")
+    assert migrated.init_schema() == 3
+    assert migrated.is_opted_out("+14155550100", "+15005550006")
+    assert migrated.current_opt_outs()[0]["message_sid"] == "SM1"
+    assert migrated.verify_ledger().ok
+
+
 def test_newer_schema_is_refused(db):
     conn = sqlite3.connect(db.path)
     conn.execute("PRAGMA user_version=99")

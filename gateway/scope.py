@@ -1,0 +1,70 @@
+"""Which opt-outs cover a conversation: the ``opt_out_scope`` rule. Pure logic.
+
+- ``pair`` (the default): an opt-out covers one (sender, Twilio number) pair.
+- ``messaging_service``: an opt-out sent to any number of a Messaging Service
+  covers the whole service, as Twilio treats services.
+
+A service is known from configuration (``[messaging_services]``: SID -> its
+numbers) or from the ``MessagingServiceSid`` Twilio sends with an inbound
+message; opt-out records keep the service they were made under.
+
+Sending through a Messaging Service SID is always judged service-wide, in
+both scopes: Twilio picks the number at send time, so the gateway never
+guesses in the sender's favour. With no numbers configured for the service,
+an opt-out of any number blocks it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+SCOPES = ("pair", "messaging_service")
+ANY = "*"  # stands for every Twilio number
+
+
+@dataclass(frozen=True)
+class Cover:
+    """Opt-outs matching any of these block a conversation.
+
+    ``numbers`` are Twilio numbers (``*`` for any); ``services`` are the
+    Messaging Service SIDs recorded with opt-outs.
+    """
+
+    numbers: tuple[str, ...]
+    services: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Scope:
+    mode: str = "pair"
+    services: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in SCOPES:
+            raise ValueError(f"opt_out_scope must be one of {', '.join(SCOPES)}, got {self.mode!r}")
+
+    @classmethod
+    def build(cls, mode: str, services: Mapping[str, Sequence[str]]) -> Scope:
+        return cls(mode, {sid: frozenset(numbers) for sid, numbers in services.items()})
+
+    def service_of(self, twilio_number: str, hint: str | None = None) -> str | None:
+        """The Messaging Service a Twilio number belongs to: as Twilio said, else as configured."""
+        if hint:
+            return hint
+        for sid, numbers in self.services.items():
+            if twilio_number in numbers:
+                return sid
+        return None
+
+    def cover(self, via: str, service_hint: str | None = None) -> Cover:
+        """What blocks a message to or from a user through ``via`` (a Twilio number or an MG SID)."""
+        if via.startswith("MG"):
+            members = tuple(sorted(self.services.get(via, ()))) or (ANY,)
+            return Cover(members, (via,))
+        if self.mode == "pair":
+            return Cover((via,))
+        service = self.service_of(via, service_hint)
+        if service is None:
+            return Cover((via,))
+        return Cover(tuple(sorted({via, *self.services.get(service, ())})), (service,))

@@ -1,0 +1,101 @@
+"""opt_out_scope: what one STOP covers, as plain functions and through the webhook and sending path."""
+
+import pytest
+
+from gateway import create_app
+from gateway.scope import ANY, Cover, Scope
+
+from .conftest import SENDER, TOKEN, TwilioSender
+from .fake_twilio import FakeTwilio
+
+SERVICE = "MG" + "c" * 32
+OTHER_SERVICE = "MG" + "d" * 32
+A, B, LONE = "+15005550010", "+15005550011", "+15005550012"
+ACCOUNT = "AC" + "a" * 32
+
+
+@pytest.mark.parametrize(
+    ("mode", "via", "hint", "expected"),
+    [
+        ("pair", A, None, Cover((A,))),
+        ("pair", A, SERVICE, Cover((A,))),  # pair scope ignores the service
+        ("pair", SERVICE, None, Cover((A, B), (SERVICE,))),  # sends through a service are service-wide
+        ("pair", OTHER_SERVICE, None, Cover((ANY,), (OTHER_SERVICE,))),  # members unknown: any opt-out blocks
+        ("messaging_service", A, None, Cover((A, B), (SERVICE,))),
+        ("messaging_service", LONE, None, Cover((LONE,))),  # not in a service
+        ("messaging_service", LONE, OTHER_SERVICE, Cover((LONE,), (OTHER_SERVICE,))),  # Twilio named the service
+        ("messaging_service", SERVICE, None, Cover((A, B), (SERVICE,))),
+    ],
+)
+def test_cover(mode, via, hint, expected):
+    assert Scope.build(mode, {SERVICE: [A, B]}).cover(via, hint) == expected
+
+
+def test_unknown_scope_is_refused():
+    with pytest.raises(ValueError, match="opt_out_scope"):
+        Scope("everything")
+
+
+@pytest.fixture
+def fake():
+    server = FakeTwilio(ACCOUNT, TOKEN)
+    yield server
+    server.close()
+
+
+def make_app(db_url, fake, mode):
+    return create_app(
+        {
+            "DATABASE_URL": db_url,
+            "TWILIO_AUTH_TOKEN": TOKEN,
+            "TWILIO_ACCOUNT_SID": ACCOUNT,
+            "TWILIO_API_BASE": fake.base_url,
+            "SENDERS_OVERRIDE": f"{A},{B},{LONE},{SERVICE}",
+            "OPT_OUT_SCOPE": mode,
+            "MESSAGING_SERVICES": {SERVICE: [A, B]},
+        }
+    )
+
+
+def test_service_scope_stop_on_one_number_covers_the_service(db_url, fake):
+    app = make_app(db_url, fake, "messaging_service")
+    twilio, store = TwilioSender(app.test_client()), app.extensions["gateway.store"]
+    assert b"unsubscribed" in twilio.sms("STOP", to=A, MessagingServiceSid=SERVICE).data
+    # Inbound: a message to the sibling number is dropped, and a second STOP there gets no second confirmation.
+    assert twilio.sms("hello", to=B).data.endswith(b"<Response />")
+    assert [e["twilio_number"] for e in store.history(SENDER) if e["event"] == "dropped"] == [B]
+    assert twilio.sms("STOP", to=B).data.endswith(b"<Response />")
+    # A number outside the service still reaches the agent.
+    twilio.sms("hello", to=LONE)
+    assert [m["to_number"] for m in store.queued_messages()] == [LONE]
+    # Outbound: the sibling, the service SID and the lone number.
+    outbound = app.extensions["gateway.outbound"]
+    assert outbound.queue(SENDER, content="x", agent_number=B)["status"] == "suppressed"
+    assert outbound.queue(SENDER, content="x", agent_number=SERVICE)["status"] == "suppressed"
+    assert outbound.queue(SENDER, content="x", agent_number=LONE)["status"] == "queued"
+    # START on the sibling re-subscribes to the whole service.
+    assert b"resubscribed" in twilio.sms("START", to=B).data
+    assert not store.is_opted_out(SENDER, A) and not store.is_opted_out(SENDER, SERVICE)
+    assert outbound.queue(SENDER, content="x", agent_number=A)["status"] == "queued"
+
+
+def test_service_named_by_twilio_alone_is_honoured(db_url, fake):
+    """A service missing from the configuration is learned from the MessagingServiceSid Twilio sends."""
+    app = make_app(db_url, fake, "messaging_service")
+    twilio, store = TwilioSender(app.test_client()), app.extensions["gateway.store"]
+    twilio.sms("STOP", to=LONE, MessagingServiceSid=OTHER_SERVICE)
+    assert store.is_opted_out(SENDER, OTHER_SERVICE)
+    twilio.sms("hello", to="+15005550013", MessagingServiceSid=OTHER_SERVICE)
+    assert store.queued_messages() == []
+
+
+def test_pair_scope_keeps_sibling_numbers_reachable(db_url, fake):
+    app = make_app(db_url, fake, "pair")
+    twilio, store = TwilioSender(app.test_client()), app.extensions["gateway.store"]
+    twilio.sms("STOP", to=A, MessagingServiceSid=SERVICE)
+    twilio.sms("hello", to=B, MessagingServiceSid=SERVICE)
+    assert [m["to_number"] for m in store.queued_messages()] == [B]
+    outbound = app.extensions["gateway.outbound"]
+    assert outbound.queue(SENDER, content="x", agent_number=B)["status"] == "queued"
+    # The service may pick A at send time, so a send through it is suppressed.
+    assert outbound.queue(SENDER, content="x", agent_number=SERVICE)["status"] == "suppressed"
