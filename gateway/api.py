@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request
+from werkzeug.exceptions import TooManyRequests
 
 from . import revocation
 from .auth import require_role
 from .imports import E164
 from .outbound import OutboundError
+from .ratelimit import Limit, retry_after
 from .store import EVENT_COLUMNS, OPT_OUT_COLUMNS, Store
 from .timestamps import parse_bound
 
@@ -174,10 +177,25 @@ def manual_record(kind: str):
     return jsonify(result), 201
 
 
+def _rate_limit(name: str) -> None:
+    """Spend one of the calling key's tokens for ``name``, or answer 429 with Retry-After."""
+    limit = Limit(current_app.config["RATE_LIMIT_PER_SECOND"], current_app.config["RATE_LIMIT_BURST"])
+    wait = _store().take_token(f"{name}:{g.api_key_hash}", limit, time.time())
+    if wait:
+        g.outcome = "rate_limited"
+        seconds = retry_after(wait)
+        raise TooManyRequests(
+            description=f"this key may send {limit.rate:g} requests per second (bursts of {limit.burst}); "
+            f"retry after {seconds}s",
+            retry_after=seconds,
+        )
+
+
 @bp.post("/outbound-sms")
 @require_role("sender")
 def outbound_sms():
     """Queue one SMS: ``to_number`` and ``content``, or ``template`` and ``variables``; 202."""
+    _rate_limit("outbound-sms")
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         abort(400, description="expected a JSON object body")

@@ -21,7 +21,8 @@ def require_role(role: str) -> Callable:
             if scheme.lower() != "bearer" or not key.strip():
                 g.outcome = "unauthenticated"
                 abort(401, description="missing API key: send Authorization: Bearer <key>")
-            found = keys.find_role(key.strip(), current_app.extensions["gateway.store"].active_api_keys())
+            key = key.strip()
+            found = keys.find_role(key, current_app.extensions["gateway.store"].active_api_keys())
             if found is None:
                 g.outcome = "unauthenticated"
                 abort(401, description="unknown or revoked API key")
@@ -29,6 +30,7 @@ def require_role(role: str) -> Callable:
                 g.outcome = "forbidden"
                 abort(403, description=f"this key's role ({found}) may not do this; it needs {role}")
             g.api_role = found
+            g.api_key_hash = keys.hash_key(key)  # names the key (rate limits) without the secret
             return view(*args, **kwargs)
 
         return wrapper

@@ -19,7 +19,7 @@ def configure(app: Flask) -> None:
     root.setLevel(app.config["LOG_LEVEL"])
     if not root.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
         root.addHandler(handler)
         root.propagate = False
 

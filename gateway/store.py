@@ -33,6 +33,7 @@ import sqlite_utils
 
 from . import ledger
 from .compliance import Decision
+from .ratelimit import Limit
 from .scope import ANY, Cover, Scope
 from .timestamps import FORMAT as TIMESTAMP_FORMAT
 from .timestamps import utcnow
@@ -756,6 +757,15 @@ class Store:
             )
         )
 
+    def list_outbound(self, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Outbound messages, newest first, optionally of one status."""
+        return list(
+            self._db().query(
+                "SELECT * FROM outbound_messages WHERE ? IS NULL OR status = ? ORDER BY id DESC LIMIT ?",
+                [status, status, limit],
+            )
+        )
+
     def outbound(self, message_id: int) -> dict[str, Any] | None:
         rows = list(self._db().query("SELECT * FROM outbound_messages WHERE id = ?", [message_id]))
         return rows[0] if rows else None
@@ -789,6 +799,20 @@ class Store:
             if fresh and row and error_code == 21610 and row[2].startswith("+"):
                 opted_out = self._record_carrier(conn, row[1], row[2], message_sid, {"error_code": 21610})
         return {"duplicate": not fresh, "known": row is not None, "moved": moved, "opted_out": opted_out}
+
+    # -- rate limits -----------------------------------------------------------
+
+    def take_token(self, bucket: str, limit: Limit, now: float) -> float:
+        """Take one token from ``bucket`` atomically across processes; return seconds to wait (0: allowed)."""
+        with self._write("NORMAL") as conn:  # not a compliance record: no fsync
+            row = conn.execute("SELECT tokens, updated FROM rate_buckets WHERE bucket = ?", (bucket,)).fetchone()
+            tokens, wait = limit.take(*(row or (None, None)), now)
+            conn.execute(
+                "INSERT INTO rate_buckets (bucket, tokens, updated) VALUES (?, ?, ?) "
+                "ON CONFLICT (bucket) DO UPDATE SET tokens = excluded.tokens, updated = excluded.updated",
+                (bucket, tokens, now),
+            )
+        return wait
 
     # -- API keys ------------------------------------------------------------
 

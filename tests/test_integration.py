@@ -1,5 +1,6 @@
 """Real gunicorn, several workers, concurrent signed requests on loopback."""
 
+import json
 import random
 import urllib.error
 import urllib.request
@@ -9,6 +10,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from gateway import keys
 from gateway.store import Store
 
 from .conftest import Gunicorn, new_sid, sign, sms_params
@@ -106,4 +108,45 @@ def test_workers_initialise_a_fresh_database_together(tmp_path):
     assert log.count("Booting worker") == 4
     store = Store(server.db_url)
     assert len(store.current_opt_outs()) == 40
+    store.close()
+
+
+def test_rate_limit_holds_across_workers(tmp_path):
+    """Two gunicorn workers draw from one bucket per key: the burst is granted once, not once per worker."""
+    env = {
+        "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
+        "GATEWAY_SENDERS": "+15005550006",
+        "GATEWAY_TWILIO_API_BASE": "http://127.0.0.1:9",  # the web process never sends; nothing listens here
+        "GATEWAY_RATE_LIMIT_PER_SECOND": "0.01",
+        "GATEWAY_RATE_LIMIT_BURST": "5",
+    }
+    server = Gunicorn(tmp_path, workers=2, env=env)
+    store = Store(server.db_url)
+    key = keys.new_key()
+    store.add_api_key(keys.hash_key(key), "sender")
+
+    def send(_):
+        request = urllib.request.Request(
+            server.base + "/v1/outbound-sms",
+            data=json.dumps({"to_number": "+14155550100", "content": "hi"}).encode(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, None
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers.get("Retry-After")
+
+    try:
+        with ThreadPoolExecutor(10) as pool:
+            results = list(pool.map(send, range(40)))
+    finally:
+        server.stop()
+    assert Counter(status for status, _ in results) == Counter({202: 5, 429: 35})
+    assert {retry for status, retry in results if status == 429} <= {str(n) for n in range(1, 101)}
+    assert len(store.list_outbound()) == 5
+    log = server.log.read_text()
+    served_by = {line.split("[")[1].split("]")[0] for line in log.splitlines() if "POST /v1/outbound-sms" in line}
+    assert len(served_by) == 2, "both workers must have answered for this test to prove anything"
+    assert "Traceback" not in log
     store.close()

@@ -195,6 +195,35 @@ def test_api_queues_and_reports(client, sender_key, outbound, fake):
     assert unicode.json["encoding"] == "UCS-2" and unicode.json["segments"] == 2  # 120 UTF-16 units
 
 
+def test_api_records_the_pairs_last_outbound_message(client, sender_key, store, twilio):
+    first = client.post("/v1/outbound-sms", headers=sender_key, json={"to_number": SENDER, "content": "one"}).json
+    second = client.post("/v1/outbound-sms", headers=sender_key, json={"to_number": SENDER, "content": "two"}).json
+    pair = store.pair(SENDER, TWILIO_NUMBER)
+    assert first["id"] < second["id"] == pair["last_outbound_id"] and pair["last_outbound_at"]
+    twilio.sms("STOP")
+    client.post("/v1/outbound-sms", headers=sender_key, json={"to_number": SENDER, "content": "three"})
+    assert store.pair(SENDER, TWILIO_NUMBER)["last_outbound_id"] == second["id"]  # a suppressed send resumes nothing
+
+
+def test_api_rate_limit_per_key(app_config, fake):
+    app = create_app({**app_config, "RATE_LIMIT_PER_SECOND": 0.5, "RATE_LIMIT_BURST": 3})
+    client, store = app.test_client(), app.extensions["gateway.store"]
+    first, second = keys.new_key(), keys.new_key()
+    for key in (first, second):
+        store.add_api_key(keys.hash_key(key), "sender")
+    payload = {"to_number": SENDER, "content": "x"}
+
+    def send(key):
+        return client.post("/v1/outbound-sms", json=payload, headers={"Authorization": f"Bearer {key}"})
+
+    assert [send(first).status_code for _ in range(3)] == [202, 202, 202]  # the burst
+    refused = send(first)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "2"  # one token per 2 s
+    assert "0.5 requests per second (bursts of 3)" in refused.json["message"]
+    assert send(second).status_code == 202  # each key has its own bucket
+    assert len(store.list_outbound()) == 4  # the refused request queued nothing
+
+
 def test_api_auth(client, store, sender_key):
     auditor = keys.new_key()
     store.add_api_key(keys.hash_key(auditor), "auditor")
