@@ -16,6 +16,7 @@ from .auth import require_role
 from .imports import E164
 from .outbound import OutboundError
 from .ratelimit import Limit, retry_after
+from .stats import summarise
 from .store import EVENT_COLUMNS, OPT_OUT_COLUMNS, Store
 from .timestamps import parse_bound
 
@@ -115,6 +116,14 @@ def history(number: str):
 def audit_verify():
     """Walk the hash chain; 200 with ok true or false (the check itself succeeded)."""
     return jsonify(_store().verify_ledger().as_dict())
+
+
+@bp.get("/stats")
+@require_role("auditor")
+def stats():
+    """Outbound delivery figures (sent, delivered, ... delivery rate) in total, per Twilio number and per day."""
+    since, until = _bound("since"), _bound("until", end_of_day=True)
+    return jsonify({"since": since, "until": until, **summarise(_store().outbound_counts(since, until))})
 
 
 @bp.get("/revocation-candidates")

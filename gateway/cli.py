@@ -26,6 +26,8 @@ from tabulate import tabulate
 from . import config, imports, keys, revocation
 from .config import ConfigError
 from .signature import sign
+from .stats import FIELDS as STAT_FIELDS
+from .stats import summarise
 from .store import EVENT_COLUMNS, EXPORT_COLUMNS, OPT_OUT_COLUMNS, Store, from_settings
 from .timestamps import parse_bound
 
@@ -263,11 +265,6 @@ def keys_revoke(key_id: int) -> None:
 # -- opt-out queries ---------------------------------------------------------------
 
 
-@cli.group()
-def optouts() -> None:
-    """Query opt-out records."""
-
-
 def _bound(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
@@ -275,6 +272,48 @@ def _bound(ctx: click.Context, param: click.Parameter, value: str | None) -> str
         return parse_bound(value, end_of_day=param.name == "until")
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+@cli.command()
+@click.option("--since", callback=_bound, metavar="DATE", help="Messages created at or after DATE.")
+@click.option(
+    "--until", callback=_bound, metavar="DATE", help="Messages created at or before DATE (a bare date: that day)."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
+)
+def stats(since: str | None, until: str | None, fmt: str) -> None:
+    """Outbound delivery figures: sent, delivered, undelivered, failed, suppressed
+    and the delivery rate, in total, per Twilio number and per day.
+
+    The delivery rate is delivered / (delivered + undelivered + failed).
+    """
+    figures = summarise(open_store().outbound_counts(since, until))
+    if fmt == "json":
+        click.echo(json.dumps({"since": since, "until": until, **figures}, indent=2))
+        return
+    columns = list(STAT_FIELDS)
+    click.echo(tabulate([[_rate(figures["totals"], c) for c in columns]], headers=columns))
+    for title, key, label in (("Per Twilio number", "by_twilio_number", "twilio_number"), ("Per day", "by_day", "day")):
+        click.echo(f"\n{title}:")
+        rows = figures[key]
+        click.echo(
+            tabulate([[r[label], *(_rate(r, c) for c in columns)] for r in rows], headers=[label, *columns])
+            if rows
+            else "(none)"
+        )
+
+
+def _rate(row: dict[str, Any], column: str) -> Any:
+    value = row[column]
+    if column == "delivery_rate":
+        return "-" if value is None else f"{value:.1%}"
+    return value
+
+
+@cli.group()
+def optouts() -> None:
+    """Query opt-out records."""
 
 
 @optouts.command("list")

@@ -766,6 +766,22 @@ class Store:
             )
         )
 
+    def outbound_counts(
+        self, since: str | None = None, until: str | None = None
+    ) -> list[tuple[str, str, str, bool, int, int]]:
+        """(day, sender, status, handed to Twilio, messages, segments) for messages created in the range."""
+        rows = self._db().conn.execute(
+            "SELECT substr(created_at, 1, 10) AS day, sender, status, message_sid IS NOT NULL AS handed, "
+            "COUNT(*), SUM(segments) FROM outbound_messages "
+            "WHERE (? IS NULL OR created_at >= ?) AND (? IS NULL OR created_at <= ?) "
+            "GROUP BY day, sender, status, handed ORDER BY day, sender",
+            (since, since, until, until),
+        )
+        return [
+            (day, sender, status, bool(handed), count, segments)
+            for day, sender, status, handed, count, segments in rows
+        ]
+
     def outbound(self, message_id: int) -> dict[str, Any] | None:
         rows = list(self._db().query("SELECT * FROM outbound_messages WHERE id = ?", [message_id]))
         return rows[0] if rows else None

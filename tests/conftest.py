@@ -19,6 +19,8 @@ from click.testing import CliRunner
 
 from gateway import create_app, signature
 
+from .fake_twilio import FakeTwilio
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "0123456789abcdef0123456789abcdef"
 TWILIO_NUMBER = "+15005550006"
@@ -26,6 +28,8 @@ OTHER_TWILIO_NUMBER = "+15005550007"
 SENDER = "+14155550100"
 FORM = "application/x-www-form-urlencoded"
 ENV_PREFIXES = ("GATEWAY_", "TWILIO_", "DATABASE_URL")
+ACCOUNT = "AC" + "a" * 32
+SERVICE = "MG" + "b" * 32
 
 
 @pytest.fixture(autouse=True)
@@ -61,6 +65,26 @@ def client(app):
 @pytest.fixture
 def store(app):
     return app.extensions["gateway.store"]
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTwilio]:
+    """A fake Twilio REST API on loopback."""
+    server = FakeTwilio(ACCOUNT, TOKEN)
+    yield server
+    server.close()
+
+
+def outbound_config(db_url: str, fake: FakeTwilio, senders: str = f"{TWILIO_NUMBER},+15005550007,{SERVICE}") -> dict:
+    """App settings with sending enabled against ``fake``."""
+    return {
+        "DATABASE_URL": db_url,
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "TWILIO_ACCOUNT_SID": ACCOUNT,
+        "TWILIO_API_BASE": fake.base_url,
+        "SENDERS_OVERRIDE": senders,
+        "STATUS_CALLBACK_URL": "https://gw.example.com/twilio/status",
+    }
 
 
 @pytest.fixture

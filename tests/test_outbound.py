@@ -10,30 +10,12 @@ from gateway import create_app, keys
 from gateway.cli import cli
 from gateway.outbound import send_sms, send_sms_template
 
-from .conftest import FORM, SENDER, TOKEN, TWILIO_NUMBER, TwilioSender, sign
-from .fake_twilio import FakeTwilio
-
-ACCOUNT = "AC" + "a" * 32
-SERVICE = "MG" + "b" * 32
-
-
-@pytest.fixture
-def fake():
-    server = FakeTwilio(ACCOUNT, TOKEN)
-    yield server
-    server.close()
+from .conftest import ACCOUNT, FORM, SENDER, SERVICE, TOKEN, TWILIO_NUMBER, TwilioSender, outbound_config, sign
 
 
 @pytest.fixture
 def app_config(db_url, fake):
-    return {
-        "DATABASE_URL": db_url,
-        "TWILIO_AUTH_TOKEN": TOKEN,
-        "TWILIO_ACCOUNT_SID": ACCOUNT,
-        "TWILIO_API_BASE": fake.base_url,
-        "SENDERS_OVERRIDE": f"{TWILIO_NUMBER},+15005550007,{SERVICE}",
-        "STATUS_CALLBACK_URL": "https://gw.example.com/twilio/status",
-    }
+    return outbound_config(db_url, fake)
 
 
 @pytest.fixture

@@ -5,13 +5,11 @@ import pytest
 from gateway import create_app
 from gateway.scope import ANY, Cover, Scope
 
-from .conftest import SENDER, TOKEN, TwilioSender
-from .fake_twilio import FakeTwilio
+from .conftest import SENDER, TwilioSender, outbound_config
 
 SERVICE = "MG" + "c" * 32
 OTHER_SERVICE = "MG" + "d" * 32
 A, B, LONE = "+15005550010", "+15005550011", "+15005550012"
-ACCOUNT = "AC" + "a" * 32
 
 
 @pytest.mark.parametrize(
@@ -36,25 +34,9 @@ def test_unknown_scope_is_refused():
         Scope("everything")
 
 
-@pytest.fixture
-def fake():
-    server = FakeTwilio(ACCOUNT, TOKEN)
-    yield server
-    server.close()
-
-
 def make_app(db_url, fake, mode):
-    return create_app(
-        {
-            "DATABASE_URL": db_url,
-            "TWILIO_AUTH_TOKEN": TOKEN,
-            "TWILIO_ACCOUNT_SID": ACCOUNT,
-            "TWILIO_API_BASE": fake.base_url,
-            "SENDERS_OVERRIDE": f"{A},{B},{LONE},{SERVICE}",
-            "OPT_OUT_SCOPE": mode,
-            "MESSAGING_SERVICES": {SERVICE: [A, B]},
-        }
-    )
+    settings = outbound_config(db_url, fake, senders=f"{A},{B},{LONE},{SERVICE}")
+    return create_app({**settings, "OPT_OUT_SCOPE": mode, "MESSAGING_SERVICES": {SERVICE: [A, B]}})
 
 
 def test_service_scope_stop_on_one_number_covers_the_service(db_url, fake):
