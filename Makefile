@@ -18,9 +18,18 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The web server and, beside it, the worker that sends queued SMS. Both write
+# their Prometheus counters to one directory, so /metrics shows both.
+PORT ?= 8000
+METRICS_DIR ?= $(CURDIR)/instance/metrics
+
 run: $(STAMP)
 	$(BIN)/gateway init-db
-	$(BIN)/gateway serve --host 127.0.0.1 --port 8000
+	rm -rf $(METRICS_DIR) && mkdir -p $(METRICS_DIR)
+	export PROMETHEUS_MULTIPROC_DIR=$(METRICS_DIR); \
+	$(BIN)/gateway worker & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
+	$(BIN)/gateway serve --host 127.0.0.1 --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway tests bench wsgi.py

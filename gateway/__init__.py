@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, config, console, delivery, health, logs, webhook
+from . import api, config, console, delivery, health, logs, metrics, webhook
 from .config import ConfigError
 from .outbound import Outbound
 from .store import from_settings
@@ -47,6 +47,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(delivery.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(console.bp)
+    metrics.init_app(app)
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",

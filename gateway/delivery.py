@@ -28,6 +28,7 @@ def status_callback() -> Response:
     except ValueError:
         abort(400, description=f"ErrorCode must be a number, got {raw_code[:20]!r}")
     g.log_fields = {"sid": sid, "status": status}
+    g.callback_status = status
     result = current_app.extensions["gateway.store"].record_status(sid, status, error_code, status_rank)
     g.outcome = "duplicate" if result["duplicate"] else ("recorded" if result["moved"] else "kept")
     if error_code and hint(error_code):

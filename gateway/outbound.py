@@ -23,6 +23,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from . import segments, twilioapi
 from .masking import mask_number
+from .metrics import SEND_FAILURES
 from .smstemplates import MissingVariable
 from .store import Store
 from .timestamps import FORMAT
@@ -158,8 +159,10 @@ class Outbound:
             sent = self.client.messages.create(**params)
         except TwilioRestException as exc:
             if exc.status == 429 or exc.status >= 500:
+                SEND_FAILURES.labels("throttled" if exc.status == 429 else "server_error").inc()
                 self._retry(message, f"HTTP {exc.status}", twilioapi.retry_after(self.client))
                 return
+            SEND_FAILURES.labels("refused").inc()
             self.store.finish_outbound(message["id"], "failed", error_code=exc.code, error_message=str(exc.msg)[:500])
             log.error(
                 "outbound %s to %s refused by Twilio: %s %s %s",
@@ -175,6 +178,7 @@ class Outbound:
                 )
             return
         except requests.RequestException as exc:
+            SEND_FAILURES.labels("network").inc()
             self._retry(message, type(exc).__name__, None)
             return
         self.store.finish_outbound(message["id"], sent.status or "queued", message_sid=sent.sid)
@@ -187,6 +191,7 @@ class Outbound:
             delay = max(delay, retry_after)
         retry_at = datetime.now(UTC) + timedelta(seconds=delay)
         if retry_at - created > self.max_age:
+            SEND_FAILURES.labels("gave_up").inc()
             self.store.finish_outbound(message["id"], "failed", error_message=f"gave up after {reason}")
             log.error(
                 "outbound %s to %s failed: gave up after %d attempts (%s)",

@@ -592,6 +592,14 @@ class Store:
             .fetchall()
         )
 
+    def state_change_counts(self) -> dict[tuple[str, str], int]:
+        """{(opt_out | opt_in, source): count} of events that changed a pair's state, ever."""
+        rows = self._db().conn.execute(
+            "SELECT event, source, COUNT(*) FROM events WHERE state_changed = 1 AND event IN ('opt_out', 'opt_in') "
+            "GROUP BY event, source"
+        )
+        return {(event, source): count for event, source, count in rows}
+
     def count_events(self) -> int:
         return self._db().conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
 
@@ -781,6 +789,11 @@ class Store:
             (day, sender, status, bool(handed), count, segments)
             for day, sender, status, handed, count, segments in rows
         ]
+
+    def outbound_status_counts(self) -> dict[str, int]:
+        """How many outbound messages are in each status now."""
+        rows = self._db().conn.execute("SELECT status, COUNT(*) FROM outbound_messages GROUP BY status")
+        return dict(rows.fetchall())
 
     def outbound(self, message_id: int) -> dict[str, Any] | None:
         rows = list(self._db().query("SELECT * FROM outbound_messages WHERE id = ?", [message_id]))
@@ -1127,6 +1140,9 @@ def _migrate_v3(db: sqlite_utils.Database) -> None:
     if "messaging_service_sid" not in db["opt_outs"].columns_dict:
         db["opt_outs"].add_column("messaging_service_sid", str)
     db["opt_outs"].create_index(["number", "messaging_service_sid"], if_not_exists=True)
+    db.execute(  # metrics count state changes often; a partial index keeps that cheap on a long ledger
+        "CREATE INDEX IF NOT EXISTS events_state_changes ON events (event, source) WHERE state_changed = 1"
+    )
     db["pairs"].create(
         {"number": str, "twilio_number": str, "last_outbound_id": int, "last_outbound_at": str},
         pk=("number", "twilio_number"),

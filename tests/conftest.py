@@ -27,7 +27,7 @@ TWILIO_NUMBER = "+15005550006"
 OTHER_TWILIO_NUMBER = "+15005550007"
 SENDER = "+14155550100"
 FORM = "application/x-www-form-urlencoded"
-ENV_PREFIXES = ("GATEWAY_", "TWILIO_", "DATABASE_URL")
+ENV_PREFIXES = ("GATEWAY_", "TWILIO_", "DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR")
 ACCOUNT = "AC" + "a" * 32
 SERVICE = "MG" + "b" * 32
 
@@ -156,7 +156,7 @@ def free_port() -> int:
 
 
 class Gunicorn:
-    """A real gunicorn serving ``wsgi:app`` on loopback."""
+    """A real gunicorn serving ``wsgi:app`` on loopback, configured as the Procfile does."""
 
     def __init__(self, tmp_path: Path, workers: int = 2, env: dict | None = None, preload: bool = True):
         self.port = free_port()
@@ -168,11 +168,13 @@ class Gunicorn:
             "TWILIO_AUTH_TOKEN": TOKEN,
             "DATABASE_URL": self.db_url,
             "GATEWAY_INSTANCE_PATH": str(tmp_path / "instance"),
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
             **(env or {}),
         }
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{self.port}"]
+                [sys.executable, "-m", "gunicorn", "wsgi:app", "--config", "config/gunicorn.conf.py"]
+                + ["--bind", f"127.0.0.1:{self.port}"]
                 + ["--workers", str(workers), "--timeout", "60"]
                 + (["--preload"] if preload else []),
                 cwd=ROOT,

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -224,3 +225,41 @@ def test_serve_with_dev_token_and_simulate(tmp_path, runner):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.slow
+def test_make_run_serves_with_the_worker_beside_it(tmp_path):
+    """`make run` (already installed): the web server answers, the send worker runs, /metrics works."""
+    if not (ROOT / ".venv" / ".installed").exists():
+        pytest.skip("make run needs the virtualenv that make test builds")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "TWILIO_", "DATABASE_URL", "PROM"))}
+    env["GATEWAY_INSTANCE_PATH"] = str(tmp_path / "instance")
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["make", "--no-print-directory", "run", f"PORT={port}", f"METRICS_DIR={tmp_path / 'metrics'}"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            assert b"gateway_outbound_suppressed_total 0.0" in response.read()
+        while "worker: idle" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+    assert list((tmp_path / "metrics").glob("*.db")), "the server wrote its counters to the shared directory"

@@ -169,14 +169,15 @@ def test_wsgi_refuses_to_start_without_token_in_one_line(tmp_path):
 def test_gunicorn_refuses_to_start_without_token(tmp_path):
     """The Procfile's command (gunicorn --preload) exits at once with the reason."""
     procfile = (ROOT / "Procfile").read_text()
-    assert procfile.startswith("web: gunicorn wsgi:app --preload")
+    command = "gunicorn wsgi:app --config config/gunicorn.conf.py --preload"
+    assert procfile.startswith(f"web: {command} ")
     result = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "wsgi:app", "--preload", "--bind", "127.0.0.1:0"],
+        [sys.executable, "-m", *command.split(), "--bind", "127.0.0.1:0"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
-        env=_clean_env(GATEWAY_INSTANCE_PATH=str(tmp_path)),
+        env=_clean_env(GATEWAY_INSTANCE_PATH=str(tmp_path), PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics")),
     )
     assert result.returncode != 0
     assert "gateway: refusing to start: TWILIO_AUTH_TOKEN is not set" in result.stderr

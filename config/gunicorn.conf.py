@@ -1,0 +1,23 @@
+"""gunicorn settings for the gateway (the Procfile passes ``--config config/gunicorn.conf.py``).
+
+Prometheus counters live in per-process files so that ``GET /metrics`` adds
+up every worker. This file runs before the app is imported, which is when
+prometheus-client decides on that mode. Without PROMETHEUS_MULTIPROC_DIR a
+fresh private directory is made for this server; set it (to a directory
+shared with ``gateway worker`` on the same machine) to also see the send
+worker's counters.
+"""
+
+import os
+import tempfile
+
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+
+def child_exit(server, worker):
+    """A dead worker's live gauges must not be reported; its counters still count."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,119 @@
+"""Prometheus metrics, ``GET /metrics``.
+
+Counters kept in the process (inbound outcomes, status callbacks, send
+failures, request latency) use prometheus-client's multiprocess mode when
+``PROMETHEUS_MULTIPROC_DIR`` is set, which ``config/gunicorn.conf.py`` does
+for every gunicorn server, so the workers add up. Opt-outs, opt-ins and
+outbound message counts are read from the database at scrape time: they are
+exact across workers, the CLI, the send worker and restarts. Labels never
+carry a phone number.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from .store import Store
+
+bp = Blueprint("metrics", __name__)
+
+INBOUND = Counter(
+    "gateway_inbound_messages",
+    "Inbound webhooks by outcome (opt_out, opt_in, help, queued, candidate, dropped, duplicate, forbidden, ...).",
+    ["outcome"],
+)
+STATUS_CALLBACKS = Counter("gateway_status_callbacks", "Twilio status callbacks received, by status.", ["status"])
+SEND_FAILURES = Counter(
+    "gateway_outbound_send_failures",
+    "Failed attempts to hand a message to Twilio, by reason (throttled, server_error, network, refused, gave_up).",
+    ["reason"],
+)
+LATENCY = Histogram(
+    "gateway_request_duration_seconds",
+    "Time to answer an HTTP request, by route.",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+
+def multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+class StoreCollector:
+    """Figures read from the database when Prometheus scrapes."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        changes = self.store.state_change_counts()
+        for event, name, text in (
+            ("opt_out", "gateway_opt_outs", "Opt-outs that changed a pair's state, by source."),
+            ("opt_in", "gateway_opt_ins", "Opt-ins that changed a pair's state, by source."),
+        ):
+            family = CounterMetricFamily(name, text, labels=["source"])
+            for (kind, source), count in sorted(changes.items()):
+                if kind == event:
+                    family.add_metric([source], count)
+            yield family
+        statuses = self.store.outbound_status_counts()
+        suppressed = CounterMetricFamily(
+            "gateway_outbound_suppressed", "Outbound messages not sent because the recipient opted out."
+        )
+        suppressed.add_metric([], statuses.get("suppressed", 0))
+        yield suppressed
+        messages = GaugeMetricFamily(
+            "gateway_outbound_messages", "Outbound messages by current status.", labels=["status"]
+        )
+        for status, count in sorted(statuses.items()):
+            messages.add_metric([status], count)
+        yield messages
+
+
+def render(store: Store) -> bytes:
+    """The exposition text: process counters (summed over workers) plus database figures."""
+    if multiprocess():
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    from_db = CollectorRegistry(auto_describe=False)
+    from_db.register(StoreCollector(store))
+    return generate_latest(registry) + generate_latest(from_db)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    return Response(render(current_app.extensions["gateway.store"]), content_type=CONTENT_TYPE_LATEST)
+
+
+def init_app(app: Flask) -> None:
+    """Time every request and count webhook outcomes."""
+    app.before_request(_start)
+    app.after_request(_observe)
+    app.register_blueprint(bp)
+
+
+def _start() -> None:
+    g.metrics_started = time.perf_counter()
+
+
+def _observe(response: Response) -> Response:
+    route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    started = g.get("metrics_started")
+    if started is not None and route != "/metrics":
+        LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+    outcome = g.get("outcome") or ("ok" if response.status_code < 400 else "rejected")
+    if request.endpoint == "webhook.inbound_sms":
+        INBOUND.labels("duplicate" if outcome.endswith(" duplicate") else outcome).inc()
+    elif request.endpoint == "delivery.status_callback" and response.status_code == 204:
+        STATUS_CALLBACKS.labels(g.get("callback_status", "unknown")).inc()
+    return response

@@ -1,0 +1,110 @@
+"""GET /metrics: Prometheus text from the process counters and the database."""
+
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import ACCOUNT, SENDER, TWILIO_NUMBER, Gunicorn, TwilioSender, new_sid, outbound_config, sign, sms_params
+
+
+def samples(text: str) -> dict[tuple[str, tuple], float]:
+    """{(sample name, sorted labels): value} from exposition text."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def scrape(client) -> dict[tuple[str, tuple], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.content_type.startswith("text/plain; version=")
+    return samples(response.text)
+
+
+def inbound(values, outcome):
+    return values.get(("gateway_inbound_messages_total", (("outcome", outcome),)), 0.0)
+
+
+@pytest.fixture
+def app_config(db_url, fake):
+    return outbound_config(db_url, fake)
+
+
+def test_counts_outcomes_state_changes_and_latency(app, client, twilio, store, fake):
+    before = scrape(client)
+    twilio.sms("STOP")
+    twilio.sms("STOP")  # already opted out
+    twilio.post(sms_params("hello", sid="SMdup"))
+    twilio.post(sms_params("hello", sid="SMdup"))  # Twilio's retry
+    twilio.sms("hello", sender="+14155550101")
+    twilio.post(sms_params("forged"), token="not-the-token")
+    outbound = app.extensions["gateway.outbound"]
+    outbound.queue(SENDER, content="offer")  # suppressed
+    fake.failures.append((503, {}))
+    outbound.backoff_base = 0.01
+    outbound.queue("+14155550101", content="hi")
+    outbound.dispatch_once()  # a 503: one send failure, retried later
+    callback = [("MessageSid", "SM" + "0" * 32), ("MessageStatus", "delivered"), ("AccountSid", ACCOUNT)]
+    TwilioSender(client).post(callback, url="http://localhost/twilio/status")
+    after = scrape(client)
+
+    for outcome, added in (
+        ("opt_out", 1),
+        ("already_opted_out", 1),
+        ("dropped", 1),
+        ("queued", 1),
+        ("duplicate", 1),
+        ("forbidden", 1),
+    ):
+        assert inbound(after, outcome) - inbound(before, outcome) == added, outcome
+    # From the database: exact for this gateway's records.
+    assert after[("gateway_opt_outs_total", (("source", "keyword"),))] == 1
+    assert after[("gateway_outbound_suppressed_total", ())] == 1
+    assert after[("gateway_outbound_messages", (("status", "retrying"),))] == 1
+    # Process counters (global to this test process): compare with before.
+    failures = ("gateway_outbound_send_failures_total", (("reason", "server_error"),))
+    assert after[failures] - before.get(failures, 0) == 1
+    delivered = ("gateway_status_callbacks_total", (("status", "delivered"),))
+    assert after[delivered] - before.get(delivered, 0) == 1
+    count = ("gateway_request_duration_seconds_count", (("method", "POST"), ("route", "/twilio/sms")))
+    assert after[count] - before.get(count, 0) == 6
+
+
+def test_no_phone_number_in_metrics(client, twilio):
+    twilio.sms("STOP")
+    text = client.get("/metrics").text
+    assert SENDER not in text and TWILIO_NUMBER not in text and SENDER[-4:] not in text
+
+
+@pytest.mark.slow
+def test_workers_add_up(tmp_path):
+    """Two gunicorn workers, one /metrics: every webhook counted once, whichever worker served it."""
+    server = Gunicorn(tmp_path, workers=2)
+
+    def post(i):
+        params = sms_params("hello", sender=f"+1415555{i:04d}", sid=new_sid())
+        url = server.base + "/twilio/sms"
+        request = urllib.request.Request(
+            url,
+            data=urllib.parse.urlencode(params).encode(),
+            headers={"X-Twilio-Signature": sign(url, params)},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(post, range(60))) == {200}
+        scrapes = []
+        for _ in range(4):  # whichever worker answers the scrape, the sum is the same
+            with urllib.request.urlopen(server.base + "/metrics", timeout=30) as response:
+                scrapes.append(samples(response.read().decode()))
+    finally:
+        server.stop()
+    assert [inbound(s, "queued") for s in scrapes] == [60.0] * 4
+    log = server.log.read_text()
+    pids = {line.split("[")[1].split("]")[0] for line in log.splitlines() if "POST /twilio/sms" in line}
+    assert len(pids) == 2, "both workers must have answered for this test to prove anything"
