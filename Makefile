@@ -45,6 +45,7 @@ test: $(STAMP) lint browser
 bench: $(STAMP)
 	bench/ensure-wrk
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/outbound.py
 	$(BIN)/python bench/export.py
 
 clean:

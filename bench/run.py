@@ -71,6 +71,8 @@ def start(app: str, port: int, args: argparse.Namespace, env: dict, log: Path) -
                 "-m",
                 "gunicorn",
                 app,
+                "--config",
+                "config/gunicorn.conf.py",  # as the Procfile runs it (metrics in multiprocess mode)
                 "--bind",
                 f"127.0.0.1:{port}",
                 "--workers",
@@ -100,10 +102,26 @@ def start(app: str, port: int, args: argparse.Namespace, env: dict, log: Path) -
             time.sleep(0.1)
 
 
+def clean_env() -> dict:
+    """This environment without the gateway's own settings."""
+    prefixes = ("GATEWAY_", "TWILIO_", "DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR")
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+
+
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(port: int, requests_file: Path, connections: int, seconds: int, threads: int) -> dict:
+def wrk(
+    port: int,
+    requests_file: Path,
+    connections: int,
+    seconds: int,
+    threads: int,
+    script: str = "replay.lua",
+    path: str = "/twilio/sms",
+    extra: tuple[str, ...] = (),
+) -> dict:
+    """One wrk run; ``script`` replays ``requests_file`` (see the .lua files for their formats)."""
     result = subprocess.run(
         [
             "wrk",
@@ -112,11 +130,12 @@ def wrk(port: int, requests_file: Path, connections: int, seconds: int, threads:
             f"-d{seconds}s",
             "--latency",
             "-s",
-            str(ROOT / "bench" / "replay.lua"),
-            f"http://127.0.0.1:{port}/twilio/sms",
+            str(ROOT / "bench" / script),
+            f"http://127.0.0.1:{port}{path}",
             "--",
             str(threads),
             str(requests_file),
+            *extra,
         ],
         capture_output=True,
         text=True,
@@ -148,13 +167,13 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "TWILIO_", "DATABASE_URL"))}
     env = {
-        **base_env,
+        **clean_env(),
         "TWILIO_AUTH_TOKEN": TOKEN,
         "DATABASE_URL": f"sqlite:///{work / 'bench.db'}",
         "GATEWAY_INSTANCE_PATH": str(work / "instance"),
         "PYTHONPATH": str(ROOT / "bench"),
+        "PROMETHEUS_MULTIPROC_DIR": str(work / "metrics"),
     }
     servers = {
         "gateway": ("wsgi:app", free_port(), {}),
