@@ -44,8 +44,13 @@ def export(db: Path, out: Path) -> tuple[int, float, int]:
     """Return (peak RSS in KiB, seconds, file size) of one export run."""
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}"}
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "optouts", "export", "--output", str(out)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "optouts", "export", "--output", str(out)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
         raise SystemExit(f"export failed with status {status}")
@@ -72,8 +77,10 @@ def main() -> None:
         print(f"{count:>10,} {rss / 1024:>13.1f} {seconds:>8.1f} {size / 2**20:>8.1f} {count / seconds:>9.0f}")
     runs = list(results.values())
     largest, previous = runs[-1], runs[-2] if len(runs) > 1 else runs[-1]
-    print(f"peak RSS ratio {largest[0]:,} / {previous[0]:,} events: {largest[1] / previous[1]:.2f}x "
-          f"(bounded memory: close to 1x)")
+    print(
+        f"peak RSS ratio {largest[0]:,} / {previous[0]:,} events: {largest[1] / previous[1]:.2f}x "
+        f"(bounded memory: close to 1x)"
+    )
 
 
 if __name__ == "__main__":

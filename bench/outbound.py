@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from run import clean_env, free_port, start, wrk  # noqa: E402
+from run import clean_env, free_port, median_round, start, wrk  # noqa: E402
 
 from gateway import keys, twilioapi  # noqa: E402
 from gateway.imports import ImportRow  # noqa: E402
@@ -172,11 +172,7 @@ def main() -> None:
     direct = direct_rate(fake, args.dispatch_seconds)
     fake.close()
 
-    def median(name: str) -> dict:
-        runs = sorted(rounds[name], key=lambda r: r["rps"])
-        return {**runs[len(runs) // 2], "errors": sum(r["errors"] for r in runs), "rounds_rps": [r["rps"] for r in runs]}
-
-    results = {name: median(name) for name in cases}
+    results = {name: median_round(rounds[name]) for name in cases}
     for name in ("sent", "suppressed"):
         results[name]["ratio"] = results[name]["rps"] / results["reference"]["rps"]
     results["dispatch"] = {"worker_per_s": dispatch, "direct_per_s": direct, "ratio": dispatch / direct}

@@ -154,6 +154,16 @@ def wrk(
     }
 
 
+def median_round(runs: list[dict]) -> dict:
+    """The round with the median throughput, with the errors of all rounds and every round's req/s."""
+    ordered = sorted(runs, key=lambda r: r["rps"])
+    return {
+        **ordered[len(ordered) // 2],
+        "errors": sum(r["errors"] for r in runs),
+        "rounds_rps": [r["rps"] for r in runs],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10, help="length of one measured round")
@@ -206,12 +216,7 @@ def main() -> None:
             proc.terminate()
             proc.wait(15)
 
-    def median(name: str) -> dict:
-        runs = sorted(rounds[name], key=lambda r: r["rps"])
-        mid = runs[len(runs) // 2]
-        return {**mid, "errors": sum(r["errors"] for r in runs), "rounds_rps": [r["rps"] for r in rounds[name]]}
-
-    results = {name: median(name) for name in servers}
+    results = {name: median_round(rounds[name]) for name in servers}
     reference = results["reference"]
     for name in ("gateway", "compliance"):
         conn = sqlite3.connect(work / f"{name}.db")
