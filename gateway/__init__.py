@@ -11,6 +11,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import api, config, console, delivery, health, logs, metrics, webhook
+from .agent import Forwarder
 from .config import ConfigError
 from .outbound import Outbound
 from .store import from_settings
@@ -41,6 +42,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         store.close()  # workers forked after this open their own connections
     app.extensions["gateway.store"] = store
     app.extensions["gateway.outbound"] = Outbound(store, app.config)
+    app.extensions["gateway.agent"] = Forwarder(store, app.extensions["gateway.outbound"], app.config)
 
     app.register_blueprint(webhook.bp)
     app.register_blueprint(health.bp)

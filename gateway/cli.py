@@ -16,6 +16,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -29,6 +30,7 @@ from .signature import sign
 from .stats import FIELDS as STAT_FIELDS
 from .stats import summarise
 from .store import EVENT_COLUMNS, EXPORT_COLUMNS, OPT_OUT_COLUMNS, Store, from_settings
+from .timestamps import FORMAT as TIMESTAMP_FORMAT
 from .timestamps import parse_bound
 
 DEFAULT_URL = "http://127.0.0.1:8000/twilio/sms"
@@ -548,10 +550,12 @@ optouts_remove = _manual(False)
     help="Seconds to wait when nothing is due.",
 )
 def worker(once: bool, interval: float) -> None:
-    """Send queued outbound SMS through Twilio until stopped (SIGTERM or Ctrl-C).
+    """Send queued outbound SMS through Twilio and deliver queued inbound
+    messages to the agent, until stopped (SIGTERM or Ctrl-C).
 
     Several workers may run at once: messages are leased in the database, so
-    each is sent by one worker, and a crashed worker's lease runs out.
+    each is handled by one worker, and a crashed worker's lease runs out.
+    Delivery to the agent is at least once and in order per conversation.
     """
     from . import create_app
 
@@ -559,9 +563,17 @@ def worker(once: bool, interval: float) -> None:
         app = create_app({"ALLOW_DEV_TOKEN": True})
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    outbound = app.extensions["gateway.outbound"]
+    outbound, forwarder = app.extensions["gateway.outbound"], app.extensions["gateway.agent"]
     if not outbound.enabled:
-        click.echo(f"worker: idle, {outbound.why_disabled()}", err=True)
+        click.echo(f"worker: not sending SMS, {outbound.why_disabled()}", err=True)
+    if not forwarder.enabled:
+        click.echo(
+            "worker: not delivering to an agent (set GATEWAY_AGENT_URL or GATEWAY_AGENT_HANDLER); "
+            "messages wait in the queue",
+            err=True,
+        )
+    if not outbound.enabled and not forwarder.enabled:
+        click.echo("worker: idle", err=True)
         if once:
             return
     stopping = threading.Event()
@@ -569,12 +581,72 @@ def worker(once: bool, interval: float) -> None:
         signal.signal(signum, lambda *_: stopping.set())
     with app.app_context():
         while not stopping.is_set():
+            delivered = forwarder.deliver_once()
             sent = outbound.dispatch_once() if outbound.enabled else 0
             if once:
-                click.echo(f"worker: {sent} message(s) attempted", err=True)
+                click.echo(f"worker: {delivered} delivery(ies) and {sent} message(s) attempted", err=True)
                 return
-            if not sent:
+            if not sent and not delivered:
                 stopping.wait(interval)
+
+
+@cli.group()
+def outbox() -> None:
+    """Inbound messages queued for the agent: inspect, replay dead letters, purge old ones."""
+
+
+OUTBOX_COLUMNS = ["id", "status", "from_number", "to_number", "received_at", "attempts", "last_error", "body"]
+
+
+@outbox.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "delivered", "dead", "dropped", "all"]),
+    default="all",
+    show_default=True,
+    help="Only messages in this state.",
+)
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True, help="At most this many.")
+@FORMAT
+def outbox_list(status: str, limit: int, fmt: str) -> None:
+    """List queued messages, oldest first, with their delivery state and last error."""
+    rows = open_store().outbox(None if status == "all" else status, limit)
+    _emit(rows, OUTBOX_COLUMNS, fmt)
+
+
+@outbox.command("retry")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "all_dead", is_flag=True, help="Every dead-lettered message.")
+def outbox_retry(ids: tuple[int, ...], all_dead: bool) -> None:
+    """Put dead-lettered messages IDS (or --all) back in the queue, due now.
+
+    They are delivered again in order, with a fresh maximum age. The opt-out
+    state is checked again at delivery.
+    """
+    if bool(ids) == all_dead:
+        raise click.UsageError("give message IDS or --all, not both")
+    count = open_store().retry_dead(None if all_dead else list(ids))
+    click.echo(f"{count} message(s) queued again.")
+    if ids and count < len(ids):
+        raise click.ClickException(f"{len(ids) - count} of the ids are unknown or not dead-lettered")
+
+
+@outbox.command("purge")
+@click.option(
+    "--status",
+    type=click.Choice(["delivered", "dead", "dropped"]),
+    required=True,
+    help="Which finished messages to delete (pending ones never are).",
+)
+@click.option("--older-than", "days", type=click.IntRange(1, 36500), required=True, help="Received over N days ago.")
+def outbox_purge(status: str, days: int) -> None:
+    """Delete finished messages from the queue to keep it small.
+
+    The compliance records (opt-outs, the event log) are not touched.
+    """
+    before = (datetime.now(UTC) - timedelta(days=days)).strftime(TIMESTAMP_FORMAT)
+    count = open_store().purge_outbox(status, before)
+    click.echo(f"{count} {status} message(s) received before {before} deleted.")
 
 
 @cli.group("templates")

@@ -53,6 +53,13 @@ _ENV = {
     "OPT_OUT_SCOPE": "GATEWAY_OPT_OUT_SCOPE",
     "RATE_LIMIT_PER_SECOND": "GATEWAY_RATE_LIMIT_PER_SECOND",
     "RATE_LIMIT_BURST": "GATEWAY_RATE_LIMIT_BURST",
+    "AGENT_URL": "GATEWAY_AGENT_URL",
+    "AGENT_SECRET": "GATEWAY_AGENT_SECRET",
+    "AGENT_HANDLER": "GATEWAY_AGENT_HANDLER",
+    "AGENT_TIMEOUT_SECONDS": "GATEWAY_AGENT_TIMEOUT_SECONDS",
+    "AGENT_MAX_AGE_SECONDS": "GATEWAY_AGENT_MAX_AGE_SECONDS",
+    "AGENT_LEASE_SECONDS": "GATEWAY_AGENT_LEASE_SECONDS",
+    "AGENT_BACKOFF_SECONDS": "GATEWAY_AGENT_BACKOFF_SECONDS",
 }
 
 
@@ -236,6 +243,7 @@ def load(
         raise ConfigError(f"GATEWAY_COOKIE_SECURE: expected true or false, got {secure!r}")
     settings["SESSION_COOKIE_SECURE"] = secure in ("true", "1")
     settings["SCOPE"] = _scope(raw)
+    settings.update(_agent(raw))
     settings.update(_outbound(raw, settings, environ))
     return settings
 
@@ -254,6 +262,31 @@ def _scope(raw: dict[str, Any]) -> Scope:
         if not isinstance(numbers, list) or not all(isinstance(n, str) and E164.match(n) for n in numbers):
             raise ConfigError(f'messaging_services.{sid}: expected a list of E.164 numbers such as "+14155550100"')
     return Scope.build(mode, services)
+
+
+def _agent(raw: dict[str, Any]) -> dict[str, Any]:
+    """Where queued messages go: an HTTP agent (URL + secret) or a Python function, or nowhere yet."""
+    url = str(raw.get("AGENT_URL") or "").strip() or None
+    handler = str(raw.get("AGENT_HANDLER") or "").strip() or None
+    secret = str(raw.get("AGENT_SECRET") or "").strip() or None
+    if url and handler:
+        raise ConfigError("GATEWAY_AGENT_URL and GATEWAY_AGENT_HANDLER are both set: choose one")
+    if url:
+        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+            raise ConfigError(f"GATEWAY_AGENT_URL: expected an http(s) URL, got {url!r}")
+        if not secret or len(secret) < 16:
+            raise ConfigError("GATEWAY_AGENT_SECRET: required with GATEWAY_AGENT_URL, at least 16 characters")
+    if handler and not re.fullmatch(r"[\w.]+:[\w]+", handler):
+        raise ConfigError(f"GATEWAY_AGENT_HANDLER: expected module:function, got {handler!r}")
+    return {
+        "AGENT_URL": url,
+        "AGENT_SECRET": secret,
+        "AGENT_HANDLER": handler,
+        "AGENT_TIMEOUT_SECONDS": _as_float(raw, "AGENT_TIMEOUT_SECONDS", 0.05, 600),
+        "AGENT_MAX_AGE_SECONDS": _as_int(raw, "AGENT_MAX_AGE_SECONDS", 1, 30 * 86400),
+        "AGENT_LEASE_SECONDS": _as_float(raw, "AGENT_LEASE_SECONDS", 0.5, 3600),
+        "AGENT_BACKOFF_SECONDS": _as_float(raw, "AGENT_BACKOFF_SECONDS", 0.01, 3600),
+    }
 
 
 def _as_float(raw: dict[str, Any], key: str, low: float, high: float) -> float:

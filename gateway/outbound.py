@@ -110,6 +110,17 @@ class Outbound:
             sender = agent_number
         else:
             sender = self.senders[0]
+        return self._enqueue(to_number, sender, self._render(content, template, variables), template, source)
+
+    def reply(self, to_number: str, from_number: str, content: object) -> dict[str, Any]:
+        """Queue the agent's reply to a user, from the Twilio number the user wrote to."""
+        if not self.enabled:
+            raise OutboundError(self.why_disabled())
+        return self._enqueue(
+            e164(to_number, "to_number"), from_number, self._render(content, None, None), None, "agent"
+        )
+
+    def _render(self, content: object, template: str | None, variables: Mapping[str, object] | None) -> str:
         if (content is None) == (template is None):
             raise OutboundError("give either content or template (with variables), not both")
         if template is not None:
@@ -117,15 +128,16 @@ class Outbound:
             if found is None:
                 raise OutboundError(f"unknown template {template!r}")
             try:
-                body = found.render(variables or {})
+                return found.render(variables or {})
             except MissingVariable as exc:
                 raise OutboundError(f"template {template!r}: {exc}") from None
-        else:
-            if not isinstance(content, str) or not content.strip():
-                raise OutboundError("content must be a non-empty string")
-            if len(content) > 1600:
-                raise OutboundError(f"content is {len(content)} characters; Twilio accepts at most 1600")
-            body = content
+        if not isinstance(content, str) or not content.strip():
+            raise OutboundError("content must be a non-empty string")
+        if len(content) > 1600:
+            raise OutboundError(f"content is {len(content)} characters; Twilio accepts at most 1600")
+        return content
+
+    def _enqueue(self, to_number: str, sender: str, body: str, template: str | None, source: str) -> dict[str, Any]:
         shape = segments.analyse(body)
         queued = self.store.queue_outbound(to_number, sender, body, shape.encoding, shape.segments, source, template)
         if queued["status"] == "suppressed":

@@ -666,7 +666,7 @@ class Store:
                     detail=json.dumps({"outbound_id": message_id, "sender": sender}),
                 )
             else:
-                # Until conversation sessions exist, the pair remembers its latest outbound message.
+                _open_session(conn, to_number, sender, now, engaged=False)
                 conn.execute(
                     "INSERT INTO pairs (number, twilio_number, last_outbound_id, last_outbound_at) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (number, twilio_number) DO UPDATE SET last_outbound_id = excluded.last_outbound_id, "
@@ -910,6 +910,142 @@ class Store:
             for row in rows
         ]
 
+    # -- forwarding to the agent ----------------------------------------------
+
+    def claim_deliveries(self, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+        """Lease the oldest pending message of each pair that is due, at most ``limit``.
+
+        Only a pair's oldest pending message is ever eligible, so delivery is
+        in order per pair (and so per session): a later message waits while
+        an earlier one is leased or waiting to be retried. The opt-out state
+        is checked again: a message from a sender who opted out since it was
+        queued is dropped (a chained ``dropped`` event), not delivered. Each
+        leased message is attached to the pair's open session (one is opened
+        if needed).
+        """
+        claimed = []
+        with self._write() as conn:
+            now = self.clock()
+            rows = conn.execute(
+                "SELECT id, message_sid, from_number, to_number, body, params, received_at, flags, attempts, "
+                "COALESCE(retry_from, received_at) FROM agent_queue AS q "
+                "WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
+                "AND (lease_until IS NULL OR lease_until < ?) "
+                "AND id = (SELECT MIN(id) FROM agent_queue AS p WHERE p.from_number = q.from_number "
+                "AND p.to_number = q.to_number AND p.status = 'pending') ORDER BY id LIMIT ?",
+                (now, now, limit),
+            ).fetchall()
+            until = _plus_seconds(now, lease_seconds)
+            for row in rows:
+                queue_id, sid, from_number, to_number, body, params, received_at, flags, attempts, since = row
+                params = [tuple(pair) for pair in json.loads(params)]
+                if self._covered(conn, from_number, to_number, _param(params, "MessagingServiceSid")):
+                    conn.execute(
+                        "UPDATE agent_queue SET status = 'dropped', lease_until = NULL WHERE id = ?", (queue_id,)
+                    )
+                    _append_event(
+                        conn,
+                        event="dropped",
+                        number=from_number,
+                        twilio_number=to_number,
+                        body=body,
+                        message_sid=sid,
+                        source="opted_out",
+                        state_changed=False,
+                        at=now,
+                        detail=json.dumps({"at_delivery": True}),
+                    )
+                    continue
+                session_id = _open_session(conn, from_number, to_number, received_at, engaged=True)
+                conn.execute(
+                    "UPDATE agent_queue SET lease_until = ?, attempts = attempts + 1, session_id = ? WHERE id = ?",
+                    (until, session_id, queue_id),
+                )
+                claimed.append(
+                    {
+                        "id": queue_id,
+                        "message_sid": sid,
+                        "from_number": from_number,
+                        "to_number": to_number,
+                        "body": body,
+                        "params": params,
+                        "received_at": received_at,
+                        "flags": json.loads(flags),
+                        "attempts": attempts + 1,
+                        "session_id": session_id,
+                        "retry_from": since,
+                    }
+                )
+        return claimed
+
+    def finish_delivery(
+        self, queue_id: int, outcome: str, error: str | None = None, retry_at: str | None = None
+    ) -> None:
+        """Record a delivery attempt: ``delivered``, ``retry`` (at ``retry_at``) or ``dead`` (dead-lettered)."""
+        with self._write() as conn:
+            if outcome == "delivered":
+                conn.execute(
+                    "UPDATE agent_queue SET status = 'delivered', delivered_at = ?, lease_until = NULL, "
+                    "last_error = NULL WHERE id = ?",
+                    (self.clock(), queue_id),
+                )
+            elif outcome == "retry":
+                conn.execute(
+                    "UPDATE agent_queue SET next_attempt_at = ?, lease_until = NULL, last_error = ? WHERE id = ?",
+                    (retry_at, error, queue_id),
+                )
+            elif outcome == "dead":
+                conn.execute(
+                    "UPDATE agent_queue SET status = 'dead', lease_until = NULL, last_error = ? WHERE id = ?",
+                    (error, queue_id),
+                )
+            else:
+                raise ValueError(f"unknown delivery outcome {outcome!r}")
+
+    def outbox(self, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Queued messages for the agent, oldest first; ``status`` pending, delivered, dead or dropped."""
+        return list(
+            self._db().query(
+                "SELECT id, message_sid, from_number, to_number, body, received_at, status, attempts, "
+                "next_attempt_at, delivered_at, last_error, session_id, flags FROM agent_queue "
+                "WHERE ? IS NULL OR status = ? ORDER BY id LIMIT ?",
+                [status, status, limit],
+            )
+        )
+
+    def retry_dead(self, ids: Sequence[int] | None = None) -> int:
+        """Put dead-lettered messages (all, or these ids) back in the queue, due now, with a fresh maximum age."""
+        with self._write() as conn:
+            now = self.clock()
+            if ids is None:
+                cursor = conn.execute(
+                    "UPDATE agent_queue SET status = 'pending', next_attempt_at = NULL, retry_from = ?, "
+                    "last_error = NULL WHERE status = 'dead'",
+                    (now,),
+                )
+                return cursor.rowcount
+            changed = 0
+            for queue_id in ids:
+                changed += conn.execute(
+                    "UPDATE agent_queue SET status = 'pending', next_attempt_at = NULL, retry_from = ?, "
+                    "last_error = NULL WHERE status = 'dead' AND id = ?",
+                    (now, queue_id),
+                ).rowcount
+            return changed
+
+    def purge_outbox(self, status: str, before: str) -> int:
+        """Delete delivered, dead or dropped queue rows received before ``before``; pending ones never."""
+        if status not in ("delivered", "dead", "dropped"):
+            raise ValueError(f"only delivered, dead or dropped messages can be purged, not {status!r}")
+        with self._write() as conn:
+            return conn.execute(
+                "DELETE FROM agent_queue WHERE status = ? AND received_at < ?", (status, before)
+            ).rowcount
+
+    def session(self, session_id: int) -> dict[str, Any] | None:
+        rows = list(self._db().query("SELECT * FROM sessions WHERE id = ?", [session_id]))
+        return rows[0] if rows else None
+
     def processed(self, message_sid: str) -> dict[str, Any] | None:
         rows = list(
             self._db().query(
@@ -966,6 +1102,24 @@ def _covering_opt_out(conn: sqlite3.Connection, number: str, cover: Cover) -> st
         [number, *params],
     ).fetchone()
     return row[0] if row else None
+
+
+def _open_session(conn: sqlite3.Connection, number: str, twilio_number: str, at: str, engaged: bool) -> int:
+    """The pair's open session, resumed at ``at``, or a new one."""
+    row = conn.execute(
+        "SELECT id FROM sessions WHERE number = ? AND twilio_number = ? AND state != 'closed'", (number, twilio_number)
+    ).fetchone()
+    if row:
+        conn.execute(
+            "UPDATE sessions SET last_activity_at = MAX(last_activity_at, ?), engaged = MAX(engaged, ?) WHERE id = ?",
+            (at, int(engaged), row[0]),
+        )
+        return row[0]
+    return conn.execute(
+        "INSERT INTO sessions (number, twilio_number, state, engaged, opened_at, last_activity_at) "
+        "VALUES (?, ?, 'active', ?, ?, ?)",
+        (number, twilio_number, int(engaged), at, at),
+    ).lastrowid
 
 
 def _plus_seconds(stamp: str, seconds: float) -> str:
@@ -1149,3 +1303,35 @@ def _migrate_v3(db: sqlite_utils.Database) -> None:
         if_not_exists=True,
     )
     db["rate_buckets"].create({"bucket": str, "tokens": float, "updated": float}, pk="bucket", if_not_exists=True)
+    queue = db["agent_queue"]
+    for column, kind in (
+        ("attempts", int),
+        ("next_attempt_at", str),
+        ("lease_until", str),
+        ("retry_from", str),
+        ("delivered_at", str),
+        ("last_error", str),
+        ("session_id", int),
+    ):
+        if column not in queue.columns_dict:
+            queue.add_column(column, kind, not_null_default=0 if column == "attempts" else None)
+    queue.create_index(["from_number", "to_number", "status", "id"], if_not_exists=True)
+    queue.create_index(["status", "id"], if_not_exists=True)
+    db["sessions"].create(
+        {
+            "id": int,
+            "number": str,
+            "twilio_number": str,
+            "state": str,
+            "engaged": int,
+            "opened_at": str,
+            "last_activity_at": str,
+        },
+        pk="id",
+        not_null=["number", "twilio_number", "state", "engaged", "opened_at", "last_activity_at"],
+        if_not_exists=True,
+    )
+    db.execute(  # at most one open session per pair
+        "CREATE UNIQUE INDEX IF NOT EXISTS sessions_open_pair ON sessions (number, twilio_number) "
+        "WHERE state != 'closed'"
+    )

@@ -330,4 +330,6 @@ def test_worker_command_sends(runner, outbound, fake, db_url, app_config, monkey
 
 def test_worker_idles_without_configuration(runner, db_url):
     result = runner.invoke(cli, ["worker", "--once"], env={"DATABASE_URL": db_url, "TWILIO_AUTH_TOKEN": TOKEN})
-    assert result.exit_code == 0 and "idle, outbound sending is not configured" in result.stderr
+    assert result.exit_code == 0
+    assert "not sending SMS, outbound sending is not configured" in result.stderr
+    assert "not delivering to an agent" in result.stderr and "worker: idle" in result.stderr
