@@ -32,7 +32,7 @@ run: $(STAMP)
 	$(BIN)/gateway serve --host 127.0.0.1 --port $(PORT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway tests bench wsgi.py
+	$(BIN)/ruff check gateway tests bench examples wsgi.py
 
 # The console's end-to-end tests drive Debian's Chromium through Playwright.
 browser:

@@ -1,0 +1,56 @@
+"""examples/echo_agent.py, the README's minimal agent, in a full round trip through a real process."""
+
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from gateway import create_app
+
+from .conftest import ROOT, SENDER, TWILIO_NUMBER, TwilioSender, free_port, outbound_config
+
+SECRET = "echo-agent-secret-0123456789"
+
+
+@pytest.fixture
+def echo_agent(tmp_path):
+    port = free_port()
+    with (tmp_path / "echo.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "examples/echo_agent.py", "--port", str(port), "--secret", SECRET],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/agent"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+        except urllib.error.HTTPError:
+            break  # answering (501 for GET)
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "echo.log").read_text()
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.mark.parametrize(("secret", "status", "replies"), [(SECRET, "delivered", 1), ("x" * 20, "dead", 0)])
+def test_round_trip(db_url, fake, echo_agent, secret, status, replies):
+    app = create_app({**outbound_config(db_url, fake), "AGENT_URL": echo_agent, "AGENT_SECRET": secret})
+    TwilioSender(app.test_client()).sms("Table for two at 8?")
+    app.extensions["gateway.agent"].deliver_once()
+    store = app.extensions["gateway.store"]
+    assert store.outbox()[0]["status"] == status  # a wrong secret is refused (401): dead-lettered
+    sent = store.list_outbound()
+    assert len(sent) == replies
+    if replies:
+        assert (sent[0]["to_number"], sent[0]["sender"], sent[0]["body"]) == (
+            SENDER,
+            TWILIO_NUMBER,
+            "Echo: Table for two at 8?",
+        )
