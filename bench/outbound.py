@@ -155,7 +155,6 @@ def main() -> None:
                     args.connections,
                     seconds,
                     args.threads,
-                    script="outbound.lua",
                     path="/v1/outbound-sms",
                     extra=(key,),
                 )

@@ -1,6 +1,8 @@
--- wrk script: replay precomputed, signed Twilio webhooks; every request has its
--- own MessageSid. Usage: wrk ... -s replay.lua <url> -- THREADS FILE
--- FILE holds one request per line: "<X-Twilio-Signature>\t<form body>".
+-- wrk script: replay precomputed requests, one per line of FILE.
+-- Usage: wrk ... -s replay.lua <url> -- THREADS FILE [KEY]
+-- Without KEY, lines are signed Twilio webhooks, "<X-Twilio-Signature>\t<form body>",
+-- posted to the URL's path. With KEY, lines are JSON bodies posted with
+-- "Authorization: Bearer KEY" (the outbound API).
 local next_id = 0
 
 function setup(thread)
@@ -8,17 +10,27 @@ function setup(thread)
   next_id = next_id + 1
 end
 
+local function format(line, key)
+  if key then
+    return wrk.format("POST", nil, {
+      ["Authorization"] = "Bearer " .. key,
+      ["Content-Type"] = "application/json",
+    }, line)
+  end
+  local signature, body = line:match("^([^\t]*)\t(.*)$")
+  return wrk.format("POST", nil, {
+    ["X-Twilio-Signature"] = signature,
+    ["Content-Type"] = "application/x-www-form-urlencoded",
+  }, body)
+end
+
 function init(args)
-  local threads, file = tonumber(args[1]), args[2]
+  local threads, file, key = tonumber(args[1]), args[2], args[3]
   requests, position = {}, 0
   local line_no = 0
   for line in io.lines(file) do
     if line_no % threads == tid then
-      local signature, body = line:match("^([^\t]*)\t(.*)$")
-      requests[#requests + 1] = wrk.format("POST", "/twilio/sms", {
-        ["X-Twilio-Signature"] = signature,
-        ["Content-Type"] = "application/x-www-form-urlencoded",
-      }, body)
+      requests[#requests + 1] = format(line, key)
     end
     line_no = line_no + 1
   end

@@ -117,11 +117,10 @@ def wrk(
     connections: int,
     seconds: int,
     threads: int,
-    script: str = "replay.lua",
     path: str = "/twilio/sms",
     extra: tuple[str, ...] = (),
 ) -> dict:
-    """One wrk run; ``script`` replays ``requests_file`` (see the .lua files for their formats)."""
+    """One wrk run replaying ``requests_file`` (see replay.lua for its formats; ``extra`` is the API key)."""
     result = subprocess.run(
         [
             "wrk",
@@ -130,7 +129,7 @@ def wrk(
             f"-d{seconds}s",
             "--latency",
             "-s",
-            str(ROOT / "bench" / script),
+            str(ROOT / "bench" / "replay.lua"),
             f"http://127.0.0.1:{port}{path}",
             "--",
             str(threads),

@@ -14,6 +14,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from .fake_twilio import send_json
+
 
 class FakeAgent:
     def __init__(self, secret: str, port: int = 0, reply: str | None = None, delay: float = 0.0):
@@ -53,14 +55,7 @@ class FakeAgent:
                 return self.answer(200, {"reply": agent.reply} if agent.reply else {})
 
             def answer(self, status, body, headers=None):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, body, headers)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True

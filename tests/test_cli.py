@@ -180,6 +180,18 @@ def test_simulate_bad_arguments(runner, args, message):
     assert result.exit_code == 2 and message in result.output
 
 
+def wait_healthy(port: int, proc: subprocess.Popen, log, seconds: float) -> None:
+    """Wait until the local server answers /healthz; fail with its log if it dies or takes too long."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
+            return
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+
+
 def test_serve_with_dev_token_and_simulate(tmp_path, runner):
     """`make run`'s path: no configuration at all, a generated token, a working round trip."""
     port = free_port()
@@ -195,14 +207,7 @@ def test_serve_with_dev_token_and_simulate(tmp_path, runner):
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
+        wait_healthy(port, proc, log, 30)
         token = (tmp_path / "instance" / "dev_auth_token").read_text().strip()
         output = log.read_text()
         assert token in output and "set TWILIO_AUTH_TOKEN" in output
@@ -247,13 +252,7 @@ def test_make_run_serves_with_the_worker_beside_it(tmp_path):
         )
     try:
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
+        wait_healthy(port, proc, log, 60)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
             assert b"gateway_outbound_suppressed_total 0.0" in response.read()
         while "worker: idle" not in log.read_text():
