@@ -23,7 +23,6 @@ import hmac
 import importlib
 import json
 import logging
-import random
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +31,7 @@ import requests
 
 from .masking import mask_number
 from .outbound import Outbound, OutboundError
+from .retries import next_attempt, parse_retry_after
 from .store import Store
 from .timestamps import FORMAT
 
@@ -81,13 +81,6 @@ def payload(message: Mapping[str, Any]) -> dict[str, Any]:
         "flags": message["flags"],
         "attempt": message["attempts"],
     }
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
 
 
 class Forwarder:
@@ -167,7 +160,7 @@ class Forwarder:
         except requests.RequestException as exc:
             raise Retry(type(exc).__name__) from None
         if response.status_code == 429 or response.status_code >= 500:
-            raise Retry(f"HTTP {response.status_code}", _retry_after(response.headers.get("Retry-After")))
+            raise Retry(f"HTTP {response.status_code}", parse_retry_after(response.headers.get("Retry-After")))
         if not 200 <= response.status_code < 300:
             raise Dead(f"HTTP {response.status_code}: {response.text[:200]}")
         if "json" not in response.headers.get("Content-Type", ""):
@@ -190,15 +183,12 @@ class Forwarder:
             raise Retry(f"handler raised {type(exc).__name__}") from None
 
     def _retry(self, message: dict[str, Any], reason: str, after: float | None) -> None:
-        delay = min(300.0, self.backoff * 2.0 ** (message["attempts"] - 1)) * random.uniform(0.5, 1.0)  # noqa: S311
-        if after is not None:
-            delay = max(delay, after)
-        now = datetime.now(UTC)
         since = datetime.strptime(message["retry_from"], FORMAT).replace(tzinfo=UTC)
-        if now + timedelta(seconds=delay) - since > self.max_age:
+        planned = next_attempt(self.backoff, message["attempts"], after, since, self.max_age, datetime.now(UTC))
+        if planned is None:
             self.store.finish_delivery(message["id"], "dead", error=f"gave up after {reason}")
             log.error("delivery dlv_%s dead-lettered after %d attempts: %s", message["id"], message["attempts"], reason)
             return
-        retry_at = (now + timedelta(seconds=delay)).strftime(FORMAT)
-        self.store.finish_delivery(message["id"], "retry", error=reason, retry_at=retry_at)
+        retry_at, delay = planned
+        self.store.finish_delivery(message["id"], "retry", error=reason, retry_at=retry_at.strftime(FORMAT))
         log.warning("delivery dlv_%s: %s, retrying in %.2fs", message["id"], reason, delay)

@@ -97,18 +97,13 @@ def metrics() -> Response:
 
 def init_app(app: Flask) -> None:
     """Time every request and count webhook outcomes."""
-    app.before_request(_start)
-    app.after_request(_observe)
+    app.after_request(_observe)  # logs.py records when the request started (g.started)
     app.register_blueprint(bp)
-
-
-def _start() -> None:
-    g.metrics_started = time.perf_counter()
 
 
 def _observe(response: Response) -> Response:
     route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    started = g.get("metrics_started")
+    started = g.get("started")
     if started is not None and route != "/metrics":
         LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
     outcome = g.get("outcome") or ("ok" if response.status_code < 400 else "rejected")

@@ -12,7 +12,6 @@ records Twilio's refusal 21610 as a carrier opt-out.
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +23,7 @@ from twilio.base.exceptions import TwilioRestException
 from . import segments, twilioapi
 from .masking import mask_number
 from .metrics import SEND_FAILURES
+from .retries import next_attempt
 from .smstemplates import MissingVariable
 from .store import Store
 from .timestamps import FORMAT
@@ -198,11 +198,10 @@ class Outbound:
 
     def _retry(self, message: dict[str, Any], reason: str, retry_after: float | None) -> None:
         created = datetime.strptime(message["created_at"], FORMAT).replace(tzinfo=UTC)
-        delay = min(300.0, self.backoff_base * 2.0 ** (message["attempts"] - 1)) * random.uniform(0.5, 1.0)  # noqa: S311
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        retry_at = datetime.now(UTC) + timedelta(seconds=delay)
-        if retry_at - created > self.max_age:
+        planned = next_attempt(
+            self.backoff_base, message["attempts"], retry_after, created, self.max_age, datetime.now(UTC)
+        )
+        if planned is None:
             SEND_FAILURES.labels("gave_up").inc()
             self.store.finish_outbound(message["id"], "failed", error_message=f"gave up after {reason}")
             log.error(
@@ -213,6 +212,7 @@ class Outbound:
                 reason,
             )
             return
+        retry_at, delay = planned
         self.store.finish_outbound(message["id"], "retrying", error_message=reason, retry_at=retry_at.strftime(FORMAT))
         log.warning("outbound %s: %s, retrying in %.1fs", message["id"], reason, delay)
 

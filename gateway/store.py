@@ -312,10 +312,12 @@ class Store:
                 "SELECT outcome, reply FROM processed_messages WHERE message_sid = ?", (message.message_sid,)
             ).fetchone()
             return Processed(outcome=first[0], reply=first[1], duplicate=True)
-        self._apply(conn, message, decision, now)
+        self._apply(conn, message, decision, now, service)
         return Processed(decision.outcome, decision.reply, duplicate=False, logged=decision.event is not None)
 
-    def _apply(self, conn: sqlite3.Connection, message: InboundMessage, decision: Decision, now: str) -> None:
+    def _apply(
+        self, conn: sqlite3.Connection, message: InboundMessage, decision: Decision, now: str, service: str | None
+    ) -> None:
         event_id = None
         if decision.event:
             event_id = _append_event(
@@ -354,7 +356,7 @@ class Store:
                 decision.source,
                 message.message_sid,
                 event_id,
-                _param(message.params, "MessagingServiceSid"),
+                service,
             )
         if decision.enqueue:
             conn.execute(

@@ -15,6 +15,8 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from .retries import parse_retry_after
+
 # twilio logs each request (recipient and body included) at INFO: never.
 logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
@@ -43,8 +45,4 @@ def make_client(account_sid: str, auth_token: str, base_url: str | None = None) 
 def retry_after(client: Client) -> float | None:
     """Seconds from the last response's Retry-After header, if it had a number."""
     response = getattr(client.http_client, "last_response", None)
-    value = (response.headers or {}).get("Retry-After") if response is not None else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+    return parse_retry_after((response.headers or {}).get("Retry-After") if response is not None else None)
