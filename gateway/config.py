@@ -97,13 +97,22 @@ def _raw_layers(overrides: Mapping[str, Any] | None, environ: Mapping[str, str])
 
 
 def _as_int(raw: dict[str, Any], key: str, low: int, high: int) -> int:
+    return _as_number(raw, key, low, high, int, "a whole number")
+
+
+def _as_float(raw: dict[str, Any], key: str, low: float, high: float) -> float:
+    return _as_number(raw, key, low, high, float, "a number")
+
+
+def _as_number(raw: dict[str, Any], key: str, low: float, high: float, kind: type, expected: str) -> Any:
+    """``raw[key]`` as ``kind`` within [low, high]; ConfigError naming the setting otherwise."""
     value = raw.get(key)
     try:
-        number = int(str(value).strip())
+        number = kind(str(value).strip())
     except ValueError:
-        raise ConfigError(f"{_ENV.get(key, key)}: expected a whole number, got {value!r}") from None
+        raise ConfigError(f"{_ENV.get(key, key)}: expected {expected}, got {value!r}") from None
     if not low <= number <= high:
-        raise ConfigError(f"{_ENV.get(key, key)}: must be between {low} and {high}, got {number}")
+        raise ConfigError(f"{_ENV.get(key, key)}: must be between {low:g} and {high:g}, got {number:g}")
     return number
 
 
@@ -287,17 +296,6 @@ def _agent(raw: dict[str, Any]) -> dict[str, Any]:
         "AGENT_LEASE_SECONDS": _as_float(raw, "AGENT_LEASE_SECONDS", 0.5, 3600),
         "AGENT_BACKOFF_SECONDS": _as_float(raw, "AGENT_BACKOFF_SECONDS", 0.01, 3600),
     }
-
-
-def _as_float(raw: dict[str, Any], key: str, low: float, high: float) -> float:
-    value = raw.get(key)
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"{_ENV.get(key, key)}: expected a number, got {value!r}") from None
-    if not low <= number <= high:
-        raise ConfigError(f"{_ENV.get(key, key)}: must be between {low:g} and {high:g}, got {number:g}")
-    return number
 
 
 ENVIRONMENTS = ("dev", "sandbox", "live")
