@@ -14,6 +14,7 @@ from . import api, config, console, delivery, health, logs, metrics, webhook
 from .agent import Forwarder
 from .config import ConfigError
 from .outbound import Outbound
+from .sessions import Sessions
 from .store import from_settings
 
 __all__ = ["ConfigError", "create_app"]
@@ -43,6 +44,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["gateway.store"] = store
     app.extensions["gateway.outbound"] = Outbound(store, app.config)
     app.extensions["gateway.agent"] = Forwarder(store, app.extensions["gateway.outbound"], app.config)
+    app.extensions["gateway.sessions"] = Sessions(store, app.extensions["gateway.outbound"], app.config)
 
     app.register_blueprint(webhook.bp)
     app.register_blueprint(health.bp)

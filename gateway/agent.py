@@ -10,7 +10,8 @@ records the result. Handlers:
 - Python (``GATEWAY_AGENT_HANDLER=module:function``): called with the payload.
 
 A 2xx (or a return) is delivered; ``{"reply": "text"}`` is sent to the user
-through the outbound path. Connection errors, timeouts, 429 and 5xx (or an
+through the outbound path. Session events (``type`` ``session.closed``) go
+through the same queue, in order after the pair's earlier messages. Connection errors, timeouts, 429 and 5xx (or an
 exception) are retried with exponential backoff and jitter, honouring
 Retry-After, up to ``agent_max_age_seconds``; then, and at once for any other
 status, the message is dead-lettered (``gateway outbox``).
@@ -24,7 +25,7 @@ import importlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import requests
@@ -33,7 +34,7 @@ from .masking import mask_number
 from .outbound import Outbound, OutboundError
 from .retries import next_attempt, parse_retry_after
 from .store import Store
-from .timestamps import FORMAT
+from .timestamps import FORMAT, parse
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,20 @@ def signature(secret: str, body: bytes) -> str:
 
 
 def payload(message: Mapping[str, Any]) -> dict[str, Any]:
-    """What the agent receives for one queued inbound message."""
+    """What the agent receives for one queued inbound message or session event."""
+    if message["kind"] != "message":
+        session = message["session"] or {}
+        return {
+            "type": message["kind"],
+            "delivery_id": f"dlv_{message['id']}",
+            "session_id": message["session_id"],
+            "from": message["from_number"],
+            "to": message["to_number"],
+            "opened_at": session.get("opened_at"),
+            "closed_at": session.get("closed_at"),
+            "reason": session.get("close_reason"),
+            "attempt": message["attempts"],
+        }
     params: Sequence[tuple[str, str]] = message["params"]
     fields = dict(params)
     try:
@@ -137,6 +151,8 @@ class Forwarder:
             log.error("delivery %s dead-lettered: %s", data["delivery_id"], exc)
             return
         self.store.finish_delivery(message["id"], "delivered")
+        if message["kind"] != "message":
+            return  # the session is over: there is nobody to reply to
         reply = answer.get("reply") if isinstance(answer, dict) else None
         if isinstance(reply, str) and reply.strip():
             try:
@@ -183,8 +199,8 @@ class Forwarder:
             raise Retry(f"handler raised {type(exc).__name__}") from None
 
     def _retry(self, message: dict[str, Any], reason: str, after: float | None) -> None:
-        since = datetime.strptime(message["retry_from"], FORMAT).replace(tzinfo=UTC)
-        planned = next_attempt(self.backoff, message["attempts"], after, since, self.max_age, datetime.now(UTC))
+        since, now = parse(message["retry_from"]), parse(self.store.clock())
+        planned = next_attempt(self.backoff, message["attempts"], after, since, self.max_age, now)
         if planned is None:
             self.store.finish_delivery(message["id"], "dead", error=f"gave up after {reason}")
             log.error("delivery dlv_%s dead-lettered after %d attempts: %s", message["id"], message["attempts"], reason)

@@ -573,21 +573,63 @@ def worker(once: bool, interval: float) -> None:
             err=True,
         )
     if not outbound.enabled and not forwarder.enabled:
-        click.echo("worker: idle", err=True)
-        if once:
-            return
+        click.echo("worker: idle (nothing to send or deliver; sessions still time out)", err=True)
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
+    sessions = app.extensions["gateway.sessions"]
     with app.app_context():
         while not stopping.is_set():
+            warned, closed = sessions.sweep()
             delivered = forwarder.deliver_once()
             sent = outbound.dispatch_once() if outbound.enabled else 0
             if once:
-                click.echo(f"worker: {delivered} delivery(ies) and {sent} message(s) attempted", err=True)
+                click.echo(
+                    f"worker: {delivered} delivery(ies) and {sent} message(s) attempted; "
+                    f"{warned} session(s) warned, {closed} closed",
+                    err=True,
+                )
                 return
-            if not sent and not delivered:
+            if not (sent or delivered or warned or closed):
                 stopping.wait(interval)
+
+
+@cli.group()
+def sessions() -> None:
+    """Conversation sessions per (user, Twilio number) pair: active, warned or closed."""
+
+
+SESSION_COLUMNS = [
+    "id",
+    "state",
+    "engaged",
+    "number",
+    "twilio_number",
+    "opened_at",
+    "last_activity_at",
+    "warned_at",
+    "closed_at",
+    "close_reason",
+]
+
+
+@sessions.command("list")
+@click.option(
+    "--state",
+    type=click.Choice(["active", "warned", "closed", "all"]),
+    default="all",
+    show_default=True,
+    help="Only sessions in this state.",
+)
+@click.option("--number", help="Only this user's sessions (E.164).")
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True, help="At most this many.")
+@FORMAT
+def sessions_list(state: str, number: str | None, limit: int, fmt: str) -> None:
+    """List sessions, newest first. An engaged session (the user has written)
+    idle for session_idle_seconds is warned, and closed session_grace_seconds
+    later unless the user writes."""
+    rows = open_store().sessions(None if state == "all" else state, number, limit)
+    _emit(rows, SESSION_COLUMNS, fmt)
 
 
 @cli.group()
@@ -595,7 +637,7 @@ def outbox() -> None:
     """Inbound messages queued for the agent: inspect, replay dead letters, purge old ones."""
 
 
-OUTBOX_COLUMNS = ["id", "status", "from_number", "to_number", "received_at", "attempts", "last_error", "body"]
+OUTBOX_COLUMNS = ["id", "kind", "status", "from_number", "to_number", "received_at", "attempts", "last_error", "body"]
 
 
 @outbox.command("list")

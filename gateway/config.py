@@ -60,6 +60,9 @@ _ENV = {
     "AGENT_MAX_AGE_SECONDS": "GATEWAY_AGENT_MAX_AGE_SECONDS",
     "AGENT_LEASE_SECONDS": "GATEWAY_AGENT_LEASE_SECONDS",
     "AGENT_BACKOFF_SECONDS": "GATEWAY_AGENT_BACKOFF_SECONDS",
+    "SESSION_IDLE_SECONDS": "GATEWAY_SESSION_IDLE_SECONDS",
+    "SESSION_GRACE_SECONDS": "GATEWAY_SESSION_GRACE_SECONDS",
+    "SESSION_WARNING": "GATEWAY_SESSION_WARNING",
 }
 
 
@@ -295,6 +298,19 @@ def _agent(raw: dict[str, Any]) -> dict[str, Any]:
         "AGENT_MAX_AGE_SECONDS": _as_int(raw, "AGENT_MAX_AGE_SECONDS", 1, 30 * 86400),
         "AGENT_LEASE_SECONDS": _as_float(raw, "AGENT_LEASE_SECONDS", 0.5, 3600),
         "AGENT_BACKOFF_SECONDS": _as_float(raw, "AGENT_BACKOFF_SECONDS", 0.01, 3600),
+        **_sessions(raw),
+    }
+
+
+def _sessions(raw: dict[str, Any]) -> dict[str, Any]:
+    """The inactivity timeout: idle time before the warning, grace before closing, the warning text."""
+    warning = str(raw.get("SESSION_WARNING") or "").strip()
+    if not warning or len(warning) > 1600:
+        raise ConfigError("GATEWAY_SESSION_WARNING: expected the warning text, 1 to 1600 characters")
+    return {
+        "SESSION_IDLE_SECONDS": _as_float(raw, "SESSION_IDLE_SECONDS", 1, 365 * 86400),
+        "SESSION_GRACE_SECONDS": _as_float(raw, "SESSION_GRACE_SECONDS", 1, 30 * 86400),
+        "SESSION_WARNING": warning,
     }
 
 

@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from .store import Store
+from .timestamps import parse
 
 bp = Blueprint("metrics", __name__)
 
@@ -76,6 +77,29 @@ class StoreCollector:
         for status, count in sorted(statuses.items()):
             messages.add_metric([status], count)
         yield messages
+        yield from self._agent()
+
+    def _agent(self) -> Iterator[Metric]:
+        counts, oldest = self.store.agent_queue_counts()
+        queue = GaugeMetricFamily(
+            "gateway_agent_queue",
+            "Queued deliveries to the agent by kind (message, session.closed) and status "
+            "(pending, delivered, dead, dropped).",
+            labels=["kind", "status"],
+        )
+        for (kind, status), count in sorted(counts.items()):
+            queue.add_metric([kind, status], count)
+        yield queue
+        age = GaugeMetricFamily(
+            "gateway_agent_queue_oldest_pending_seconds",
+            "Age of the oldest delivery still waiting for the agent (0 when none): alert on a stuck agent.",
+        )
+        age.add_metric([], max(0.0, (parse(self.store.clock()) - parse(oldest)).total_seconds()) if oldest else 0.0)
+        yield age
+        sessions = GaugeMetricFamily("gateway_sessions", "Conversation sessions by state.", labels=["state"])
+        for state, count in sorted(self.store.session_state_counts().items()):
+            sessions.add_metric([state], count)
+        yield sessions
 
 
 def render(store: Store) -> bytes:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import phonenumbers
@@ -25,8 +25,8 @@ from .masking import mask_number
 from .metrics import SEND_FAILURES
 from .retries import next_attempt
 from .smstemplates import MissingVariable
-from .store import Store
-from .timestamps import FORMAT
+from .store import OutboundText, Store
+from .timestamps import FORMAT, parse
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +138,19 @@ class Outbound:
         return content
 
     def _enqueue(self, to_number: str, sender: str, body: str, template: str | None, source: str) -> dict[str, Any]:
-        shape = segments.analyse(body)
-        queued = self.store.queue_outbound(to_number, sender, body, shape.encoding, shape.segments, source, template)
+        shape = self.text(body)
+        # An API send starts a new conversation, as on the hosted platform; the agent's own sends continue one.
+        queued = self.store.queue_outbound(
+            to_number, sender, body, shape.encoding, shape.segments, source, template, new_session=source == "api"
+        )
         if queued["status"] == "suppressed":
             log.info("outbound %s suppressed: %s opted out", queued["id"], mask_number(to_number))
         return {**queued, "encoding": shape.encoding, "segments": shape.segments, "sender": sender}
+
+    def text(self, body: str) -> OutboundText:
+        """``body`` with its encoding and segment count, ready for the store to queue."""
+        shape = segments.analyse(body)
+        return OutboundText(body, shape.encoding, shape.segments)
 
     # -- sending ----------------------------------------------------------------
 
@@ -197,10 +205,8 @@ class Outbound:
         log.info("outbound %s to %s handed to Twilio as %s", message["id"], mask_number(message["to_number"]), sent.sid)
 
     def _retry(self, message: dict[str, Any], reason: str, retry_after: float | None) -> None:
-        created = datetime.strptime(message["created_at"], FORMAT).replace(tzinfo=UTC)
-        planned = next_attempt(
-            self.backoff_base, message["attempts"], retry_after, created, self.max_age, datetime.now(UTC)
-        )
+        created, now = parse(message["created_at"]), parse(self.store.clock())
+        planned = next_attempt(self.backoff_base, message["attempts"], retry_after, created, self.max_age, now)
         if planned is None:
             SEND_FAILURES.labels("gave_up").inc()
             self.store.finish_outbound(message["id"], "failed", error_message=f"gave up after {reason}")

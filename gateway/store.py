@@ -38,7 +38,7 @@ from .scope import ANY, Cover, Scope
 from .timestamps import FORMAT as TIMESTAMP_FORMAT
 from .timestamps import utcnow
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DURABILITY = ("full", "compliance")
 
 # What the read functions return, in display order.
@@ -219,6 +219,8 @@ class Store:
                 _migrate_v2(db)
             if version < 3:
                 _migrate_v3(db)
+            if version < 4:
+                _migrate_v4(db)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return SCHEMA_VERSION
 
@@ -632,50 +634,64 @@ class Store:
         segments: int,
         source: str,
         template: str | None = None,
+        new_session: bool = False,
     ) -> dict[str, Any]:
-        """Queue one outbound message, or record it as suppressed when an opt-out covers it."""
+        """Queue one outbound message, or record it as suppressed when an opt-out covers it.
+
+        A queued message resumes the pair's open session, or with
+        ``new_session`` closes it (reason ``replaced``) and opens a new one.
+        """
         with self._write() as conn:
             now = self.clock()
-            blocked = self._covered(conn, to_number, sender)
-            status = "suppressed" if blocked else "queued"
-            message_id = conn.execute(
-                "INSERT INTO outbound_messages (to_number, sender, body, template, encoding, segments, status, "
-                "next_attempt_at, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    to_number,
-                    sender,
-                    body,
-                    template,
-                    encoding,
-                    segments,
-                    status,
-                    None if blocked else now,
-                    source,
-                    now,
-                    now,
-                ),
-            ).lastrowid
-            if blocked:
-                _append_event(
-                    conn,
-                    event="suppressed",
-                    number=to_number,
-                    twilio_number=blocked,
-                    body=body,
-                    source=source,
-                    state_changed=False,
-                    at=now,
-                    detail=json.dumps({"outbound_id": message_id, "sender": sender}),
-                )
-            else:
+            message_id, status = self._insert_outbound(
+                conn, now, to_number, sender, body, encoding, segments, source, template
+            )
+            if status == "queued":
+                if new_session:
+                    _close_open_session(conn, to_number, sender, now, "replaced")
                 _open_session(conn, to_number, sender, now, engaged=False)
-                conn.execute(
-                    "INSERT INTO pairs (number, twilio_number, last_outbound_id, last_outbound_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (number, twilio_number) DO UPDATE SET last_outbound_id = excluded.last_outbound_id, "
-                    "last_outbound_at = excluded.last_outbound_at",
-                    (to_number, sender, message_id, now),
-                )
         return {"id": message_id, "status": status, "created_at": now}
+
+    def _insert_outbound(
+        self,
+        conn: sqlite3.Connection,
+        now: str,
+        to_number: str,
+        sender: str,
+        body: str,
+        encoding: str,
+        segments: int,
+        source: str,
+        template: str | None,
+    ) -> tuple[int, str]:
+        """Insert one outbound message, ``queued`` or, when an opt-out covers the pair, ``suppressed``."""
+        blocked = self._covered(conn, to_number, sender)
+        status = "suppressed" if blocked else "queued"
+        message_id = conn.execute(
+            "INSERT INTO outbound_messages (to_number, sender, body, template, encoding, segments, status, "
+            "next_attempt_at, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (to_number, sender, body, template, encoding, segments, status, None if blocked else now, source, now, now),
+        ).lastrowid
+        if blocked:
+            _append_event(
+                conn,
+                event="suppressed",
+                number=to_number,
+                twilio_number=blocked,
+                body=body,
+                source=source,
+                state_changed=False,
+                at=now,
+                detail=json.dumps({"outbound_id": message_id, "sender": sender}),
+            )
+        else:
+            conn.execute(
+                "INSERT INTO pairs (number, twilio_number, last_outbound_id, last_outbound_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (number, twilio_number) DO UPDATE SET last_outbound_id = excluded.last_outbound_id, "
+                "last_outbound_at = excluded.last_outbound_at",
+                (to_number, sender, message_id, now),
+            )
+        return message_id, status
 
     def pair(self, number: str, twilio_number: str) -> dict[str, Any] | None:
         """What the gateway knows of one conversation pair (its latest outbound message)."""
@@ -930,7 +946,7 @@ class Store:
             now = self.clock()
             rows = conn.execute(
                 "SELECT id, message_sid, from_number, to_number, body, params, received_at, flags, attempts, "
-                "COALESCE(retry_from, received_at) FROM agent_queue AS q "
+                "COALESCE(retry_from, received_at), kind, session_id FROM agent_queue AS q "
                 "WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
                 "AND (lease_until IS NULL OR lease_until < ?) "
                 "AND id = (SELECT MIN(id) FROM agent_queue AS p WHERE p.from_number = q.from_number "
@@ -939,9 +955,13 @@ class Store:
             ).fetchall()
             until = _plus_seconds(now, lease_seconds)
             for row in rows:
-                queue_id, sid, from_number, to_number, body, params, received_at, flags, attempts, since = row
+                queue_id, sid, from_number, to_number, body, params, received_at, flags, attempts, since = row[:10]
+                kind, session_id = row[10:]
                 params = [tuple(pair) for pair in json.loads(params)]
-                if self._covered(conn, from_number, to_number, _param(params, "MessagingServiceSid")):
+                session = None
+                if kind != "message":  # a session event: nothing from the user, so no opt-out check
+                    session = self._session_row(conn, session_id)
+                elif self._covered(conn, from_number, to_number, _param(params, "MessagingServiceSid")):
                     conn.execute(
                         "UPDATE agent_queue SET status = 'dropped', lease_until = NULL WHERE id = ?", (queue_id,)
                     )
@@ -958,7 +978,8 @@ class Store:
                         detail=json.dumps({"at_delivery": True}),
                     )
                     continue
-                session_id = _open_session(conn, from_number, to_number, received_at, engaged=True)
+                else:
+                    session_id = _open_session(conn, from_number, to_number, received_at, engaged=True)
                 conn.execute(
                     "UPDATE agent_queue SET lease_until = ?, attempts = attempts + 1, session_id = ? WHERE id = ?",
                     (until, session_id, queue_id),
@@ -976,6 +997,8 @@ class Store:
                         "attempts": attempts + 1,
                         "session_id": session_id,
                         "retry_from": since,
+                        "kind": kind,
+                        "session": session,
                     }
                 )
         return claimed
@@ -1008,7 +1031,7 @@ class Store:
         """Queued messages for the agent, oldest first; ``status`` pending, delivered, dead or dropped."""
         return list(
             self._db().query(
-                "SELECT id, message_sid, from_number, to_number, body, received_at, status, attempts, "
+                "SELECT id, kind, message_sid, from_number, to_number, body, received_at, status, attempts, "
                 "next_attempt_at, delivered_at, last_error, session_id, flags FROM agent_queue "
                 "WHERE ? IS NULL OR status = ? ORDER BY id LIMIT ?",
                 [status, status, limit],
@@ -1044,9 +1067,98 @@ class Store:
                 "DELETE FROM agent_queue WHERE status = ? AND received_at < ?", (status, before)
             ).rowcount
 
+    def agent_queue_counts(self) -> tuple[dict[tuple[str, str], int], str | None]:
+        """Queue rows per (kind, status), and when the oldest pending one was queued (None if none)."""
+        conn = self._connect()
+        counts = {
+            (kind, status): count
+            for kind, status, count in conn.execute(
+                "SELECT kind, status, COUNT(*) FROM agent_queue GROUP BY kind, status"
+            )
+        }
+        oldest = conn.execute("SELECT MIN(received_at) FROM agent_queue WHERE status = 'pending'").fetchone()[0]
+        return counts, oldest
+
+    # -- sessions --------------------------------------------------------------
+
     def session(self, session_id: int) -> dict[str, Any] | None:
-        rows = list(self._db().query("SELECT * FROM sessions WHERE id = ?", [session_id]))
-        return rows[0] if rows else None
+        return self._session_row(self._connect(), session_id)
+
+    @staticmethod
+    def _session_row(conn: sqlite3.Connection, session_id: int) -> dict[str, Any] | None:
+        cursor = conn.execute(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))  # noqa: S608
+        row = cursor.fetchone()
+        return _session_dict(row) if row else None
+
+    def sessions(self, state: str | None = None, number: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Sessions, newest first; optionally only one state or one user number."""
+        rows = self._connect().execute(
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE (? IS NULL OR state = ?) "  # noqa: S608
+            "AND (? IS NULL OR number = ?) ORDER BY id DESC LIMIT ?",
+            (state, state, number, number, limit),
+        )
+        return [_session_dict(row) for row in rows]
+
+    def session_state_counts(self) -> dict[str, int]:
+        """How many sessions are in each state now."""
+        return dict(self._connect().execute("SELECT state, COUNT(*) FROM sessions GROUP BY state").fetchall())
+
+    def warn_idle_sessions(
+        self, idle_seconds: float, grace_seconds: float, warning: OutboundText | None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Warn engaged sessions idle for ``idle_seconds``: state ``warned``, closing ``grace_seconds`` later.
+
+        The warning SMS (when given) is queued from the session's Twilio
+        number like any outbound message, so an opt-out suppresses it; it
+        does not count as activity. A session whose user has a message still
+        waiting for the agent is not idle. Returns the warned sessions.
+        """
+        if not self._idle(self._connect(), idle_seconds, 1):
+            return []
+        warned = []
+        with self._write() as conn:
+            now = self.clock()
+            close_at = _plus_seconds(now, grace_seconds)
+            for session_id, number, twilio_number in self._idle(conn, idle_seconds, limit):
+                outbound_id = None
+                if warning is not None:
+                    outbound_id, _ = self._insert_outbound(
+                        conn,
+                        now,
+                        number,
+                        twilio_number,
+                        warning.body,
+                        warning.encoding,
+                        warning.segments,
+                        "session_warning",
+                        None,
+                    )
+                conn.execute(
+                    "UPDATE sessions SET state = 'warned', warned_at = ?, close_at = ?, warning_outbound_id = ? "
+                    "WHERE id = ?",
+                    (now, close_at, outbound_id, session_id),
+                )
+                warned.append(self._session_row(conn, session_id))
+        return warned
+
+    def _idle(self, conn: sqlite3.Connection, idle_seconds: float, limit: int) -> list[tuple[int, str, str]]:
+        cutoff = _plus_seconds(self.clock(), -idle_seconds)
+        return conn.execute(_IDLE_SESSIONS, (cutoff, limit)).fetchall()
+
+    def close_expired_sessions(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Close warned sessions whose grace ran out with no reply; queue ``session.closed`` for the agent."""
+        if not self._expired(self._connect(), 1):
+            return []
+        closed = []
+        with self._write() as conn:
+            now = self.clock()
+            for session_id, number, twilio_number in self._expired(conn, limit):
+                _close_session(conn, session_id, number, twilio_number, now, "inactivity")
+                closed.append(self._session_row(conn, session_id))
+        return closed
+
+    def _expired(self, conn: sqlite3.Connection, limit: int) -> list[tuple[int, str, str]]:
+        return conn.execute(_EXPIRED_SESSIONS, (self.clock(), limit)).fetchall()
 
     def processed(self, message_sid: str) -> dict[str, Any] | None:
         rows = list(
@@ -1057,6 +1169,41 @@ class Store:
             )
         )
         return rows[0] if rows else None
+
+
+SESSION_COLUMNS = (
+    "id, number, twilio_number, state, engaged, opened_at, last_activity_at, warned_at, close_at, closed_at, "
+    "close_reason, warning_outbound_id"
+)
+# No message from the session's user still waiting for the agent: a waiting
+# reply is activity the session has not seen yet.
+_NOTHING_WAITING = (
+    "NOT EXISTS (SELECT 1 FROM agent_queue AS q WHERE q.from_number = s.number AND q.to_number = s.twilio_number "
+    "AND q.status = 'pending' AND q.kind = 'message')"
+)
+_IDLE_SESSIONS = (
+    "SELECT id, number, twilio_number FROM sessions AS s WHERE state = 'active' AND engaged = 1 "  # noqa: S608
+    f"AND last_activity_at <= ? AND {_NOTHING_WAITING} ORDER BY last_activity_at LIMIT ?"
+)
+_EXPIRED_SESSIONS = (
+    "SELECT id, number, twilio_number FROM sessions AS s WHERE state = 'warned' AND close_at <= ? "  # noqa: S608
+    f"AND {_NOTHING_WAITING} ORDER BY close_at LIMIT ?"
+)
+
+
+@dataclass(frozen=True)
+class OutboundText:
+    """A text ready to queue: its body and its shape on the wire."""
+
+    body: str
+    encoding: str
+    segments: int
+
+
+def _session_dict(row: Sequence[Any]) -> dict[str, Any]:
+    session = dict(zip([c.strip() for c in SESSION_COLUMNS.split(",")], row, strict=True))
+    session["engaged"] = bool(session["engaged"])
+    return session
 
 
 def _append_event(conn: sqlite3.Connection, **fields: Any) -> int:
@@ -1107,21 +1254,52 @@ def _covering_opt_out(conn: sqlite3.Connection, number: str, cover: Cover) -> st
 
 
 def _open_session(conn: sqlite3.Connection, number: str, twilio_number: str, at: str, engaged: bool) -> int:
-    """The pair's open session, resumed at ``at``, or a new one."""
+    """The pair's open session, resumed at ``at``, or a new one.
+
+    ``engaged`` means the user wrote: the session is engaged, and a warned
+    session is active again.
+    """
     row = conn.execute(
         "SELECT id FROM sessions WHERE number = ? AND twilio_number = ? AND state != 'closed'", (number, twilio_number)
     ).fetchone()
     if row:
-        conn.execute(
-            "UPDATE sessions SET last_activity_at = MAX(last_activity_at, ?), engaged = MAX(engaged, ?) WHERE id = ?",
-            (at, int(engaged), row[0]),
-        )
+        if engaged:
+            conn.execute(
+                "UPDATE sessions SET last_activity_at = MAX(last_activity_at, ?), engaged = 1, state = 'active', "
+                "warned_at = NULL, close_at = NULL WHERE id = ?",
+                (at, row[0]),
+            )
+        else:
+            conn.execute("UPDATE sessions SET last_activity_at = MAX(last_activity_at, ?) WHERE id = ?", (at, row[0]))
         return row[0]
     return conn.execute(
         "INSERT INTO sessions (number, twilio_number, state, engaged, opened_at, last_activity_at) "
         "VALUES (?, ?, 'active', ?, ?, ?)",
         (number, twilio_number, int(engaged), at, at),
     ).lastrowid
+
+
+def _close_open_session(conn: sqlite3.Connection, number: str, twilio_number: str, at: str, reason: str) -> None:
+    row = conn.execute(
+        "SELECT id FROM sessions WHERE number = ? AND twilio_number = ? AND state != 'closed'", (number, twilio_number)
+    ).fetchone()
+    if row:
+        _close_session(conn, row[0], number, twilio_number, at, reason)
+
+
+def _close_session(
+    conn: sqlite3.Connection, session_id: int, number: str, twilio_number: str, at: str, reason: str
+) -> None:
+    """Close a session and queue ``session.closed`` for the agent, behind the pair's earlier messages."""
+    conn.execute(
+        "UPDATE sessions SET state = 'closed', closed_at = ?, close_reason = ?, close_at = NULL WHERE id = ?",
+        (at, reason, session_id),
+    )
+    conn.execute(
+        "INSERT INTO agent_queue (message_sid, kind, from_number, to_number, params, received_at, flags, session_id) "
+        "VALUES (?, 'session.closed', ?, ?, '[]', ?, '[]', ?)",
+        (f"session.closed:{session_id}", number, twilio_number, at, session_id),
+    )
 
 
 def _plus_seconds(stamp: str, seconds: float) -> str:
@@ -1337,3 +1515,17 @@ def _migrate_v3(db: sqlite_utils.Database) -> None:
         "CREATE UNIQUE INDEX IF NOT EXISTS sessions_open_pair ON sessions (number, twilio_number) "
         "WHERE state != 'closed'"
     )
+
+
+def _migrate_v4(db: sqlite_utils.Database) -> None:
+    """Sessions time out (warned, then closed); the agent queue also carries session events."""
+    sessions = db["sessions"]
+    for column in ("warned_at", "close_at", "closed_at", "close_reason"):
+        if column not in sessions.columns_dict:
+            sessions.add_column(column, str)
+    if "warning_outbound_id" not in sessions.columns_dict:
+        sessions.add_column("warning_outbound_id", int)
+    sessions.create_index(["state", "last_activity_at"], if_not_exists=True)
+    sessions.create_index(["state", "close_at"], if_not_exists=True)
+    if "kind" not in db["agent_queue"].columns_dict:
+        db["agent_queue"].add_column("kind", str, not_null_default="message")

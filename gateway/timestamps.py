@@ -12,6 +12,11 @@ def utcnow() -> str:
     return datetime.now(UTC).strftime(FORMAT)
 
 
+def parse(stamp: str) -> datetime:
+    """A stored timestamp as an aware UTC datetime."""
+    return datetime.strptime(stamp, FORMAT).replace(tzinfo=UTC)
+
+
 def parse_bound(text: str, end_of_day: bool = False) -> str:
     """Turn a user's date or date-time into the stored form, for range filters.
 

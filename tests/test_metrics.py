@@ -73,10 +73,27 @@ def test_counts_outcomes_state_changes_and_latency(app, client, twilio, store, f
     assert after[count] - before.get(count, 0) == 6
 
 
+def test_agent_queue_backlog_and_sessions(app, client, twilio, store):
+    now = ["2026-11-23T09:00:00.000000Z"]
+    store.clock = lambda: now[0]
+    twilio.sms("hello")  # no agent configured: it waits
+    now[0] = "2026-11-23T09:01:30.000000Z"
+    values = scrape(client)
+    assert values[("gateway_agent_queue", (("kind", "message"), ("status", "pending")))] == 1
+    assert values[("gateway_agent_queue_oldest_pending_seconds", ())] == 90.0
+    store.claim_deliveries(10, 60)  # the worker picks it up: a session opens
+    values = scrape(client)
+    assert values[("gateway_sessions", (("state", "active"),))] == 1
+
+
 def test_no_phone_number_in_metrics(client, twilio):
     twilio.sms("STOP")
     text = client.get("/metrics").text
-    assert SENDER not in text and TWILIO_NUMBER not in text and SENDER[-4:] not in text
+    assert SENDER not in text and TWILIO_NUMBER not in text
+    labels = [
+        value for family in text_string_to_metric_families(text) for s in family.samples for value in s.labels.values()
+    ]
+    assert labels and not [value for value in labels if SENDER[-4:] in value or TWILIO_NUMBER[-4:] in value]
 
 
 @pytest.mark.slow

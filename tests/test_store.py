@@ -61,10 +61,31 @@ def test_v2_database_is_migrated_keeping_its_records(db):
     )
     conn.close()
     migrated = Store(f"sqlite:///{db.path}")
-    assert migrated.init_schema() == 3
+    assert migrated.init_schema() == SCHEMA_VERSION
     assert migrated.is_opted_out("+14155550100", "+15005550006")
     assert migrated.current_opt_outs()[0]["message_sid"] == "SM1"
     assert migrated.verify_ledger().ok
+
+
+def test_v3_database_is_migrated_keeping_its_queue_and_sessions(db):
+    process(db, "hello", "SM1")
+    (claimed,) = db.claim_deliveries(10, 60)
+    db.close()
+    conn = sqlite3.connect(db.path)
+    conn.executescript(
+        "DROP INDEX idx_sessions_state_last_activity_at; DROP INDEX idx_sessions_state_close_at;"
+        "ALTER TABLE sessions DROP COLUMN warned_at; ALTER TABLE sessions DROP COLUMN close_at;"
+        "ALTER TABLE sessions DROP COLUMN closed_at; ALTER TABLE sessions DROP COLUMN close_reason;"
+        "ALTER TABLE sessions DROP COLUMN warning_outbound_id; ALTER TABLE agent_queue DROP COLUMN kind;"
+        "PRAGMA user_version=3;"
+    )
+    conn.close()
+    migrated = Store(f"sqlite:///{db.path}")
+    assert migrated.init_schema() == SCHEMA_VERSION
+    (row,) = migrated.outbox()
+    assert (row["kind"], row["status"], row["session_id"]) == ("message", "pending", claimed["session_id"])
+    session = migrated.session(claimed["session_id"])
+    assert session["state"] == "active" and session["engaged"] and session["warned_at"] is None
 
 
 def test_newer_schema_is_refused(db):
