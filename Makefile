@@ -18,17 +18,27 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# The web server and, beside it, the worker that sends queued SMS. Both write
-# their Prometheus counters to one directory, so /metrics shows both.
+# The web server and, beside it, the worker that sends queued SMS and delivers
+# inbound messages to the agent. With no agent configured, the example echo
+# agent runs too; with no TWILIO_ACCOUNT_SID, SMS are printed, not sent (the
+# console backend). So `gateway simulate hello` shows a whole round trip.
+# Server and worker write their Prometheus counters to one directory.
 PORT ?= 8000
+AGENT_PORT ?= 9000
 METRICS_DIR ?= $(CURDIR)/instance/metrics
 
 run: $(STAMP)
 	$(BIN)/gateway init-db
 	rm -rf $(METRICS_DIR) && mkdir -p $(METRICS_DIR)
 	export PROMETHEUS_MULTIPROC_DIR=$(METRICS_DIR); \
+	[ -n "$$TWILIO_ACCOUNT_SID" ] || export GATEWAY_SMS_BACKEND=$${GATEWAY_SMS_BACKEND:-console}; \
+	if [ -z "$$GATEWAY_AGENT_URL$$GATEWAY_AGENT_HANDLER" ]; then \
+		export GATEWAY_AGENT_SECRET=$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(16))'); \
+		export GATEWAY_AGENT_URL=http://127.0.0.1:$(AGENT_PORT)/agent; \
+		$(BIN)/python examples/echo_agent.py --port $(AGENT_PORT) & agent=$$!; \
+	fi; \
 	$(BIN)/gateway worker & worker=$$!; \
-	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
+	trap 'kill $$worker $$agent 2>/dev/null; wait' EXIT INT TERM; \
 	$(BIN)/gateway serve --host 127.0.0.1 --port $(PORT)
 
 lint: $(STAMP)
@@ -47,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/outbound.py
 	$(BIN)/python bench/export.py
+	$(BIN)/python bench/forward.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -2,8 +2,11 @@
 
 Run it, then point the gateway at it:
 
-    python examples/echo_agent.py --port 9000 --secret "$GATEWAY_AGENT_SECRET"
-    GATEWAY_AGENT_URL=http://127.0.0.1:9000/agent GATEWAY_AGENT_SECRET=... make run
+    export GATEWAY_AGENT_SECRET=$(openssl rand -hex 16)
+    python examples/echo_agent.py --port 9000 &
+    GATEWAY_AGENT_URL=http://127.0.0.1:9000/agent make run
+
+(`make run` with no agent configured starts this one for you.)
 
 Only the standard library: a real agent would call its language model where
 ``reply_to`` is. Deliveries are at least once, so it remembers the delivery
@@ -16,6 +19,8 @@ import argparse
 import hashlib
 import hmac
 import json
+import socket
+import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SEEN: dict[str, dict] = {}  # delivery id -> answer (keep this in a database in a real agent)
@@ -36,6 +41,12 @@ def reply_to(message: dict) -> dict:
 
 def make_handler(secret: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: the gateway reuses its connection
+
+        def setup(self) -> None:
+            super().setup()  # no Nagle wait between the headers and the body of an answer
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if not verify(secret, body, self.headers.get("X-Gateway-Signature", "")):
@@ -58,8 +69,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
-    parser.add_argument("--secret", required=True, help="the gateway's GATEWAY_AGENT_SECRET")
+    parser.add_argument(
+        "--secret",
+        default=os.environ.get("GATEWAY_AGENT_SECRET"),
+        help="the gateway's GATEWAY_AGENT_SECRET (default: that environment variable)",
+    )
     args = parser.parse_args()
+    if not args.secret:
+        parser.error("give --secret or set GATEWAY_AGENT_SECRET")
     server = ThreadingHTTPServer((args.host, args.port), make_handler(args.secret))
     print(f"echo agent on http://{args.host}:{args.port}/agent")
     server.serve_forever()

@@ -150,15 +150,16 @@ class Forwarder:
             self.store.finish_delivery(message["id"], "dead", error=str(exc)[:500])
             log.error("delivery %s dead-lettered: %s", data["delivery_id"], exc)
             return
-        self.store.finish_delivery(message["id"], "delivered")
-        if message["kind"] != "message":
-            return  # the session is over: there is nobody to reply to
         reply = answer.get("reply") if isinstance(answer, dict) else None
-        if isinstance(reply, str) and reply.strip():
+        prepared = None
+        if message["kind"] == "message" and isinstance(reply, str) and reply.strip():  # a closed session: no reply
             try:
-                self.outbound.reply(message["from_number"], message["to_number"], reply)
+                prepared = self.outbound.prepare_reply(message["from_number"], message["to_number"], reply)
             except OutboundError as exc:
                 log.error("agent reply to %s not sent: %s", mask_number(message["from_number"]), exc)
+        queued = self.store.finish_delivery(message["id"], "delivered", reply=prepared)
+        if queued and queued["status"] == "suppressed":
+            log.info("agent reply %s suppressed: %s opted out", queued["id"], mask_number(message["from_number"]))
 
     def _post(self, data: dict[str, Any]) -> Any:
         body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()

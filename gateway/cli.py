@@ -12,6 +12,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -544,10 +545,10 @@ optouts_remove = _manual(False)
 @click.option("--once", is_flag=True, help="Send what is due now, then exit.")
 @click.option(
     "--interval",
-    default=1.0,
+    default=0.05,
     show_default=True,
-    type=click.FloatRange(0.05, 60),
-    help="Seconds to wait when nothing is due.",
+    type=click.FloatRange(0.01, 60),
+    help="Seconds to wait when nothing is due (a cheap read, no write, each time).",
 )
 def worker(once: bool, interval: float) -> None:
     """Send queued outbound SMS through Twilio and deliver queued inbound
@@ -564,25 +565,31 @@ def worker(once: bool, interval: float) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     outbound, forwarder = app.extensions["gateway.outbound"], app.extensions["gateway.agent"]
-    if not outbound.enabled:
+    if not outbound.can_send:
         click.echo(f"worker: not sending SMS, {outbound.why_disabled()}", err=True)
+    elif outbound.console:
+        click.echo("worker: SMS backend is console: messages are printed here, not sent", err=True)
     if not forwarder.enabled:
         click.echo(
             "worker: not delivering to an agent (set GATEWAY_AGENT_URL or GATEWAY_AGENT_HANDLER); "
             "messages wait in the queue",
             err=True,
         )
-    if not outbound.enabled and not forwarder.enabled:
+    if not outbound.can_send and not forwarder.enabled:
         click.echo("worker: idle (nothing to send or deliver; sessions still time out)", err=True)
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     sessions = app.extensions["gateway.sessions"]
+    swept_at = float("-inf")
     with app.app_context():
         while not stopping.is_set():
-            warned, closed = sessions.sweep()
+            warned = closed = 0
+            if time.monotonic() - swept_at >= 1.0:  # timeouts are minutes long: once a second is plenty
+                warned, closed = sessions.sweep()
+                swept_at = time.monotonic()
             delivered = forwarder.deliver_once()
-            sent = outbound.dispatch_once() if outbound.enabled else 0
+            sent = outbound.dispatch_once() if outbound.can_send else 0
             if once:
                 click.echo(
                     f"worker: {delivered} delivery(ies) and {sent} message(s) attempted; "

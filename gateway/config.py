@@ -63,6 +63,7 @@ _ENV = {
     "SESSION_IDLE_SECONDS": "GATEWAY_SESSION_IDLE_SECONDS",
     "SESSION_GRACE_SECONDS": "GATEWAY_SESSION_GRACE_SECONDS",
     "SESSION_WARNING": "GATEWAY_SESSION_WARNING",
+    "SMS_BACKEND": "GATEWAY_SMS_BACKEND",
 }
 
 
@@ -353,7 +354,13 @@ def _outbound(raw: dict[str, Any], settings: dict[str, Any], environ: Mapping[st
         templates = smstemplates.load_dir(templates_dir)
     except smstemplates.TemplateError as exc:
         raise ConfigError(f"GATEWAY_TEMPLATES_DIR: {exc}") from None
+    backend = str(raw.get("SMS_BACKEND") or "twilio").strip().lower()
+    if backend not in ("twilio", "console"):
+        raise ConfigError(f"GATEWAY_SMS_BACKEND: expected twilio or console, got {backend!r}")
+    if backend == "console" and env == "live":
+        raise ConfigError("GATEWAY_SMS_BACKEND: console only prints messages; it cannot be used with GATEWAY_ENV=live")
     return {
+        "SMS_BACKEND": backend,
         "TEMPLATES": templates,
         "TWILIO_ACCOUNT_SID": account,
         "TWILIO_API_BASE": api_base,

@@ -76,18 +76,25 @@ class Outbound:
         self.api_base = config["TWILIO_API_BASE"]
         self.status_callback = config["STATUS_CALLBACK_URL"]
         self.max_age = timedelta(seconds=config["OUTBOUND_MAX_AGE_SECONDS"])
+        self.console = config["SMS_BACKEND"] == "console"
         self._client = None
 
     @property
+    def can_send(self) -> bool:
+        """Messages can leave: Twilio credentials, or the console backend."""
+        return self.console or bool(self.account_sid and self.auth_token)
+
+    @property
     def enabled(self) -> bool:
-        return bool(self.account_sid and self.auth_token and self.senders)
+        """New conversations can be started: sending works and there is a default sender."""
+        return self.can_send and bool(self.senders)
 
     def why_disabled(self) -> str:
-        if not self.account_sid:
+        if not self.can_send and not self.account_sid:
             return "outbound sending is not configured: set TWILIO_ACCOUNT_SID"
-        if not self.senders:
-            return "no sender numbers are configured for this environment (GATEWAY_SENDERS or [senders])"
-        return "no auth token to send with: set TWILIO_AUTH_TOKEN"
+        if not self.can_send:
+            return "no auth token to send with: set TWILIO_AUTH_TOKEN"
+        return "no sender numbers are configured for this environment (GATEWAY_SENDERS or [senders])"
 
     # -- queueing -------------------------------------------------------------
 
@@ -114,11 +121,14 @@ class Outbound:
 
     def reply(self, to_number: str, from_number: str, content: object) -> dict[str, Any]:
         """Queue the agent's reply to a user, from the Twilio number the user wrote to."""
-        if not self.enabled:
+        to_number, sender, text = self.prepare_reply(to_number, from_number, content)
+        return self._enqueue(to_number, sender, text.body, None, "agent")
+
+    def prepare_reply(self, to_number: str, from_number: str, content: object) -> tuple[str, str, OutboundText]:
+        """Check a reply (raise OutboundError) and shape it for :meth:`Store.finish_delivery` to queue."""
+        if not self.can_send:
             raise OutboundError(self.why_disabled())
-        return self._enqueue(
-            e164(to_number, "to_number"), from_number, self._render(content, None, None), None, "agent"
-        )
+        return e164(to_number, "to_number"), from_number, self.text(self._render(content, None, None))
 
     def _render(self, content: object, template: str | None, variables: Mapping[str, object] | None) -> str:
         if (content is None) == (template is None):
@@ -168,6 +178,9 @@ class Outbound:
         return len(batch)
 
     def _send(self, message: dict[str, Any]) -> None:
+        if self.console:
+            self._print(message)
+            return
         params: dict[str, Any] = {"to": message["to_number"], "body": message["body"]}
         if message["sender"].startswith("MG"):
             params["messaging_service_sid"] = message["sender"]
@@ -203,6 +216,15 @@ class Outbound:
             return
         self.store.finish_outbound(message["id"], sent.status or "queued", message_sid=sent.sid)
         log.info("outbound %s to %s handed to Twilio as %s", message["id"], mask_number(message["to_number"]), sent.sid)
+
+    def _print(self, message: dict[str, Any]) -> None:
+        """The console backend: show the message on standard output instead of sending it (development)."""
+        print(
+            f"SMS (console backend, not sent) to {mask_number(message['to_number'])} "
+            f"from {message['sender']}: {message['body']}",
+            flush=True,
+        )
+        self.store.finish_outbound(message["id"], "logged")
 
     def _retry(self, message: dict[str, Any], reason: str, retry_after: float | None) -> None:
         created, now = parse(message["created_at"]), parse(self.store.clock())

@@ -36,7 +36,7 @@ class Sessions:
 
     def sweep(self, limit: int = 100) -> tuple[int, int]:
         """Warn idle sessions and close expired ones; return how many of each."""
-        text = self.outbound.text(self.warning) if self.outbound.enabled else None
+        text = self.outbound.text(self.warning) if self.outbound.can_send else None
         warned = self.store.warn_idle_sessions(self.idle, self.grace, text, limit)
         for session in warned:
             log.info(

@@ -642,14 +642,28 @@ class Store:
         ``new_session`` closes it (reason ``replaced``) and opens a new one.
         """
         with self._write() as conn:
-            now = self.clock()
-            message_id, status = self._insert_outbound(
-                conn, now, to_number, sender, body, encoding, segments, source, template
+            return self._queue(
+                conn, to_number, sender, OutboundText(body, encoding, segments), source, template, new_session
             )
-            if status == "queued":
-                if new_session:
-                    _close_open_session(conn, to_number, sender, now, "replaced")
-                _open_session(conn, to_number, sender, now, engaged=False)
+
+    def _queue(
+        self,
+        conn: sqlite3.Connection,
+        to_number: str,
+        sender: str,
+        text: OutboundText,
+        source: str,
+        template: str | None,
+        new_session: bool,
+    ) -> dict[str, Any]:
+        now = self.clock()
+        message_id, status = self._insert_outbound(
+            conn, now, to_number, sender, text.body, text.encoding, text.segments, source, template
+        )
+        if status == "queued":
+            if new_session:
+                _close_open_session(conn, to_number, sender, now, "replaced")
+            _open_session(conn, to_number, sender, now, engaged=False)
         return {"id": message_id, "status": status, "created_at": now}
 
     def _insert_outbound(
@@ -702,7 +716,18 @@ class Store:
 
     def claim_outbound(self, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
         """Lease due messages for sending; re-check opt-outs and suppress those that opted out since."""
-        claimed = []
+        claimed: list[dict[str, Any]] = []
+        now = self.clock()
+        if (
+            not self._connect()
+            .execute(
+                "SELECT 1 FROM outbound_messages WHERE status IN ('queued', 'retrying') AND next_attempt_at <= ? "
+                "AND (lease_until IS NULL OR lease_until < ?) LIMIT 1",
+                (now, now),
+            )
+            .fetchone()
+        ):
+            return claimed  # idle: no write transaction
         with self._write() as conn:
             now = self.clock()
             rows = conn.execute(
@@ -941,8 +966,20 @@ class Store:
         leased message is attached to the pair's open session (one is opened
         if needed).
         """
-        claimed = []
-        with self._write() as conn:
+        claimed: list[dict[str, Any]] = []
+        now = self.clock()
+        if (
+            not self._connect()
+            .execute(
+                "SELECT 1 FROM agent_queue WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
+                "AND (lease_until IS NULL OR lease_until < ?) LIMIT 1",
+                (now, now),
+            )
+            .fetchone()
+        ):
+            return claimed  # idle: no write transaction
+        # Not fsynced: a claim lost with the machine only means the message is claimed again.
+        with self._write("NORMAL") as conn:
             now = self.clock()
             rows = conn.execute(
                 "SELECT id, message_sid, from_number, to_number, body, params, received_at, flags, attempts, "
@@ -1004,16 +1041,30 @@ class Store:
         return claimed
 
     def finish_delivery(
-        self, queue_id: int, outcome: str, error: str | None = None, retry_at: str | None = None
-    ) -> None:
-        """Record a delivery attempt: ``delivered``, ``retry`` (at ``retry_at``) or ``dead`` (dead-lettered)."""
-        with self._write() as conn:
+        self,
+        queue_id: int,
+        outcome: str,
+        error: str | None = None,
+        retry_at: str | None = None,
+        reply: tuple[str, str, OutboundText] | None = None,
+    ) -> dict[str, Any] | None:
+        """Record a delivery attempt: ``delivered``, ``retry`` (at ``retry_at``) or ``dead`` (dead-lettered).
+
+        A delivered message's ``reply`` (to, from, text) is queued in the
+        same transaction, so a crash cannot lose it; returns the queued reply.
+        Not fsynced: if the machine loses this commit, the message is simply
+        delivered again (at least once), and the agent answers it again.
+        """
+        with self._write("NORMAL") as conn:
             if outcome == "delivered":
                 conn.execute(
                     "UPDATE agent_queue SET status = 'delivered', delivered_at = ?, lease_until = NULL, "
                     "last_error = NULL WHERE id = ?",
                     (self.clock(), queue_id),
                 )
+                if reply is not None:
+                    to_number, sender, text = reply
+                    return self._queue(conn, to_number, sender, text, "agent", None, new_session=False)
             elif outcome == "retry":
                 conn.execute(
                     "UPDATE agent_queue SET next_attempt_at = ?, lease_until = NULL, last_error = ? WHERE id = ?",
@@ -1026,6 +1077,7 @@ class Store:
                 )
             else:
                 raise ValueError(f"unknown delivery outcome {outcome!r}")
+        return None
 
     def outbox(self, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Queued messages for the agent, oldest first; ``status`` pending, delivered, dead or dropped."""

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -83,6 +84,47 @@ def test_agent_reply_is_sent_through_the_outbound_path(db_url, fake, store, twil
         (reply,) = app.extensions["gateway.store"].list_outbound()
         assert (reply["to_number"], reply["sender"], reply["body"]) == (SENDER, TWILIO_NUMBER, "Thanks, noted!")
         assert reply["status"] == "queued" and reply["source"] == "agent"
+    finally:
+        agent.close()
+
+
+def test_reply_is_queued_with_the_delivery_or_not_at_all(db_url, fake, store, twilio):
+    """Marking the delivery done and queueing the reply are one transaction: if the reply cannot be
+    stored, the delivery stays pending (and is tried again), so a reply is never lost in between."""
+    agent = FakeAgent(SECRET, reply="Thanks!")
+    try:
+        app = make_app(db_url, fake, AGENT_URL=agent.url)
+        forwarder = app.extensions["gateway.agent"]
+        TwilioSender(app.test_client()).sms("hi")
+        conn = sqlite3.connect(store.path)
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON outbound_messages BEGIN SELECT RAISE(ABORT, 'disk'); END")
+        conn.commit()
+        with pytest.raises(sqlite3.IntegrityError):
+            forwarder.deliver_once()
+        assert store.outbox()[0]["status"] == "pending" and store.list_outbound() == []
+        conn.execute("DROP TRIGGER refuse")
+        conn.commit()
+        conn.close()
+        app.extensions["gateway.store"].clock = lambda: "2999-01-01T00:00:00.000000Z"  # the lease has run out
+        forwarder.deliver_once()
+        assert store.outbox()[0]["status"] == "delivered"
+        (reply,) = store.list_outbound()
+        assert reply["body"] == "Thanks!" and len(agent.received) == 2  # asked again: at least once
+    finally:
+        agent.close()
+
+
+def test_reply_to_a_user_who_opted_out_meanwhile_is_suppressed(db_url, fake, store):
+    agent = FakeAgent(SECRET, reply="Thanks!")
+    try:
+        app = make_app(db_url, fake, AGENT_URL=agent.url)
+        sender = TwilioSender(app.test_client())
+        sender.sms("hi")
+        claimed = store.claim_deliveries(10, 60)
+        sender.sms("STOP")  # while the agent is thinking
+        app.extensions["gateway.agent"]._deliver(claimed[0])
+        (reply,) = store.list_outbound()
+        assert reply["status"] == "suppressed" and store.outbox()[0]["status"] == "delivered"
     finally:
         agent.close()
 

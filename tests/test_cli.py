@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from gateway.cli import cli
+from gateway.masking import mask_number
 
 from .conftest import ROOT, TOKEN, TWILIO_NUMBER, free_port
 
@@ -233,8 +234,9 @@ def test_serve_with_dev_token_and_simulate(tmp_path, runner):
 
 
 @pytest.mark.slow
-def test_make_run_serves_with_the_worker_beside_it(tmp_path):
-    """`make run` (already installed): the web server answers, the send worker runs, /metrics works."""
+def test_make_run_shows_a_whole_round_trip(tmp_path):
+    """`make run` (already installed), nothing configured: server, worker and echo agent; a simulated
+    SMS reaches the agent and its reply comes back through the outbound path (printed, not sent)."""
     if not (ROOT / ".venv" / ".installed").exists():
         pytest.skip("make run needs the virtualenv that make test builds")
     port = free_port()
@@ -243,7 +245,14 @@ def test_make_run_serves_with_the_worker_beside_it(tmp_path):
     log = tmp_path / "run.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            ["make", "--no-print-directory", "run", f"PORT={port}", f"METRICS_DIR={tmp_path / 'metrics'}"],
+            [
+                "make",
+                "--no-print-directory",
+                "run",
+                f"PORT={port}",
+                f"AGENT_PORT={free_port()}",
+                f"METRICS_DIR={tmp_path / 'metrics'}",
+            ],
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -251,11 +260,30 @@ def test_make_run_serves_with_the_worker_beside_it(tmp_path):
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 60
         wait_healthy(port, proc, log, 60)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
             assert b"gateway_outbound_suppressed_total 0.0" in response.read()
-        while "worker: idle" not in log.read_text():
+        simulated = subprocess.run(
+            [
+                str(ROOT / ".venv" / "bin" / "gateway"),
+                "simulate",
+                "hello there",
+                "--from",
+                SENDER,
+                "--to",
+                TWILIO_NUMBER,
+                "--url",
+                f"http://127.0.0.1:{port}/twilio/sms",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert simulated.returncode == 0, simulated.stderr
+        expected = f"SMS (console backend, not sent) to {mask_number(SENDER)} from {TWILIO_NUMBER}: Echo: hello there"
+        deadline = time.monotonic() + 60
+        while expected not in log.read_text():
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
     finally:

@@ -71,6 +71,14 @@ def test_config_file_layer(tmp_path):
         ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_RATE_LIMIT_PER_SECOND": "x"}, "RATE_LIMIT_PER_SECOND: expected"),
         ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_RATE_LIMIT_PER_SECOND": "0"}, "GATEWAY_RATE_LIMIT_PER_SECOND: must be"),
         ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_RATE_LIMIT_BURST": "0"}, "GATEWAY_RATE_LIMIT_BURST: must be between 1"),
+        ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_SESSION_IDLE_SECONDS": "0"}, "GATEWAY_SESSION_IDLE_SECONDS: must be"),
+        ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_SESSION_GRACE_SECONDS": "soon"}, "GATEWAY_SESSION_GRACE_SECONDS: expec"),
+        ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_SESSION_WARNING": "x" * 1601}, "GATEWAY_SESSION_WARNING: expected"),
+        ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_SMS_BACKEND": "smtp"}, "GATEWAY_SMS_BACKEND: expected twilio or console"),
+        (
+            {"TWILIO_AUTH_TOKEN": "t", "GATEWAY_SMS_BACKEND": "console", "GATEWAY_ENV": "live"},
+            "GATEWAY_SMS_BACKEND: console only prints messages",
+        ),
     ],
 )
 def test_invalid_settings_are_named(tmp_path, environ, message):

@@ -328,6 +328,23 @@ def test_worker_command_sends(runner, outbound, fake, db_url, app_config, monkey
     assert fake.sent[0]["Body"] == "from the worker"
 
 
+def test_console_backend_prints_instead_of_sending(runner, db_url, fake):
+    env = {
+        "DATABASE_URL": db_url,
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "GATEWAY_SMS_BACKEND": "console",
+        "GATEWAY_SENDERS": TWILIO_NUMBER,
+    }
+    sender = create_app({"DATABASE_URL": db_url, "TWILIO_AUTH_TOKEN": TOKEN, "SMS_BACKEND": "console"})
+    sender = sender.extensions["gateway.outbound"]
+    assert sender.can_send and not sender.enabled  # replies can go; no default sender for new conversations
+    queued = sender.reply(SENDER, TWILIO_NUMBER, "Echo: hi")
+    result = runner.invoke(cli, ["worker", "--once"], env=env)
+    assert result.exit_code == 0 and "SMS backend is console" in result.stderr
+    assert f"SMS (console backend, not sent) to +1********00 from {TWILIO_NUMBER}: Echo: hi" in result.stdout
+    assert sender.store.outbound(queued["id"])["status"] == "logged" and fake.sent == []
+
+
 def test_worker_idles_without_configuration(runner, db_url):
     result = runner.invoke(cli, ["worker", "--once"], env={"DATABASE_URL": db_url, "TWILIO_AUTH_TOKEN": TOKEN})
     assert result.exit_code == 0
