@@ -9,6 +9,8 @@
 2. Latency: gunicorn (as the Procfile runs it), one worker and the agent;
    signed webhooks at a steady rate; time from sending the webhook to the
    agent receiving the message, p50 and p99.
+3. Backlog: one idle worker poll with 100,000 messages waiting behind an
+   unreachable agent, against the same poll on an empty queue.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from run import clean_env, free_port, start  # noqa: E402
 from gateway import create_app  # noqa: E402
 from gateway.agent import signature  # noqa: E402
 from gateway.signature import sign  # noqa: E402
+from gateway.store import Store  # noqa: E402
 
 TOKEN = secrets.token_hex(16)
 SECRET = secrets.token_hex(16)
@@ -197,12 +200,47 @@ def latency(work: Path, env: dict, args: argparse.Namespace) -> dict:
     }
 
 
+def poll_ms(store: Store, rounds: int = 50) -> float:
+    """Median time of one idle worker poll (a claim that finds nothing due)."""
+    times = []
+    for _ in range(rounds):
+        began = time.perf_counter()
+        assert store.claim_deliveries(20, 60) == []
+        times.append((time.perf_counter() - began) * 1000)
+    return percentile(times, 0.5)
+
+
+def backlog(work: Path, count: int, pairs: int) -> dict:
+    """An idle poll with ``count`` messages waiting behind an unreachable agent, against an empty queue."""
+    empty = Store(f"sqlite:///{work / 'empty.db'}")
+    empty.init_schema()
+    path = work / "backlog.db"
+    full = Store(f"sqlite:///{path}")
+    full.init_schema()
+    conn = sqlite3.connect(path)
+    at, later = "2026-11-23T09:00:00.000000Z", "2999-01-01T00:00:00.000000Z"
+    conn.executemany(  # each pair's first message waits for a retry; the rest wait behind it
+        "INSERT INTO agent_queue (message_sid, from_number, to_number, body, params, received_at, flags, "
+        "next_attempt_at, head, attempts) VALUES (?, ?, ?, 'hi', '[]', ?, '[]', ?, ?, ?)",
+        (
+            (f"SM{i:032x}", f"+1415{i % pairs:07d}", TWILIO_NUMBER, at, later if i < pairs else at, int(i < pairs), 1)
+            for i in range(count)
+        ),
+    )
+    conn.commit()
+    conn.close()
+    result = {"waiting": count, "pairs": pairs, "empty_ms": poll_ms(empty), "backlog_ms": poll_ms(full)}
+    result["ratio"] = result["backlog_ms"] / result["empty_ms"]
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=3000, help="queued messages per throughput round")
     parser.add_argument("--latency-messages", type=int, default=600)
     parser.add_argument("--rate", type=float, default=30.0, help="webhooks per second in the latency run")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers in the latency run")
+    parser.add_argument("--backlog", type=int, default=100_000, help="messages waiting in the backlog poll test")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     args.worker_class, args.gunicorn_threads = "sync", 1
@@ -249,6 +287,7 @@ def main() -> None:
             "repeats": len(found) - unique,
         }
     results["latency"] = latency(work, env, args)
+    results["backlog"] = backlog(work, args.backlog, args.backlog // 5)
 
     print(f"forwarding {args.messages} queued messages over 500 conversations to a local agent")
     print(f"{'':<34} {'msg/s':>7} {'ratio':>6} {'repeats':>7}")
@@ -262,6 +301,11 @@ def main() -> None:
         f"webhook -> agent at {lat['rate_per_s']:.0f} msg/s ({lat['messages']} messages, 1 worker): "
         f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms "
         f"(the webhook answered in p50 {lat['webhook_p50_ms']:.1f} ms, p99 {lat['webhook_p99_ms']:.1f} ms)"
+    )
+    b = results["backlog"]
+    print(
+        f"idle worker poll with {b['waiting']:,} messages waiting behind an unreachable agent ({b['pairs']:,} "
+        f"conversations): {b['backlog_ms']:.2f} ms; with an empty queue: {b['empty_ms']:.2f} ms -> {b['ratio']:.2f}x"
     )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -361,18 +361,16 @@ class Store:
                 service,
             )
         if decision.enqueue:
-            conn.execute(
-                "INSERT INTO agent_queue (message_sid, from_number, to_number, body, params, received_at, flags) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    message.message_sid,
-                    message.from_number,
-                    message.to_number,
-                    message.body,
-                    json.dumps(list(message.params)),
-                    now,
-                    json.dumps(["revocation_candidate"] if decision.candidate else []),
-                ),
+            _queue_delivery(
+                conn,
+                message.message_sid,
+                "message",
+                message.from_number,
+                message.to_number,
+                now,
+                body=message.body,
+                params=json.dumps(list(message.params)),
+                flags=json.dumps(["revocation_candidate"] if decision.candidate else []),
             )
 
     # -- reads -------------------------------------------------------------
@@ -958,38 +956,28 @@ class Store:
     def claim_deliveries(self, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
         """Lease the oldest pending message of each pair that is due, at most ``limit``.
 
-        Only a pair's oldest pending message is ever eligible, so delivery is
-        in order per pair (and so per session): a later message waits while
-        an earlier one is leased or waiting to be retried. The opt-out state
-        is checked again: a message from a sender who opted out since it was
-        queued is dropped (a chained ``dropped`` event), not delivered. Each
-        leased message is attached to the pair's open session (one is opened
-        if needed).
+        Only a pair's oldest pending message (its ``head``) is ever eligible,
+        so delivery is in order per pair (and so per session): a later
+        message waits while an earlier one is leased or waiting to be
+        retried. A head is due when ``next_attempt_at`` has passed: at once
+        when queued, then when its lease runs out or its retry is due, so a
+        backlog behind an unreachable agent costs nothing to look at. The
+        opt-out state is checked again: a message from a sender who opted out
+        since it was queued is dropped (a chained ``dropped`` event), not
+        delivered. Each leased message is attached to the pair's open session
+        (one is opened if needed).
         """
         claimed: list[dict[str, Any]] = []
-        now = self.clock()
-        if (
-            not self._connect()
-            .execute(
-                "SELECT 1 FROM agent_queue WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
-                "AND (lease_until IS NULL OR lease_until < ?) LIMIT 1",
-                (now, now),
-            )
-            .fetchone()
-        ):
+        if not self._connect().execute(_DUE_HEADS.format(columns="1"), (self.clock(), 1)).fetchone():
             return claimed  # idle: no write transaction
         # Not fsynced: a claim lost with the machine only means the message is claimed again.
         with self._write("NORMAL") as conn:
             now = self.clock()
-            rows = conn.execute(
-                "SELECT id, message_sid, from_number, to_number, body, params, received_at, flags, attempts, "
-                "COALESCE(retry_from, received_at), kind, session_id FROM agent_queue AS q "
-                "WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
-                "AND (lease_until IS NULL OR lease_until < ?) "
-                "AND id = (SELECT MIN(id) FROM agent_queue AS p WHERE p.from_number = q.from_number "
-                "AND p.to_number = q.to_number AND p.status = 'pending') ORDER BY id LIMIT ?",
-                (now, now, limit),
-            ).fetchall()
+            columns = (
+                "id, message_sid, from_number, to_number, body, params, received_at, flags, attempts, "
+                "COALESCE(retry_from, received_at), kind, session_id"
+            )
+            rows = conn.execute(_DUE_HEADS.format(columns=columns), (now, limit)).fetchall()
             until = _plus_seconds(now, lease_seconds)
             for row in rows:
                 queue_id, sid, from_number, to_number, body, params, received_at, flags, attempts, since = row[:10]
@@ -999,9 +987,7 @@ class Store:
                 if kind != "message":  # a session event: nothing from the user, so no opt-out check
                     session = self._session_row(conn, session_id)
                 elif self._covered(conn, from_number, to_number, _param(params, "MessagingServiceSid")):
-                    conn.execute(
-                        "UPDATE agent_queue SET status = 'dropped', lease_until = NULL WHERE id = ?", (queue_id,)
-                    )
+                    _leave_queue(conn, queue_id, "status = 'dropped'", ())
                     _append_event(
                         conn,
                         event="dropped",
@@ -1018,8 +1004,9 @@ class Store:
                 else:
                     session_id = _open_session(conn, from_number, to_number, received_at, engaged=True)
                 conn.execute(
-                    "UPDATE agent_queue SET lease_until = ?, attempts = attempts + 1, session_id = ? WHERE id = ?",
-                    (until, session_id, queue_id),
+                    "UPDATE agent_queue SET lease_until = ?, next_attempt_at = ?, attempts = attempts + 1, "
+                    "session_id = ? WHERE id = ?",
+                    (until, until, session_id, queue_id),
                 )
                 claimed.append(
                     {
@@ -1057,10 +1044,8 @@ class Store:
         """
         with self._write("NORMAL") as conn:
             if outcome == "delivered":
-                conn.execute(
-                    "UPDATE agent_queue SET status = 'delivered', delivered_at = ?, lease_until = NULL, "
-                    "last_error = NULL WHERE id = ?",
-                    (self.clock(), queue_id),
+                _leave_queue(
+                    conn, queue_id, "status = 'delivered', delivered_at = ?, last_error = NULL", (self.clock(),)
                 )
                 if reply is not None:
                     to_number, sender, text = reply
@@ -1071,10 +1056,7 @@ class Store:
                     (retry_at, error, queue_id),
                 )
             elif outcome == "dead":
-                conn.execute(
-                    "UPDATE agent_queue SET status = 'dead', lease_until = NULL, last_error = ? WHERE id = ?",
-                    (error, queue_id),
-                )
+                _leave_queue(conn, queue_id, "status = 'dead', last_error = ?", (error,))
             else:
                 raise ValueError(f"unknown delivery outcome {outcome!r}")
         return None
@@ -1095,19 +1077,23 @@ class Store:
         with self._write() as conn:
             now = self.clock()
             if ids is None:
-                cursor = conn.execute(
-                    "UPDATE agent_queue SET status = 'pending', next_attempt_at = NULL, retry_from = ?, "
-                    "last_error = NULL WHERE status = 'dead'",
-                    (now,),
-                )
-                return cursor.rowcount
-            changed = 0
+                ids = [row[0] for row in conn.execute("SELECT id FROM agent_queue WHERE status = 'dead'")]
+            pairs, changed = set(), 0
             for queue_id in ids:
-                changed += conn.execute(
-                    "UPDATE agent_queue SET status = 'pending', next_attempt_at = NULL, retry_from = ?, "
-                    "last_error = NULL WHERE status = 'dead' AND id = ?",
-                    (now, queue_id),
-                ).rowcount
+                row = conn.execute(
+                    "UPDATE agent_queue SET status = 'pending', next_attempt_at = ?, retry_from = ?, "
+                    "last_error = NULL WHERE status = 'dead' AND id = ? RETURNING from_number, to_number",
+                    (now, now, queue_id),
+                ).fetchone()
+                if row:
+                    pairs.add(row)
+                    changed += 1
+            for from_number, to_number in pairs:  # a replayed message may now be its pair's oldest
+                conn.execute(
+                    "UPDATE agent_queue SET head = 0 WHERE from_number = ? AND to_number = ? AND head = 1",
+                    (from_number, to_number),
+                )
+                _promote_head(conn, from_number, to_number)
             return changed
 
     def purge_outbox(self, status: str, before: str) -> int:
@@ -1128,8 +1114,10 @@ class Store:
                 "SELECT kind, status, COUNT(*) FROM agent_queue GROUP BY kind, status"
             )
         }
-        oldest = conn.execute("SELECT MIN(received_at) FROM agent_queue WHERE status = 'pending'").fetchone()[0]
-        return counts, oldest
+        oldest = conn.execute(  # the lowest id: queued first (a replayed dead letter keeps its place)
+            "SELECT received_at FROM agent_queue WHERE status = 'pending' ORDER BY id LIMIT 1"
+        ).fetchone()
+        return counts, oldest[0] if oldest else None
 
     # -- sessions --------------------------------------------------------------
 
@@ -1223,6 +1211,12 @@ class Store:
         return rows[0] if rows else None
 
 
+# Pairs' oldest pending deliveries that are due (a partial index holds exactly these).
+_DUE_HEADS = (
+    "SELECT {columns} FROM agent_queue INDEXED BY agent_queue_due "
+    "WHERE status = 'pending' AND head = 1 AND next_attempt_at <= ? "
+    "ORDER BY next_attempt_at LIMIT ?"
+)
 SESSION_COLUMNS = (
     "id, number, twilio_number, state, engaged, opened_at, last_activity_at, warned_at, close_at, closed_at, "
     "close_reason, warning_outbound_id"
@@ -1347,10 +1341,47 @@ def _close_session(
         "UPDATE sessions SET state = 'closed', closed_at = ?, close_reason = ?, close_at = NULL WHERE id = ?",
         (at, reason, session_id),
     )
+    _queue_delivery(
+        conn, f"session.closed:{session_id}", "session.closed", number, twilio_number, at, session_id=session_id
+    )
+
+
+def _queue_delivery(
+    conn: sqlite3.Connection,
+    message_sid: str,
+    kind: str,
+    from_number: str,
+    to_number: str,
+    at: str,
+    body: str | None = None,
+    params: str = "[]",
+    flags: str = "[]",
+    session_id: int | None = None,
+) -> None:
+    """Queue one delivery for the agent, due now; it is its pair's head if nothing else of the pair waits."""
     conn.execute(
-        "INSERT INTO agent_queue (message_sid, kind, from_number, to_number, params, received_at, flags, session_id) "
-        "VALUES (?, 'session.closed', ?, ?, '[]', ?, '[]', ?)",
-        (f"session.closed:{session_id}", number, twilio_number, at, session_id),
+        "INSERT INTO agent_queue (message_sid, kind, from_number, to_number, body, params, received_at, flags, "
+        "session_id, next_attempt_at, head) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NOT EXISTS (SELECT 1 FROM "
+        "agent_queue WHERE from_number = ? AND to_number = ? AND status = 'pending')",
+        (message_sid, kind, from_number, to_number, body, params, at, flags, session_id, at, from_number, to_number),
+    )
+
+
+def _leave_queue(conn: sqlite3.Connection, queue_id: int, assignments: str, values: Sequence[Any]) -> None:
+    """Take a message out of the pending queue (``assignments`` sets its new status) and promote the pair's next."""
+    from_number, to_number = conn.execute(
+        f"UPDATE agent_queue SET {assignments}, head = 0, lease_until = NULL WHERE id = ? "  # noqa: S608
+        "RETURNING from_number, to_number",
+        (*values, queue_id),
+    ).fetchone()
+    _promote_head(conn, from_number, to_number)
+
+
+def _promote_head(conn: sqlite3.Connection, from_number: str, to_number: str) -> None:
+    conn.execute(
+        "UPDATE agent_queue SET head = 1 WHERE id = (SELECT MIN(id) FROM agent_queue "
+        "WHERE from_number = ? AND to_number = ? AND status = 'pending')",
+        (from_number, to_number),
     )
 
 
@@ -1579,5 +1610,20 @@ def _migrate_v4(db: sqlite_utils.Database) -> None:
         sessions.add_column("warning_outbound_id", int)
     sessions.create_index(["state", "last_activity_at"], if_not_exists=True)
     sessions.create_index(["state", "close_at"], if_not_exists=True)
-    if "kind" not in db["agent_queue"].columns_dict:
-        db["agent_queue"].add_column("kind", str, not_null_default="message")
+    queue = db["agent_queue"]
+    if "kind" not in queue.columns_dict:
+        queue.add_column("kind", str, not_null_default="message")
+    if "head" not in queue.columns_dict:
+        queue.add_column("head", int, not_null_default=0)
+        db.execute(  # due: when queued, or when the lease or the retry wait ends
+            "UPDATE agent_queue SET next_attempt_at = MAX(COALESCE(next_attempt_at, received_at), "
+            "COALESCE(lease_until, received_at)) WHERE status = 'pending'"
+        )
+        db.execute(
+            "UPDATE agent_queue SET head = 1 WHERE id IN (SELECT MIN(id) FROM agent_queue WHERE status = 'pending' "
+            "GROUP BY from_number, to_number)"
+        )
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS agent_queue_due ON agent_queue (next_attempt_at) "
+        "WHERE status = 'pending' AND head = 1"
+    )

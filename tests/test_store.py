@@ -70,9 +70,12 @@ def test_v2_database_is_migrated_keeping_its_records(db):
 def test_v3_database_is_migrated_keeping_its_queue_and_sessions(db):
     process(db, "hello", "SM1")
     (claimed,) = db.claim_deliveries(10, 60)
+    process(db, "again", "SM2")  # waits behind SM1
     db.close()
     conn = sqlite3.connect(db.path)
     conn.executescript(
+        "DROP INDEX agent_queue_due; ALTER TABLE agent_queue DROP COLUMN head;"
+        "UPDATE agent_queue SET next_attempt_at = NULL;"  # as v3 kept it
         "DROP INDEX idx_sessions_state_last_activity_at; DROP INDEX idx_sessions_state_close_at;"
         "ALTER TABLE sessions DROP COLUMN warned_at; ALTER TABLE sessions DROP COLUMN close_at;"
         "ALTER TABLE sessions DROP COLUMN closed_at; ALTER TABLE sessions DROP COLUMN close_reason;"
@@ -82,8 +85,11 @@ def test_v3_database_is_migrated_keeping_its_queue_and_sessions(db):
     conn.close()
     migrated = Store(f"sqlite:///{db.path}")
     assert migrated.init_schema() == SCHEMA_VERSION
-    (row,) = migrated.outbox()
-    assert (row["kind"], row["status"], row["session_id"]) == ("message", "pending", claimed["session_id"])
+    first, second = migrated.outbox()
+    assert (first["kind"], first["status"], first["session_id"]) == ("message", "pending", claimed["session_id"])
+    assert migrated.claim_deliveries(10, 60) == []  # SM1's lease still holds, and SM2 waits behind it
+    migrated.finish_delivery(first["id"], "delivered")
+    assert [m["message_sid"] for m in migrated.claim_deliveries(10, 60)] == ["SM2"]
     session = migrated.session(claimed["session_id"])
     assert session["state"] == "active" and session["engaged"] and session["warned_at"] is None
 
@@ -268,3 +274,15 @@ def test_group_commit_shares_one_transaction_and_isolates_failures(db):
     }
     assert db.processed("SM3") is None
     assert sorted(r["number"] for r in db.current_opt_outs()) == ["+11", "+15"]
+
+
+def test_replayed_dead_letter_goes_before_later_messages_of_its_pair(db):
+    process(db, "hello", "SM1")
+    (first,) = db.claim_deliveries(10, 60)
+    db.finish_delivery(first["id"], "dead", error="HTTP 400")
+    process(db, "again", "SM2")
+    process(db, "hello", "SM3", sender="+14155550199")  # another pair, unaffected
+    assert db.retry_dead() == 1
+    assert sorted(m["message_sid"] for m in db.claim_deliveries(10, 60)) == ["SM1", "SM3"]
+    db.finish_delivery(first["id"], "delivered")
+    assert [m["message_sid"] for m in db.claim_deliveries(10, 60)] == ["SM2"]
