@@ -19,8 +19,8 @@ import argparse
 import hashlib
 import hmac
 import json
-import socket
 import os
+import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SEEN: dict[str, dict] = {}  # delivery id -> answer (keep this in a database in a real agent)
