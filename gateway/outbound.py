@@ -150,9 +150,7 @@ class Outbound:
     def _enqueue(self, to_number: str, sender: str, body: str, template: str | None, source: str) -> dict[str, Any]:
         shape = self.text(body)
         # An API send starts a new conversation, as on the hosted platform; the agent's own sends continue one.
-        queued = self.store.queue_outbound(
-            to_number, sender, body, shape.encoding, shape.segments, source, template, new_session=source == "api"
-        )
+        queued = self.store.queue_outbound(to_number, sender, shape, source, template, new_session=source == "api")
         if queued["status"] == "suppressed":
             log.info("outbound %s suppressed: %s opted out", queued["id"], mask_number(to_number))
         return {**queued, "encoding": shape.encoding, "segments": shape.segments, "sender": sender}

@@ -627,9 +627,7 @@ class Store:
         self,
         to_number: str,
         sender: str,
-        body: str,
-        encoding: str,
-        segments: int,
+        text: OutboundText,
         source: str,
         template: str | None = None,
         new_session: bool = False,
@@ -640,9 +638,7 @@ class Store:
         ``new_session`` closes it (reason ``replaced``) and opens a new one.
         """
         with self._write() as conn:
-            return self._queue(
-                conn, to_number, sender, OutboundText(body, encoding, segments), source, template, new_session
-            )
+            return self._queue(conn, to_number, sender, text, source, template, new_session)
 
     def _queue(
         self,
@@ -655,9 +651,7 @@ class Store:
         new_session: bool,
     ) -> dict[str, Any]:
         now = self.clock()
-        message_id, status = self._insert_outbound(
-            conn, now, to_number, sender, text.body, text.encoding, text.segments, source, template
-        )
+        message_id, status = self._insert_outbound(conn, now, to_number, sender, text, source, template)
         if status == "queued":
             if new_session:
                 _close_open_session(conn, to_number, sender, now, "replaced")
@@ -670,9 +664,7 @@ class Store:
         now: str,
         to_number: str,
         sender: str,
-        body: str,
-        encoding: str,
-        segments: int,
+        text: OutboundText,
         source: str,
         template: str | None,
     ) -> tuple[int, str]:
@@ -682,7 +674,19 @@ class Store:
         message_id = conn.execute(
             "INSERT INTO outbound_messages (to_number, sender, body, template, encoding, segments, status, "
             "next_attempt_at, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (to_number, sender, body, template, encoding, segments, status, None if blocked else now, source, now, now),
+            (
+                to_number,
+                sender,
+                text.body,
+                template,
+                text.encoding,
+                text.segments,
+                status,
+                None if blocked else now,
+                source,
+                now,
+                now,
+            ),
         ).lastrowid
         if blocked:
             _append_event(
@@ -690,7 +694,7 @@ class Store:
                 event="suppressed",
                 number=to_number,
                 twilio_number=blocked,
-                body=body,
+                body=text.body,
                 source=source,
                 state_changed=False,
                 at=now,
@@ -1163,15 +1167,7 @@ class Store:
                 outbound_id = None
                 if warning is not None:
                     outbound_id, _ = self._insert_outbound(
-                        conn,
-                        now,
-                        number,
-                        twilio_number,
-                        warning.body,
-                        warning.encoding,
-                        warning.segments,
-                        "session_warning",
-                        None,
+                        conn, now, number, twilio_number, warning, "session_warning", None
                     )
                 conn.execute(
                     "UPDATE sessions SET state = 'warned', warned_at = ?, close_at = ?, warning_outbound_id = ? "

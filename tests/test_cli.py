@@ -213,24 +213,18 @@ def test_serve_with_dev_token_and_simulate(tmp_path, runner):
         output = log.read_text()
         assert token in output and "set TWILIO_AUTH_TOKEN" in output
         result = runner.invoke(
-            cli,
-            [
-                "simulate",
-                "help",
-                "--from",
-                SENDER,
-                "--to",
-                TWILIO_NUMBER,
-                "--url",
-                f"http://127.0.0.1:{port}/twilio/sms",
-            ],
-            env={"GATEWAY_INSTANCE_PATH": str(tmp_path / "instance")},
+            cli, simulate_args("help", port), env={"GATEWAY_INSTANCE_PATH": str(tmp_path / "instance")}
         )
         assert result.exit_code == 0, result.output
         assert "Reply STOP to unsubscribe or START to resubscribe." in result.output
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def simulate_args(body: str, port: int) -> list[str]:
+    """`gateway simulate` arguments for a local gateway on ``port``."""
+    return ["simulate", body, "--from", SENDER, "--to", TWILIO_NUMBER, "--url", f"http://127.0.0.1:{port}/twilio/sms"]
 
 
 @pytest.mark.slow
@@ -264,17 +258,7 @@ def test_make_run_shows_a_whole_round_trip(tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
             assert b"gateway_outbound_suppressed_total 0.0" in response.read()
         simulated = subprocess.run(
-            [
-                str(ROOT / ".venv" / "bin" / "gateway"),
-                "simulate",
-                "hello there",
-                "--from",
-                SENDER,
-                "--to",
-                TWILIO_NUMBER,
-                "--url",
-                f"http://127.0.0.1:{port}/twilio/sms",
-            ],
+            [str(ROOT / ".venv" / "bin" / "gateway"), *simulate_args("hello there", port)],
             env=env,
             capture_output=True,
             text=True,
