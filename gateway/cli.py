@@ -542,7 +542,7 @@ optouts_remove = _manual(False)
 
 
 @cli.command()
-@click.option("--once", is_flag=True, help="Send what is due now, then exit.")
+@click.option("--once", is_flag=True, help="One round (sessions, deliveries, sends) of what is due now, then exit.")
 @click.option(
     "--interval",
     default=0.05,
@@ -551,8 +551,9 @@ optouts_remove = _manual(False)
     help="Seconds to wait when nothing is due (a cheap read, no write, each time).",
 )
 def worker(once: bool, interval: float) -> None:
-    """Send queued outbound SMS through Twilio and deliver queued inbound
-    messages to the agent, until stopped (SIGTERM or Ctrl-C).
+    """Send queued outbound SMS through Twilio, deliver queued inbound
+    messages to the agent and time out idle sessions (warning, then
+    session.closed), until stopped (SIGTERM or Ctrl-C).
 
     Several workers may run at once: messages are leased in the database, so
     each is handled by one worker, and a crashed worker's lease runs out.
