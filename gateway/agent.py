@@ -11,10 +11,11 @@ records the result. Handlers:
 
 A 2xx (or a return) is delivered; ``{"reply": "text"}`` is sent to the user
 through the outbound path. Session events (``type`` ``session.closed``) go
-through the same queue, in order after the pair's earlier messages. Connection errors, timeouts, 429 and 5xx (or an
-exception) are retried with exponential backoff and jitter, honouring
-Retry-After, up to ``agent_max_age_seconds``; then, and at once for any other
-status, the message is dead-lettered (``gateway outbox``).
+through the same queue, in order after the pair's earlier messages.
+Connection errors, timeouts, 429 and 5xx (or an exception) are retried with
+exponential backoff and jitter, honouring Retry-After, up to
+``agent_max_age_seconds``; then, and at once for any other status, the
+message is dead-lettered (``gateway outbox``).
 """
 
 from __future__ import annotations
