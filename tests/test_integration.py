@@ -137,16 +137,21 @@ def test_rate_limit_holds_across_workers(tmp_path):
         except urllib.error.HTTPError as exc:
             return exc.code, exc.headers.get("Retry-After")
 
+    def served_by() -> set[str]:
+        lines = server.log.read_text().splitlines()
+        return {line.split("[")[1].split("]")[0] for line in lines if "POST /v1/outbound-sms" in line}
+
+    results: list = []
     try:
         with ThreadPoolExecutor(10) as pool:
-            results = list(pool.map(send, range(40)))
+            # The kernel may hand one burst to a single worker: go on until both have answered.
+            while len(results) < 400 and (len(results) < 40 or len(served_by()) < 2):
+                results += pool.map(send, range(40))
     finally:
         server.stop()
-    assert Counter(status for status, _ in results) == Counter({202: 5, 429: 35})
+    assert len(served_by()) == 2, "both workers must have answered for this test to prove anything"
+    assert Counter(status for status, _ in results) == Counter({202: 5, 429: len(results) - 5})
     assert {retry for status, retry in results if status == 429} <= {str(n) for n in range(1, 101)}
     assert len(store.list_outbound()) == 5
-    log = server.log.read_text()
-    served_by = {line.split("[")[1].split("]")[0] for line in log.splitlines() if "POST /v1/outbound-sms" in line}
-    assert len(served_by) == 2, "both workers must have answered for this test to prove anything"
-    assert "Traceback" not in log
+    assert "Traceback" not in server.log.read_text()
     store.close()
