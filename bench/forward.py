@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from run import clean_env, free_port, start  # noqa: E402
 
 from gateway import create_app  # noqa: E402
-from gateway.agent import signature  # noqa: E402
+from gateway.agent import payload, signed_request  # noqa: E402
 from gateway.signature import sign  # noqa: E402
 from gateway.store import Store  # noqa: E402
 
@@ -124,27 +124,20 @@ def reference(port: int, count: int) -> float:
     http = requests.Session()
     started = time.perf_counter()
     for i in range(count):
-        body = json.dumps(
-            {
-                "type": "message",
-                "delivery_id": f"dlv_{i}",
-                "session_id": i % 500,
-                "message_sid": f"SMref{i:029x}",
-                "from": f"+1415{i % 500:07d}",
-                "to": TWILIO_NUMBER,
-                "body": f"Hi, can I move my appointment to Tuesday? ({i})",
-                "media": [],
-                "received_at": "2026-11-23T09:00:00.000000Z",
-                "flags": [],
-                "attempt": 1,
-            },
-            separators=(",", ":"),
-        ).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "X-Gateway-Signature": signature(SECRET, body),
-            "X-Gateway-Delivery": f"dlv_{i}",
+        message = {
+            "id": i,
+            "kind": "message",
+            "session_id": i % 500,
+            "message_sid": f"SMref{i:029x}",
+            "from_number": f"+1415{i % 500:07d}",
+            "to_number": TWILIO_NUMBER,
+            "body": f"Hi, can I move my appointment to Tuesday? ({i})",
+            "params": params(i, f"SMref{i:029x}"),
+            "received_at": "2026-11-23T09:00:00.000000Z",
+            "flags": [],
+            "attempts": 1,
         }
+        body, headers = signed_request(SECRET, payload(message))
         http.post(f"http://127.0.0.1:{port}/agent", data=body, headers=headers, timeout=10).raise_for_status()
     return count / (time.perf_counter() - started)
 

@@ -57,6 +57,17 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def signed_request(secret: str, data: Mapping[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """The JSON body and headers of one delivery to the HTTP agent."""
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Gateway-Signature": signature(secret, body),
+        "X-Gateway-Delivery": data["delivery_id"],
+    }
+    return body, headers
+
+
 def payload(message: Mapping[str, Any]) -> dict[str, Any]:
     """What the agent receives for one queued inbound message or session event."""
     if message["kind"] != "message":
@@ -163,12 +174,7 @@ class Forwarder:
             log.info("agent reply %s suppressed: %s opted out", queued["id"], mask_number(message["from_number"]))
 
     def _post(self, data: dict[str, Any]) -> Any:
-        body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "X-Gateway-Signature": signature(self.secret, body),
-            "X-Gateway-Delivery": data["delivery_id"],
-        }
+        body, headers = signed_request(self.secret, data)
         try:
             response = self._http.post(
                 self.url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False

@@ -117,12 +117,12 @@ class Outbound:
             sender = agent_number
         else:
             sender = self.senders[0]
-        return self._enqueue(to_number, sender, self._render(content, template, variables), template, source)
+        return self._enqueue(to_number, sender, self.text(self._render(content, template, variables)), template, source)
 
     def reply(self, to_number: str, from_number: str, content: object) -> dict[str, Any]:
         """Queue the agent's reply to a user, from the Twilio number the user wrote to."""
         to_number, sender, text = self.prepare_reply(to_number, from_number, content)
-        return self._enqueue(to_number, sender, text.body, None, "agent")
+        return self._enqueue(to_number, sender, text, None, "agent")
 
     def prepare_reply(self, to_number: str, from_number: str, content: object) -> tuple[str, str, OutboundText]:
         """Check a reply (raise OutboundError) and shape it for :meth:`Store.finish_delivery` to queue."""
@@ -147,8 +147,9 @@ class Outbound:
             raise OutboundError(f"content is {len(content)} characters; Twilio accepts at most 1600")
         return content
 
-    def _enqueue(self, to_number: str, sender: str, body: str, template: str | None, source: str) -> dict[str, Any]:
-        shape = self.text(body)
+    def _enqueue(
+        self, to_number: str, sender: str, shape: OutboundText, template: str | None, source: str
+    ) -> dict[str, Any]:
         # An API send starts a new conversation, as on the hosted platform; the agent's own sends continue one.
         queued = self.store.queue_outbound(to_number, sender, shape, source, template, new_session=source == "api")
         if queued["status"] == "suppressed":

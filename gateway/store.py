@@ -1301,9 +1301,7 @@ def _open_session(conn: sqlite3.Connection, number: str, twilio_number: str, at:
     ``engaged`` means the user wrote: the session is engaged, and a warned
     session is active again.
     """
-    row = conn.execute(
-        "SELECT id FROM sessions WHERE number = ? AND twilio_number = ? AND state != 'closed'", (number, twilio_number)
-    ).fetchone()
+    row = _open_session_id(conn, number, twilio_number)
     if row:
         if engaged:
             conn.execute(
@@ -1321,10 +1319,14 @@ def _open_session(conn: sqlite3.Connection, number: str, twilio_number: str, at:
     ).lastrowid
 
 
-def _close_open_session(conn: sqlite3.Connection, number: str, twilio_number: str, at: str, reason: str) -> None:
-    row = conn.execute(
+def _open_session_id(conn: sqlite3.Connection, number: str, twilio_number: str) -> tuple[int] | None:
+    return conn.execute(
         "SELECT id FROM sessions WHERE number = ? AND twilio_number = ? AND state != 'closed'", (number, twilio_number)
     ).fetchone()
+
+
+def _close_open_session(conn: sqlite3.Connection, number: str, twilio_number: str, at: str, reason: str) -> None:
+    row = _open_session_id(conn, number, twilio_number)
     if row:
         _close_session(conn, row[0], number, twilio_number, at, reason)
 
@@ -1467,10 +1469,7 @@ def _protect_events(db: sqlite_utils.Database) -> None:
 
 def _migrate_v2(db: sqlite_utils.Database) -> None:
     """Add the hash chain (and a detail column) and build it over existing events, in order."""
-    events = db["events"]
-    for column in ("detail", "prev_hash", "hash"):
-        if column not in events.columns_dict:
-            events.add_column(column, str)
+    _add_columns(db["events"], {"detail": str, "prev_hash": str, "hash": str})
     db["ledger_head"].create({"id": int, "last_event_id": int, "hash": str}, pk="id", if_not_exists=True)
     db["api_keys"].create(
         {"id": int, "key_hash": str, "role": str, "label": str, "created_at": str, "revoked_at": str},
@@ -1534,8 +1533,7 @@ def _migrate_v2(db: sqlite_utils.Database) -> None:
         not_null=["received_at"],
         if_not_exists=True,
     )
-    if "flags" not in db["agent_queue"].columns_dict:
-        db["agent_queue"].add_column("flags", str, not_null_default="[]")
+    _add_columns(db["agent_queue"], {"flags": str}, {"flags": "[]"})
     db.execute("DROP TRIGGER IF EXISTS events_append_only_update")
     prev, last_id = ledger.GENESIS, 0
     rows = db.execute(f"SELECT {', '.join(ledger.FIELDS)} FROM events ORDER BY id").fetchall()  # noqa: S608
@@ -1550,8 +1548,7 @@ def _migrate_v2(db: sqlite_utils.Database) -> None:
 
 def _migrate_v3(db: sqlite_utils.Database) -> None:
     """Opt-outs remember their Messaging Service; pairs remember their last outbound; rate-limit buckets."""
-    if "messaging_service_sid" not in db["opt_outs"].columns_dict:
-        db["opt_outs"].add_column("messaging_service_sid", str)
+    _add_columns(db["opt_outs"], {"messaging_service_sid": str})
     db["opt_outs"].create_index(["number", "messaging_service_sid"], if_not_exists=True)
     db.execute(  # metrics count state changes often; a partial index keeps that cheap on a long ledger
         "CREATE INDEX IF NOT EXISTS events_state_changes ON events (event, source) WHERE state_changed = 1"
@@ -1563,17 +1560,19 @@ def _migrate_v3(db: sqlite_utils.Database) -> None:
     )
     db["rate_buckets"].create({"bucket": str, "tokens": float, "updated": float}, pk="bucket", if_not_exists=True)
     queue = db["agent_queue"]
-    for column, kind in (
-        ("attempts", int),
-        ("next_attempt_at", str),
-        ("lease_until", str),
-        ("retry_from", str),
-        ("delivered_at", str),
-        ("last_error", str),
-        ("session_id", int),
-    ):
-        if column not in queue.columns_dict:
-            queue.add_column(column, kind, not_null_default=0 if column == "attempts" else None)
+    _add_columns(
+        queue,
+        {
+            "attempts": int,
+            "next_attempt_at": str,
+            "lease_until": str,
+            "retry_from": str,
+            "delivered_at": str,
+            "last_error": str,
+            "session_id": int,
+        },
+        {"attempts": 0},
+    )
     queue.create_index(["from_number", "to_number", "status", "id"], if_not_exists=True)
     queue.create_index(["status", "id"], if_not_exists=True)
     db["sessions"].create(
@@ -1599,18 +1598,12 @@ def _migrate_v3(db: sqlite_utils.Database) -> None:
 def _migrate_v4(db: sqlite_utils.Database) -> None:
     """Sessions time out (warned, then closed); the agent queue also carries session events."""
     sessions = db["sessions"]
-    for column in ("warned_at", "close_at", "closed_at", "close_reason"):
-        if column not in sessions.columns_dict:
-            sessions.add_column(column, str)
-    if "warning_outbound_id" not in sessions.columns_dict:
-        sessions.add_column("warning_outbound_id", int)
+    _add_columns(
+        sessions, {"warned_at": str, "close_at": str, "closed_at": str, "close_reason": str, "warning_outbound_id": int}
+    )
     sessions.create_index(["state", "last_activity_at"], if_not_exists=True)
     sessions.create_index(["state", "close_at"], if_not_exists=True)
-    queue = db["agent_queue"]
-    if "kind" not in queue.columns_dict:
-        queue.add_column("kind", str, not_null_default="message")
-    if "head" not in queue.columns_dict:
-        queue.add_column("head", int, not_null_default=0)
+    if "head" in _add_columns(db["agent_queue"], {"kind": str, "head": int}, {"kind": "message", "head": 0}):
         db.execute(  # due: when queued, or when the lease or the retry wait ends
             "UPDATE agent_queue SET next_attempt_at = MAX(COALESCE(next_attempt_at, received_at), "
             "COALESCE(lease_until, received_at)) WHERE status = 'pending'"
@@ -1623,3 +1616,14 @@ def _migrate_v4(db: sqlite_utils.Database) -> None:
         "CREATE INDEX IF NOT EXISTS agent_queue_due ON agent_queue (next_attempt_at) "
         "WHERE status = 'pending' AND head = 1"
     )
+
+
+def _add_columns(
+    table: sqlite_utils.db.Table, columns: dict[str, type], defaults: dict[str, Any] | None = None
+) -> set[str]:
+    """Add the ``columns`` a table lacks (NOT NULL with a default where ``defaults`` gives one); return them."""
+    added = {name for name in columns if name not in table.columns_dict}
+    for name in columns:  # in the given order
+        if name in added:
+            table.add_column(name, columns[name], not_null_default=(defaults or {}).get(name))
+    return added
