@@ -51,6 +51,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(delivery.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(console.bp)
+    app.session_interface = console.SessionInterface()
     metrics.init_app(app)
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,

@@ -19,6 +19,8 @@ from typing import Any
 
 from flask import (
     Blueprint,
+    Flask,
+    Request,
     Response,
     abort,
     current_app,
@@ -30,6 +32,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
 from . import chart, keys, revocation
 from .store import EVENT_COLUMNS, OPT_OUT_COLUMNS, Store
@@ -42,6 +45,19 @@ CHART_DAYS = 30
 
 def _store() -> Store:
     return current_app.extensions["gateway.store"]
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Signed cookie sessions for the console only.
+
+    Nothing outside ``/console`` has a session, so the webhooks and the API
+    do not pay for a cookie serializer on every request.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        if request.path != bp.url_prefix and not request.path.startswith(bp.url_prefix + "/"):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
 
 
 @bp.after_request

@@ -3,6 +3,8 @@
 import re
 
 import pytest
+from flask import request
+from flask.sessions import NullSession
 
 from gateway import keys
 
@@ -52,6 +54,18 @@ def test_sign_in_sets_a_safe_cookie(console, make_key):
     assert key not in cookie
     page = console.get("/console/opt-outs", base_url=BASE)
     assert page.status_code == 200 and "Current opt-outs" in page.text
+
+
+@pytest.mark.parametrize(
+    ("path", "has_session"),
+    [("/console", True), ("/console/opt-outs", True), ("/twilio/sms", False), ("/v1/outbound-sms", False),
+     ("/consoles", False)],
+)
+def test_only_the_console_has_sessions(app, path, has_session):
+    """The webhooks and the API skip the cookie session, a cost on every request."""
+    with app.test_request_context(path, base_url=BASE):
+        opened = app.session_interface.open_session(app, request)
+        assert (not isinstance(opened, NullSession)) is has_session
 
 
 @pytest.mark.parametrize("key", ["gwk_wrong", ""])
