@@ -132,6 +132,7 @@ class Store:
         if durability not in DURABILITY:
             raise ValueError(f"durability must be one of {', '.join(DURABILITY)}, got {durability!r}")
         self.path = database_path(url)
+        self._wal_path = self.path.with_name(self.path.name + "-wal")
         self.durability = durability
         self.busy_timeout = busy_timeout_ms / 1000
         self.clock = clock
@@ -157,6 +158,7 @@ class Store:
             # so threads and processes queue on the writer lock alike.
             local.lock = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
             local.pid = os.getpid()
+            local.synchronous = None  # set by the first write
         return local.db
 
     @property
@@ -180,7 +182,10 @@ class Store:
         writers outside the gateway (they are covered by the busy timeout).
         """
         conn = self._db().conn
-        conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
+        level = "FULL" if synchronous == "FULL" else "NORMAL"
+        if self._local.synchronous != level:
+            conn.execute(f"PRAGMA synchronous={level}")
+            self._local.synchronous = level
         with self._writer_lock():
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -281,7 +286,7 @@ class Store:
         gone was checkpointed into the database file, which SQLite synced.
         """
         try:
-            fd = os.open(self.path.with_name(self.path.name + "-wal"), os.O_RDONLY)
+            fd = os.open(self._wal_path, os.O_RDONLY)
         except FileNotFoundError:
             return
         try:
