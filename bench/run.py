@@ -3,8 +3,13 @@
 Both run under gunicorn with the same workers on loopback; wrk replays
 precomputed signed requests with unique MessageSids (about 90% plain messages,
 10% keywords) at a fixed number of connections. Rounds alternate between the
-two servers so background noise hits both; the median round is reported, as
+servers so background noise hits all; the median round is reported, as
 figures and as the gateway/reference ratio.
+
+Two more servers, the floors (floor_app.py), are the reference plus only the
+least write the issue requires of each message, fsynced or not: they show how
+much of the gap is the durable write itself, which no implementation can
+skip, and how much is the gateway's own work.
 """
 
 from __future__ import annotations
@@ -188,6 +193,8 @@ def main() -> None:
         "gateway": ("wsgi:app", free_port(), {}),
         "compliance": ("wsgi:app", free_port(), {"GATEWAY_DURABILITY": "compliance"}),
         "reference": ("minimal_app:app", free_port(), {}),
+        "floor": ("floor_app:app", free_port(), {}),
+        "floor_nosync": ("floor_app:app", free_port(), {"FLOOR_FSYNC": "0"}),
     }
 
     # wrk restarts its script every run, so each round gets its own file, with
@@ -217,7 +224,10 @@ def main() -> None:
 
     results = {name: median_round(rounds[name]) for name in servers}
     reference = results["reference"]
-    for name in ("gateway", "compliance"):
+    floors = {"gateway": "floor", "compliance": "floor_nosync"}
+    for name in floors.values():
+        results[name]["ratio"] = results[name]["rps"] / reference["rps"]
+    for name in floors:
         conn = sqlite3.connect(work / f"{name}.db")
         results[name]["stored"], results[name]["queued"] = conn.execute(
             "SELECT (SELECT count(*) FROM processed_messages), (SELECT count(*) FROM agent_queue)"
@@ -225,30 +235,37 @@ def main() -> None:
         conn.close()
         results[name]["ratio"] = results[name]["rps"] / reference["rps"]
         results[name]["p99_ratio"] = results[name]["p99_ms"] / reference["p99_ms"]
+        results[name]["of_floor"] = results[name]["rps"] / results[floors[name]]["rps"]
 
     print(
         f"gunicorn: {args.workers} workers, {args.worker_class} x{args.gunicorn_threads} threads; "
         f"wrk: {args.connections} connections; {args.rounds} x {args.seconds}s rounds, median shown"
     )
-    print(f"{'server':<32} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'ratio':>6}")
+    print(f"{'server':<38} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'ratio':>6}")
     labels = {
         "gateway": "gateway (durability=full)",
         "compliance": "gateway (durability=compliance)",
         "reference": "reference (signature only)",
+        "floor": "floor (reference + fsynced insert)",
+        "floor_nosync": "floor (reference + insert, no fsync)",
     }
     for name, r in results.items():
         ratio = f"{r['ratio']:.2f}x" if "ratio" in r else "1.00x"
         print(
-            f"{labels[name]:<32} {r['rps']:>7.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['errors']:>6} {ratio:>6}"
+            f"{labels[name]:<38} {r['rps']:>7.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['errors']:>6} {ratio:>6}"
         )
-    for name in ("gateway", "compliance"):
+    for name in floors:
         r = results[name]
         met = r["ratio"] >= 0.8 and r["p99_ms"] <= 25 and r["errors"] == 0
         print(
             f"{labels[name]}: throughput {r['ratio']:.2f}x (target >= 0.80), p99 {r['p99_ms']:.1f} ms "
             f"(target <= 25), errors {r['errors']} -> {'targets met' if met else 'TARGETS NOT MET'}; "
-            f"stored {r['stored']} messages, {r['queued']} queued"
+            f"{r['of_floor']:.2f}x of its floor; stored {r['stored']} messages, {r['queued']} queued"
         )
+    print(
+        f"floors: {results['floor']['ratio']:.2f}x of the reference with each message fsynced before the "
+        f"answer (durability=full), {results['floor_nosync']['ratio']:.2f}x without (durability=compliance)"
+    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
