@@ -1,18 +1,20 @@
 """The floor for the webhook benchmark: the signature-only reference plus the
 least durable write the issue asks of every message, and nothing else.
 
-One row per MessageSid, claimed atomically in a ``BEGIN IMMEDIATE``
-transaction, durable before the answer (the WAL is fdatasynced after the
-commit, outside the write lock, as the gateway does). No keywords, no
-opt-out lookup, no queue, no log line, no metrics. What this reaches is a
-bound for any implementation of the issue's storage rules on the machine the
-benchmark runs on; the gateway's distance from it is its own overhead.
+One row per MessageSid with the original body and all of Twilio's
+parameters, claimed atomically in a ``BEGIN IMMEDIATE`` transaction, durable
+before the answer (the WAL is fdatasynced after the commit, outside the write
+lock, as the gateway does). No keywords, no opt-out lookup, no queue, no log
+line, no metrics. What this reaches is a bound for any implementation of
+the issue's storage rules on the machine the benchmark runs on; the
+gateway's distance from it is its own overhead.
 
 With ``FLOOR_FSYNC=0`` the fdatasync is skipped: the floor for the gateway's
 ``durability=compliance`` mode, where plain messages survive a crash of the
 process but not a power cut.
 """
 
+import json
 import os
 import sqlite3
 import threading
@@ -33,7 +35,7 @@ with sqlite3.connect(PATH, isolation_level=None) as setup:
     setup.execute("PRAGMA journal_mode=WAL")
     setup.execute(
         "CREATE TABLE IF NOT EXISTS messages "
-        "(message_sid TEXT PRIMARY KEY, from_number TEXT, to_number TEXT, body TEXT)"
+        "(message_sid TEXT PRIMARY KEY, from_number TEXT, to_number TEXT, body TEXT, params TEXT)"
     )
 setup.close()
 
@@ -54,8 +56,8 @@ def sms():
     form, conn = request.form, _conn()
     conn.execute("BEGIN IMMEDIATE")
     conn.execute(
-        "INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?)",
-        (form["MessageSid"], form["From"], form["To"], form.get("Body", "")),
+        "INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?, ?)",
+        (form["MessageSid"], form["From"], form["To"], form.get("Body", ""), json.dumps(list(form.items(multi=True)))),
     )
     conn.execute("COMMIT")
     if FSYNC:
