@@ -184,6 +184,22 @@ def test_forked_child_opens_its_own_connection(db):
     assert queue.get(timeout=5) == (True, True)
 
 
+def test_polls_reuse_the_threads_connection(db, monkeypatch):
+    """The worker polls every 50 ms; opening a connection (and parsing the schema) each time cost 0.3 ms."""
+    db.ping()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a new connection was opened")
+
+    monkeypatch.setattr(sqlite3, "connect", refuse)
+    assert db.claim_outbound(10, 30) == []
+    assert db.claim_deliveries(10, 30) == []
+    assert db.warn_idle_sessions(60, 60, None) == []
+    assert db.close_expired_sessions() == []
+    assert db.session_state_counts() == {}
+    assert db.agent_queue_counts() == ({}, None)
+
+
 def test_ping(db):
     db.ping()
     conn = sqlite3.connect(db.path)
