@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from run import clean_env, free_port, median_round, start, wrk  # noqa: E402
+from run import clean_env, free_port, median_round, print_table, start, wrk  # noqa: E402
 
 from gateway import keys, twilioapi  # noqa: E402
 from gateway.imports import ImportRow  # noqa: E402
@@ -181,16 +181,12 @@ def main() -> None:
         f"gunicorn: {args.workers} sync workers; wrk: {args.connections} connections; "
         f"{args.rounds} x {args.seconds}s rounds, median shown"
     )
-    print(f"{'POST /v1/outbound-sms':<36} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'ratio':>6}")
     labels = {
         "reference": "reference (key check + JSON only)",
         "sent": "gateway, recipient may be messaged",
         "suppressed": "gateway, recipient opted out",
     }
-    for name, label in labels.items():
-        r = results[name]
-        ratio = f"{r.get('ratio', 1.0):.2f}x"
-        print(f"{label:<36} {r['rps']:>7.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['errors']:>6} {ratio:>6}")
+    print_table("POST /v1/outbound-sms", {label: results[name] for name, label in labels.items()}, 36)
     print(f"stored: {json.dumps(stored, sort_keys=True)}")
     d = results["dispatch"]
     print(

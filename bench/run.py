@@ -158,6 +158,14 @@ def wrk(
     }
 
 
+def print_table(title: str, rows: dict[str, dict], width: int) -> None:
+    """wrk results, one row per label: req/s, p50, p99, errors and the ratio (1.00x when none)."""
+    print(f"{title:<{width}} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'ratio':>6}")
+    for label, r in rows.items():
+        ratio = f"{r.get('ratio', 1.0):.2f}x"
+        print(f"{label:<{width}} {r['rps']:>7.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['errors']:>6} {ratio:>6}")
+
+
 def median_round(runs: list[dict]) -> dict:
     """The round with the median throughput, with the errors of all rounds and every round's req/s."""
     ordered = sorted(runs, key=lambda r: r["rps"])
@@ -224,16 +232,15 @@ def main() -> None:
 
     results = {name: median_round(rounds[name]) for name in servers}
     reference = results["reference"]
+    for r in results.values():
+        r["ratio"] = r["rps"] / reference["rps"]
     floors = {"gateway": "floor", "compliance": "floor_nosync"}
-    for name in floors.values():
-        results[name]["ratio"] = results[name]["rps"] / reference["rps"]
     for name in floors:
         conn = sqlite3.connect(work / f"{name}.db")
         results[name]["stored"], results[name]["queued"] = conn.execute(
             "SELECT (SELECT count(*) FROM processed_messages), (SELECT count(*) FROM agent_queue)"
         ).fetchone()
         conn.close()
-        results[name]["ratio"] = results[name]["rps"] / reference["rps"]
         results[name]["p99_ratio"] = results[name]["p99_ms"] / reference["p99_ms"]
         results[name]["of_floor"] = results[name]["rps"] / results[floors[name]]["rps"]
 
@@ -241,7 +248,6 @@ def main() -> None:
         f"gunicorn: {args.workers} workers, {args.worker_class} x{args.gunicorn_threads} threads; "
         f"wrk: {args.connections} connections; {args.rounds} x {args.seconds}s rounds, median shown"
     )
-    print(f"{'server':<38} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'ratio':>6}")
     labels = {
         "gateway": "gateway (durability=full)",
         "compliance": "gateway (durability=compliance)",
@@ -249,11 +255,7 @@ def main() -> None:
         "floor": "floor (reference + fsynced insert)",
         "floor_nosync": "floor (reference + insert, no fsync)",
     }
-    for name, r in results.items():
-        ratio = f"{r['ratio']:.2f}x" if "ratio" in r else "1.00x"
-        print(
-            f"{labels[name]:<38} {r['rps']:>7.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['errors']:>6} {ratio:>6}"
-        )
+    print_table("server", {labels[name]: r for name, r in results.items()}, 38)
     for name in floors:
         r = results[name]
         met = r["ratio"] >= 0.8 and r["p99_ms"] <= 25 and r["errors"] == 0

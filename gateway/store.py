@@ -149,10 +149,6 @@ class Store:
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
-    def _read(self) -> sqlite3.Connection:
-        """This thread's connection, for reads outside a write transaction (each sees the latest commit)."""
-        return self._db().conn
-
     def _db(self) -> sqlite_utils.Database:
         """This thread's connection; a forked worker never reuses its parent's."""
         local = self._local
@@ -730,7 +726,7 @@ class Store:
         claimed: list[dict[str, Any]] = []
         now = self.clock()
         if (
-            not self._read()
+            not self._db().conn
             .execute(
                 "SELECT 1 FROM outbound_messages WHERE status IN ('queued', 'retrying') AND next_attempt_at <= ? "
                 "AND (lease_until IS NULL OR lease_until < ?) LIMIT 1",
@@ -981,7 +977,7 @@ class Store:
         (one is opened if needed).
         """
         claimed: list[dict[str, Any]] = []
-        if not self._read().execute(_DUE_HEADS.format(columns="1"), (self.clock(), 1)).fetchone():
+        if not self._db().conn.execute(_DUE_HEADS.format(columns="1"), (self.clock(), 1)).fetchone():
             return claimed  # idle: no write transaction
         # Not fsynced: a claim lost with the machine only means the message is claimed again.
         with self._write("NORMAL") as conn:
@@ -1120,7 +1116,7 @@ class Store:
 
     def agent_queue_counts(self) -> tuple[dict[tuple[str, str], int], str | None]:
         """Queue rows per (kind, status), and when the oldest pending one was queued (None if none)."""
-        conn = self._read()
+        conn = self._db().conn
         counts = {
             (kind, status): count
             for kind, status, count in conn.execute(
@@ -1135,7 +1131,7 @@ class Store:
     # -- sessions --------------------------------------------------------------
 
     def session(self, session_id: int) -> dict[str, Any] | None:
-        return self._session_row(self._read(), session_id)
+        return self._session_row(self._db().conn, session_id)
 
     @staticmethod
     def _session_row(conn: sqlite3.Connection, session_id: int) -> dict[str, Any] | None:
@@ -1145,7 +1141,7 @@ class Store:
 
     def sessions(self, state: str | None = None, number: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Sessions, newest first; optionally only one state or one user number."""
-        rows = self._read().execute(
+        rows = self._db().conn.execute(
             f"SELECT {SESSION_COLUMNS} FROM sessions WHERE (? IS NULL OR state = ?) "  # noqa: S608
             "AND (? IS NULL OR number = ?) ORDER BY id DESC LIMIT ?",
             (state, state, number, number, limit),
@@ -1154,7 +1150,7 @@ class Store:
 
     def session_state_counts(self) -> dict[str, int]:
         """How many sessions are in each state now."""
-        return dict(self._read().execute("SELECT state, COUNT(*) FROM sessions GROUP BY state").fetchall())
+        return dict(self._db().conn.execute("SELECT state, COUNT(*) FROM sessions GROUP BY state").fetchall())
 
     def warn_idle_sessions(
         self, idle_seconds: float, grace_seconds: float, warning: OutboundText | None, limit: int = 100
@@ -1166,7 +1162,7 @@ class Store:
         does not count as activity. A session whose user has a message still
         waiting for the agent is not idle. Returns the warned sessions.
         """
-        if not self._idle(self._read(), idle_seconds, 1):
+        if not self._idle(self._db().conn, idle_seconds, 1):
             return []
         warned = []
         with self._write() as conn:
@@ -1192,7 +1188,7 @@ class Store:
 
     def close_expired_sessions(self, limit: int = 100) -> list[dict[str, Any]]:
         """Close warned sessions whose grace ran out with no reply; queue ``session.closed`` for the agent."""
-        if not self._expired(self._read(), 1):
+        if not self._expired(self._db().conn, 1):
             return []
         closed = []
         with self._write() as conn:
