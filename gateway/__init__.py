@@ -38,7 +38,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     try:
         store.init_schema()
     except Exception as exc:
-        raise ConfigError(f"DATABASE_URL: cannot open or migrate {store.path}: {exc}") from exc
+        raise ConfigError(f"DATABASE_URL: cannot open or migrate {store.describe()}: {exc}") from exc
     finally:
         store.close()  # workers forked after this open their own connections
     app.extensions["gateway.store"] = store

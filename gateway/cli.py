@@ -130,7 +130,7 @@ def serve(host: str, port: int) -> None:
 def init_db() -> None:
     """Create the database, or migrate it to the current schema."""
     store = open_store()
-    click.echo(f"Database ready at {store.path}")
+    click.echo(f"Database ready: {store.describe()}, schema version {store.check_schema()}")
 
 
 def _params(pairs: Sequence[str]) -> list[tuple[str, str]]:

@@ -11,22 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from . import events
 from .keywords import HELP, START, STOP
-
-# Event types written to the append-only log.
-EVENT_OPT_OUT = "opt_out"
-EVENT_OPT_IN = "opt_in"
-EVENT_HELP = "help"
-EVENT_DROPPED = "dropped"
-EVENT_CANDIDATE = "revocation_candidate"
-EVENT_CANDIDATE_DISMISSED = "candidate_dismissed"
-
-# Where an event came from.
-SOURCE_KEYWORD = "keyword"
-SOURCE_TWILIO = "twilio"
-SOURCE_OPTED_OUT = "opted_out"
-SOURCE_PATTERN = "pattern"
-SOURCE_MANUAL = "manual"
 
 
 @dataclass(frozen=True)
@@ -65,7 +51,7 @@ def decide(
     ``candidate`` names the revocation pattern a non-keyword message matched:
     it is still delivered, flagged, and logged for an auditor to resolve.
     """
-    source = SOURCE_TWILIO if upstream else SOURCE_KEYWORD
+    source = events.TWILIO if upstream else events.KEYWORD
 
     def reply(text_kind: str, wanted: bool = True) -> str | None:
         return replies[text_kind] if wanted and not upstream else None
@@ -73,7 +59,7 @@ def decide(
     if kind == STOP:
         return Decision(
             outcome="already_opted_out" if opted_out else "opt_out",
-            event=EVENT_OPT_OUT,
+            event=events.OPT_OUT,
             source=source,
             opted_out=True,
             state_changed=not opted_out,
@@ -84,7 +70,7 @@ def decide(
     if kind == START:
         return Decision(
             outcome="opt_in",
-            event=EVENT_OPT_IN,
+            event=events.OPT_IN,
             source=source,
             opted_out=False,
             state_changed=opted_out,
@@ -94,7 +80,7 @@ def decide(
     if kind == HELP:
         return Decision(
             outcome="help",
-            event=EVENT_HELP,
+            event=events.HELP,
             source=source,
             opted_out=opted_out,
             state_changed=False,
@@ -104,8 +90,8 @@ def decide(
     if opted_out:
         return Decision(
             outcome="dropped",
-            event=EVENT_DROPPED,
-            source=SOURCE_OPTED_OUT,
+            event=events.DROPPED,
+            source=events.OPTED_OUT,
             opted_out=True,
             state_changed=False,
             reply=None,
@@ -113,8 +99,8 @@ def decide(
         )
     return Decision(
         outcome="candidate" if candidate else "queued",
-        event=EVENT_CANDIDATE if candidate else None,
-        source=SOURCE_PATTERN if candidate else None,
+        event=events.REVOCATION_CANDIDATE if candidate else None,
+        source=events.PATTERN if candidate else None,
         opted_out=False,
         state_changed=False,
         reply=None,

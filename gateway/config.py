@@ -227,7 +227,7 @@ def load(
 
     url = str(raw.get("DATABASE_URL") or "") or store.default_url(instance_path)
     try:
-        store.database_path(url)
+        store.check_url(url)
     except ValueError as exc:
         raise ConfigError(f"DATABASE_URL: {exc}") from None
     settings["DATABASE_URL"] = url

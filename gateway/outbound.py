@@ -22,10 +22,11 @@ from twilio.base.exceptions import TwilioRestException
 
 from . import segments, twilioapi
 from .masking import mask_number
+from .messages import OutboundText
 from .metrics import SEND_FAILURES
 from .retries import next_attempt
 from .smstemplates import MissingVariable
-from .store import OutboundText, Store
+from .store import Store
 from .timestamps import FORMAT, parse
 
 log = logging.getLogger(__name__)

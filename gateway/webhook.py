@@ -8,8 +8,9 @@ from flask import Blueprint, Response, abort, current_app, g, request
 
 from . import twiml
 from .compliance import decide, upstream_kind
+from .messages import InboundMessage
 from .signature import twilio_signed
-from .store import InboundMessage, Store
+from .store import Store
 
 bp = Blueprint("webhook", __name__)
 log = logging.getLogger(__name__)

@@ -1,5 +1,6 @@
-"""Shared fixtures: an app on a real SQLite file, its client, a CLI runner,
-a helper that signs requests exactly like Twilio, and real gunicorn servers."""
+"""Shared fixtures: an app on a real database (an SQLite file and a PostgreSQL
+schema: ``db_url`` runs each test on both), its client, a CLI runner, a helper
+that signs requests exactly like Twilio, and real gunicorn servers."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ import pytest
 from click.testing import CliRunner
 
 from gateway import create_app, signature
+from gateway.store import postgres as postgres_backend
 
+from . import postgres
+from .database import RawDatabase
 from .fake_twilio import FakeTwilio
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +36,25 @@ ACCOUNT = "AC" + "a" * 32
 SERVICE = "MG" + "b" * 32
 
 
+BACKENDS = ("sqlite", "postgresql")
+POSTGRES = pytest.StashKey[postgres.Server]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Find or start the PostgreSQL server before anything runs (see tests/postgres.py)."""
+    config.stash[POSTGRES] = postgres.find_or_start()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [f"postgresql: {config.stash[POSTGRES].how}, database {config.stash[POSTGRES].dbname}"]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    server = config.stash.get(POSTGRES, None)
+    if server is not None:
+        server.finish()
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests never see the developer's own settings or instance folder."""
@@ -42,8 +65,35 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
+def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'gateway.db'}"
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty schema in the run's PostgreSQL database."""
+    server = request.config.stash[POSTGRES]
+    schema, url = server.new_schema()
+    yield url
+    postgres_backend.close_all_pools()  # also the pools of stores a test forgot to close
+    server.drop_schema(schema)
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database on each backend in turn: the test runs once on SQLite, once on PostgreSQL."""
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+
+
+@pytest.fixture
+def db_kind(db_url: str) -> str:
+    return "postgresql" if db_url.startswith("postgresql") else "sqlite"
+
+
+@pytest.fixture
+def raw(db_url: str) -> RawDatabase:
+    """The test database, behind the gateway's back."""
+    return RawDatabase(db_url)
 
 
 @pytest.fixture
@@ -54,7 +104,9 @@ def app_config(db_url: str) -> dict:
 
 @pytest.fixture
 def app(app_config: dict):
-    return create_app(app_config)
+    app = create_app(app_config)
+    yield app
+    app.extensions["gateway.store"].close()
 
 
 @pytest.fixture
@@ -158,17 +210,25 @@ def free_port() -> int:
 class Gunicorn:
     """A real gunicorn serving ``wsgi:app`` on loopback, configured as the Procfile does."""
 
-    def __init__(self, tmp_path: Path, workers: int = 2, env: dict | None = None, preload: bool = True):
+    def __init__(
+        self,
+        tmp_path: Path,
+        workers: int = 2,
+        env: dict | None = None,
+        preload: bool = True,
+        db_url: str | None = None,
+        name: str = "gunicorn",
+    ):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.db_url = f"sqlite:///{tmp_path / 'live.db'}"
-        self.log = tmp_path / "gunicorn.log"
+        self.db_url = db_url or f"sqlite:///{tmp_path / 'live.db'}"
+        self.log = tmp_path / f"{name}.log"
         full_env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)},
             "TWILIO_AUTH_TOKEN": TOKEN,
             "DATABASE_URL": self.db_url,
             "GATEWAY_INSTANCE_PATH": str(tmp_path / "instance"),
-            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / f"{name}-metrics"),
             **(env or {}),
         }
         with self.log.open("wb") as out:
@@ -204,7 +264,7 @@ class Gunicorn:
 
 
 @pytest.fixture
-def gunicorn(tmp_path: Path) -> Iterator[Gunicorn]:
-    server = Gunicorn(tmp_path, workers=2)
+def gunicorn(tmp_path: Path, db_url: str) -> Iterator[Gunicorn]:
+    server = Gunicorn(tmp_path, workers=2, db_url=db_url)
     yield server
     server.stop()

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -88,7 +87,7 @@ def test_agent_reply_is_sent_through_the_outbound_path(db_url, fake, store, twil
         agent.close()
 
 
-def test_reply_is_queued_with_the_delivery_or_not_at_all(db_url, fake, store, twilio):
+def test_reply_is_queued_with_the_delivery_or_not_at_all(db_url, fake, store, twilio, raw):
     """Marking the delivery done and queueing the reply are one transaction: if the reply cannot be
     stored, the delivery stays pending (and is tried again), so a reply is never lost in between."""
     agent = FakeAgent(SECRET, reply="Thanks!")
@@ -96,15 +95,11 @@ def test_reply_is_queued_with_the_delivery_or_not_at_all(db_url, fake, store, tw
         app = make_app(db_url, fake, AGENT_URL=agent.url)
         forwarder = app.extensions["gateway.agent"]
         TwilioSender(app.test_client()).sms("hi")
-        conn = sqlite3.connect(store.path)
-        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON outbound_messages BEGIN SELECT RAISE(ABORT, 'disk'); END")
-        conn.commit()
-        with pytest.raises(sqlite3.IntegrityError):
+        raw.refuse_inserts("outbound_messages", "disk")
+        with pytest.raises(Exception, match="disk"):
             forwarder.deliver_once()
         assert store.outbox()[0]["status"] == "pending" and store.list_outbound() == []
-        conn.execute("DROP TRIGGER refuse")
-        conn.commit()
-        conn.close()
+        raw.allow_inserts("outbound_messages")
         app.extensions["gateway.store"].clock = lambda: "2999-01-01T00:00:00.000000Z"  # the lease has run out
         forwarder.deliver_once()
         assert store.outbox()[0]["status"] == "delivered"
@@ -215,6 +210,7 @@ def test_python_handler(db_url, fake, tmp_path, monkeypatch):
         "    return {'reply': 'echo: ' + message['body']}\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_agent", raising=False)  # this test's file, not an earlier run's
     app = make_app(db_url, fake, AGENT_HANDLER="my_agent:handle")
     TwilioSender(app.test_client()).sms("hi")
     drain(app.extensions["gateway.agent"])

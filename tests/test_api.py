@@ -2,7 +2,6 @@
 
 import csv
 import io
-import sqlite3
 
 import pytest
 
@@ -126,15 +125,11 @@ def test_history(client, api_keys, twilio):
     assert [r["event"] for r in csv.DictReader(io.StringIO(as_csv.text))] == ["opt_out", "dropped", "opt_in"]
 
 
-def test_audit_verify(client, api_keys, twilio, store):
+def test_audit_verify(client, api_keys, twilio, raw):
     twilio.sms("STOP")
     twilio.sms("HELP")
     good = client.get("/v1/audit/verify", headers=auth(api_keys["auditor"])).json
     assert good["ok"] is True and good["events_checked"] == 2 and len(good["head"]) == 64
-    conn = sqlite3.connect(store.path)
-    conn.execute("DROP TRIGGER events_append_only_update")
-    conn.execute("UPDATE events SET body = 'START' WHERE id = 1")
-    conn.commit()
-    conn.close()
+    raw.tamper("UPDATE events SET body = 'START' WHERE id = 1")
     bad = client.get("/v1/audit/verify", headers=auth(api_keys["auditor"])).json
     assert bad["ok"] is False and bad["broken_event"] == 1 and "edited" in bad["reason"]

@@ -39,11 +39,15 @@ def test_help_lists_every_command(runner):
         assert sub.exit_code == 0 and len(sub.output.splitlines()) > 3
 
 
-def test_init_db(runner, env, tmp_path):
+def test_init_db(runner, env, db_kind, tmp_path):
     result = runner.invoke(cli, ["init-db"], env=env)
     assert result.exit_code == 0, result.output
-    assert f"Database ready at {tmp_path / 'gateway.db'}" in result.output
-    assert (tmp_path / "gateway.db").exists()
+    if db_kind == "sqlite":
+        assert f"Database ready: the SQLite database {tmp_path / 'gateway.db'}, schema version 4" in result.output
+        assert (tmp_path / "gateway.db").exists()
+    else:
+        assert "Database ready: the PostgreSQL database gateway_test_" in result.output
+        assert result.output.strip().endswith("schema version 1")
 
 
 def test_bad_database_url_is_a_clear_error(runner):

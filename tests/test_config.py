@@ -59,7 +59,15 @@ def test_config_file_layer(tmp_path):
         ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_PUBLIC_URL": "https://a.b/?x=1"}, "GATEWAY_PUBLIC_URL: must not contain"),
         ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_LOG_LEVEL": "LOUD"}, "GATEWAY_LOG_LEVEL: expected one of"),
         ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_DURABILITY": "fast"}, "GATEWAY_DURABILITY: expected one of full"),
-        ({"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "postgresql://db/x"}, "DATABASE_URL: unsupported database URL"),
+        ({"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "mysql://db/x"}, "DATABASE_URL: unsupported database URL 'mysql'"),
+        (
+            {"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "postgresql://db:x/gw"},
+            "DATABASE_URL: not a valid PostgreSQL URL",
+        ),
+        (
+            {"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "postgres://u:s3cr%@db/gw"},
+            r"DATABASE_URL: not a valid PostgreSQL URL: invalid percent-encoded token: \"\*\*\*\"$",
+        ),
         ({"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "sqlite://"}, "DATABASE_URL: unsupported database URL"),
         ({"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "sqlite:///:memory:"}, "DATABASE_URL: an in-memory database"),
         (

@@ -58,8 +58,13 @@ def test_sign_in_sets_a_safe_cookie(console, make_key):
 
 @pytest.mark.parametrize(
     ("path", "has_session"),
-    [("/console", True), ("/console/opt-outs", True), ("/twilio/sms", False), ("/v1/outbound-sms", False),
-     ("/consoles", False)],
+    [
+        ("/console", True),
+        ("/console/opt-outs", True),
+        ("/twilio/sms", False),
+        ("/v1/outbound-sms", False),
+        ("/consoles", False),
+    ],
 )
 def test_only_the_console_has_sessions(app, path, has_session):
     """The webhooks and the API skip the cookie session, a cost on every request."""

@@ -9,7 +9,9 @@ import pytest
 from gateway import ledger
 from gateway.cli import cli
 from gateway.compliance import decide
-from gateway.store import InboundMessage, Store, _create_v1
+from gateway.messages import InboundMessage
+from gateway.store import Store
+from gateway.store.migrations.sqlite import _create_v1
 
 REPLIES = {"stop": "bye", "start": "hi", "help": "help text"}
 
@@ -32,7 +34,7 @@ def store(tmp_path):
 
 def tamper(store, *statements):
     """Change the database behind the gateway's back, as an attacker with file access could."""
-    conn = sqlite3.connect(store.path)
+    conn = sqlite3.connect(store.backend.path)
     conn.execute("DROP TRIGGER events_append_only_update")
     conn.execute("DROP TRIGGER events_append_only_delete")
     for statement in statements:
@@ -69,7 +71,7 @@ def test_intact_chain(store):
     result = store.verify_ledger()
     assert result.ok and result.checked == 5  # the plain message to a subscribed pair is not an event
     events = store.events()
-    assert result.head == store._db().conn.execute("SELECT hash FROM events ORDER BY id DESC").fetchone()[0]
+    assert result.head == store.events()[-1]["hash"]
     assert [e["id"] for e in events] == [1, 2, 3, 4, 5]
 
 
@@ -101,7 +103,7 @@ def test_tampering_is_detected(store, statement, broken, reason):
 
 def test_rehashing_an_edited_row_is_still_detected(store):
     """Recomputing the edited row's own hash breaks the next row's link instead."""
-    conn = sqlite3.connect(store.path)
+    conn = sqlite3.connect(store.backend.path)
     prev = conn.execute("SELECT prev_hash FROM events WHERE id = 2").fetchone()[0]
     conn.close()
     row = {e["id"]: e for e in store.events()}[2]
@@ -112,7 +114,7 @@ def test_rehashing_an_edited_row_is_still_detected(store):
 
 
 def test_cli_verify(runner, store):
-    env = {"DATABASE_URL": f"sqlite:///{store.path}"}
+    env = {"DATABASE_URL": f"sqlite:///{store.backend.path}"}
     ok = runner.invoke(cli, ["audit", "verify"], env=env)
     assert ok.exit_code == 0
     assert ok.output.startswith("ledger intact: 5 events checked, head ") and len(ok.output.split()[-1]) == 64

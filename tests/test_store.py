@@ -7,7 +7,10 @@ import sqlite3
 import pytest
 
 from gateway.compliance import decide
-from gateway.store import SCHEMA_VERSION, InboundMessage, Store, database_path
+from gateway.messages import InboundMessage
+from gateway.store import SchemaMismatch, Store
+from gateway.store.migrations.sqlite import VERSION as SCHEMA_VERSION
+from gateway.store.sqlite import database_path
 
 REPLIES = {"stop": "bye", "start": "hi", "help": "help text"}
 
@@ -43,7 +46,7 @@ def test_relative_database_path_is_resolved(tmp_path, monkeypatch):
 
 def test_schema_is_created_once_and_versioned(db):
     assert db.init_schema() == SCHEMA_VERSION  # idempotent
-    conn = sqlite3.connect(db.path)
+    conn = sqlite3.connect(db.backend.path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -53,14 +56,14 @@ def test_schema_is_created_once_and_versioned(db):
 def test_v2_database_is_migrated_keeping_its_records(db):
     process(db, "stop", "SM1")
     db.close()
-    conn = sqlite3.connect(db.path)
+    conn = sqlite3.connect(db.backend.path)
     conn.executescript(
         "DROP INDEX idx_opt_outs_number_messaging_service_sid;"
         "ALTER TABLE opt_outs DROP COLUMN messaging_service_sid; DROP TABLE pairs; DROP TABLE rate_buckets;"
         "PRAGMA user_version=2;"
     )
     conn.close()
-    migrated = Store(f"sqlite:///{db.path}")
+    migrated = Store(f"sqlite:///{db.backend.path}")
     assert migrated.init_schema() == SCHEMA_VERSION
     assert migrated.is_opted_out("+14155550100", "+15005550006")
     assert migrated.current_opt_outs()[0]["message_sid"] == "SM1"
@@ -72,7 +75,7 @@ def test_v3_database_is_migrated_keeping_its_queue_and_sessions(db):
     (claimed,) = db.claim_deliveries(10, 60)
     process(db, "again", "SM2")  # waits behind SM1
     db.close()
-    conn = sqlite3.connect(db.path)
+    conn = sqlite3.connect(db.backend.path)
     conn.executescript(
         "DROP INDEX agent_queue_due; ALTER TABLE agent_queue DROP COLUMN head;"
         "UPDATE agent_queue SET next_attempt_at = NULL;"  # as v3 kept it
@@ -83,7 +86,7 @@ def test_v3_database_is_migrated_keeping_its_queue_and_sessions(db):
         "PRAGMA user_version=3;"
     )
     conn.close()
-    migrated = Store(f"sqlite:///{db.path}")
+    migrated = Store(f"sqlite:///{db.backend.path}")
     assert migrated.init_schema() == SCHEMA_VERSION
     first, second = migrated.outbox()
     assert (first["kind"], first["status"], first["session_id"]) == ("message", "pending", claimed["session_id"])
@@ -95,18 +98,18 @@ def test_v3_database_is_migrated_keeping_its_queue_and_sessions(db):
 
 
 def test_newer_schema_is_refused(db):
-    conn = sqlite3.connect(db.path)
+    conn = sqlite3.connect(db.backend.path)
     conn.execute("PRAGMA user_version=99")
     conn.commit()
     conn.close()
-    with pytest.raises(RuntimeError, match="schema version 99 is newer"):
-        Store(f"sqlite:///{db.path}").init_schema()
+    with pytest.raises(SchemaMismatch, match="schema version 99, newer than this gateway's 4"):
+        Store(f"sqlite:///{db.backend.path}").init_schema()
 
 
 @pytest.mark.parametrize("statement", ["UPDATE events SET body = 'edited'", "DELETE FROM events"])
 def test_event_log_is_append_only(db, statement):
     process(db, "stop", "SM1")
-    conn = sqlite3.connect(db.path)
+    conn = sqlite3.connect(db.backend.path)
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         conn.execute(statement)
     assert db.events()[0]["body"] == "hello"
@@ -158,7 +161,7 @@ def _worker(url, worker, count, queue):
 def test_many_processes_write_without_lock_errors(db):
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(f"sqlite:///{db.path}", w, 60, queue)) for w in range(4)]
+    procs = [ctx.Process(target=_worker, args=(f"sqlite:///{db.backend.path}", w, 60, queue)) for w in range(4)]
     for proc in procs:
         proc.start()
     for proc in procs:
@@ -171,12 +174,12 @@ def test_many_processes_write_without_lock_errors(db):
 
 def test_forked_child_opens_its_own_connection(db):
     process(db, "stop", "SM1")
-    parent_conn = db._db().conn
+    parent_conn = db.backend._conn()
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
 
     def child():
-        queue.put((db._db().conn is not parent_conn, db.is_opted_out("+14155550100", "+15005550006")))
+        queue.put((db.backend._conn() is not parent_conn, db.is_opted_out("+14155550100", "+15005550006")))
 
     proc = ctx.Process(target=child)
     proc.start()
@@ -202,7 +205,7 @@ def test_polls_reuse_the_threads_connection(db, monkeypatch):
 
 def test_ping(db):
     db.ping()
-    conn = sqlite3.connect(db.path)
+    conn = sqlite3.connect(db.backend.path)
     conn.execute("DROP TABLE opt_outs")
     conn.commit()
     with pytest.raises(sqlite3.OperationalError):
@@ -224,7 +227,7 @@ def fsyncs(monkeypatch):
 
 
 def _synchronous(store):
-    return store._db().conn.execute("PRAGMA synchronous").fetchone()[0]  # 1 NORMAL, 2 FULL
+    return store.backend._conn().execute("PRAGMA synchronous").fetchone()[0]  # 1 NORMAL, 2 FULL
 
 
 @pytest.mark.parametrize(
@@ -246,7 +249,7 @@ def test_durability(tmp_path, fsyncs, durability, kind, opted_out_first, synchro
     fsyncs.clear()
     store.process_inbound(message("SM1"), lambda o: decide(kind, o, REPLIES), keyword=kind is not None)
     assert _synchronous(store) == synchronous
-    assert fsyncs == ([str(store.path) + "-wal"] if flushed else [])
+    assert fsyncs == ([str(store.backend.path) + "-wal"] if flushed else [])
     store.close()
 
 

@@ -1,6 +1,5 @@
 """POST /twilio/sms through the Flask test client, on a real SQLite file."""
 
-import sqlite3
 import threading
 from urllib.parse import urlencode
 
@@ -247,11 +246,8 @@ def test_unknown_path_is_404_plain(client):
     assert response.status_code == 404 and response.text == "404 Not Found: not found\n"
 
 
-def test_database_failure_is_500_without_traceback(twilio, store, caplog):
-    conn = sqlite3.connect(store.path)
-    conn.execute("DROP TABLE processed_messages")
-    conn.commit()
-    conn.close()
+def test_database_failure_is_500_without_traceback(twilio, raw, caplog):
+    raw.execute("DROP TABLE processed_messages")
     response = twilio.sms("STOP")
     assert response.status_code == 500
     assert response.text == "500 Internal Server Error: internal server error\n"
@@ -308,11 +304,8 @@ def test_healthz(client):
     assert response.status_code == 200 and response.json == {"status": "ok", "database": "ok"}
 
 
-def test_healthz_503_when_database_broken(client, store):
-    conn = sqlite3.connect(store.path)
-    conn.execute("DROP TABLE opt_outs")
-    conn.commit()
-    conn.close()
+def test_healthz_503_when_database_broken(client, raw):
+    raw.execute("DROP TABLE opt_outs")
     response = client.get("/healthz")
     assert response.status_code == 503 and response.json["status"] == "unavailable"
 

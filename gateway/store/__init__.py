@@ -1,0 +1,172 @@
+"""The storage layer: every record the gateway keeps, behind named operations.
+
+Callers (the app, the worker, the CLI) hold a :class:`Store` and call what
+they need (``process_inbound``, ``record_manual``, ``claim_deliveries``,
+...); they never see a connection, and nothing outside this package knows
+which database is in use. Inside:
+
+- one module per area of records, each holding that area's operations and
+  SQL: ``inbound`` (MessageSid claims), ``ledger`` (the hash-chained event
+  log), ``optouts``, ``candidates`` (revocation candidates), ``queue`` (the
+  agent queue), ``sessions``, ``outbound`` (messages and delivery status),
+  ``keys`` (API keys and rate-limit buckets), and ``copy`` (``gateway db copy``);
+- ``backend`` (the seam) and one module per database: ``sqlite`` (the
+  zero-configuration default) and ``postgres`` (several instances, managed
+  databases);
+- ``migrations``: the schema, versioned, per backend.
+
+``DATABASE_URL`` alone picks the backend: ``sqlite:///path.db`` or
+``postgresql://user:pass@host:5432/db`` (also ``postgres://``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..scope import Scope
+from ..timestamps import utcnow
+from .backend import Backend, SchemaMismatch, StoreError, StoreUnavailable
+from .candidates import CandidateRecords
+from .inbound import InboundRecords
+from .keys import KeyRecords
+from .ledger import EVENT_COLUMNS, EXPORT_COLUMNS, LedgerRecords
+from .optouts import OPT_OUT_COLUMNS, OptOutRecords
+from .outbound import OutboundRecords
+from .queue import QueueRecords
+from .sessions import SessionRecords
+
+__all__ = [
+    "DURABILITY",
+    "EVENT_COLUMNS",
+    "EXPORT_COLUMNS",
+    "OPT_OUT_COLUMNS",
+    "SchemaMismatch",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "check_url",
+    "default_url",
+    "from_settings",
+]
+
+DURABILITY = ("full", "compliance")
+_POSTGRES = ("postgresql://", "postgres://")
+_EXPECTED = "expected sqlite:///path/to/file.db or postgresql://user:password@host:5432/database"
+
+
+def default_url(instance_path: str | os.PathLike[str]) -> str:
+    """The zero-configuration database: ``gateway.db`` in the instance folder."""
+    return "sqlite:///" + str(Path(instance_path).resolve() / "gateway.db")
+
+
+def check_url(url: str) -> None:
+    """Raise ValueError saying what is wrong with a ``DATABASE_URL``, if anything."""
+    if url.startswith("sqlite:///"):
+        from .sqlite import database_path
+
+        database_path(url)
+    elif url.startswith(_POSTGRES):
+        from .postgres import parse_url
+
+        parse_url(url)
+    else:
+        scheme = url.split(":", 1)[0] if ":" in url else url
+        raise ValueError(f"unsupported database URL {scheme!r}: {_EXPECTED}")
+
+
+def open_backend(
+    url: str,
+    busy_timeout_ms: int = 30000,
+    pool_size: int = 4,
+    pool_timeout: float = 5.0,
+    readonly: bool = False,
+) -> Backend:
+    """The backend ``url`` names (see :func:`check_url`)."""
+    check_url(url)
+    if url.startswith(_POSTGRES):
+        from .postgres import PostgresBackend
+
+        return PostgresBackend(url, pool_size=pool_size, timeout=pool_timeout, readonly=readonly)
+    from .sqlite import SQLiteBackend
+
+    return SQLiteBackend(url, busy_timeout_ms, readonly=readonly)
+
+
+class Store(
+    InboundRecords,
+    LedgerRecords,
+    OptOutRecords,
+    CandidateRecords,
+    QueueRecords,
+    SessionRecords,
+    OutboundRecords,
+    KeyRecords,
+):
+    """The gateway's records in one database; safe to share between threads, reopened after a fork."""
+
+    def __init__(
+        self,
+        url: str,
+        busy_timeout_ms: int = 30000,
+        clock: Callable[[], str] = utcnow,
+        durability: str = "full",
+        scope: Scope | None = None,
+        *,
+        pool_size: int = 4,
+        pool_timeout: float = 5.0,
+        readonly: bool = False,
+    ):
+        if durability not in DURABILITY:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITY)}, got {durability!r}")
+        self.backend = open_backend(url, busy_timeout_ms, pool_size, pool_timeout, readonly)
+        self.durability = durability
+        self.clock = clock
+        self.scope = scope or Scope()
+
+    @property
+    def kind(self) -> str:
+        """``sqlite`` or ``postgresql``: for reports, never for decisions outside this package."""
+        return self.backend.kind
+
+    def describe(self) -> str:
+        """Where the records are, for messages (never a password)."""
+        return self.backend.describe()
+
+    def init_schema(self) -> int:
+        """Create or migrate the schema; safe to run from many processes and machines at once."""
+        return self.backend.migrate()
+
+    def check_schema(self) -> int:
+        """Raise :class:`SchemaMismatch` unless the database is at this gateway's schema version; writes nothing."""
+        found, expected = self.backend.schema_version(), self.backend.latest_version
+        if found != expected:
+            raise SchemaMismatch(found, expected, self.describe())
+        return found
+
+    def ping(self) -> None:
+        """Raise if the database cannot answer a query on its schema."""
+        with self.backend.read() as tx:
+            tx.execute("SELECT 1 FROM opt_outs LIMIT 1").fetchall()
+
+    def pool_stats(self) -> dict[str, int] | None:
+        return self.backend.pool_stats()
+
+    def close(self) -> None:
+        """Release this process's connections; the next call opens new ones."""
+        self.backend.close()
+
+
+def from_settings(settings: Mapping[str, Any], readonly: bool = False) -> Store:
+    """A store for validated settings (see :mod:`gateway.config`)."""
+    return Store(
+        settings["DATABASE_URL"],
+        settings["BUSY_TIMEOUT_MS"],
+        durability=settings["DURABILITY"],
+        scope=settings["SCOPE"],
+        pool_size=settings.get("DATABASE_POOL_SIZE", 4),
+        pool_timeout=settings.get("DATABASE_POOL_TIMEOUT_SECONDS", 5.0),
+        readonly=readonly,
+    )

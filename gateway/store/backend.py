@@ -1,0 +1,169 @@
+"""The seam between the record areas and a database: transactions, reads, locks, errors.
+
+The record areas (``inbound.py``, ``optouts.py``, ...) write portable SQL
+with ``?`` placeholders and run it through a :class:`Tx`; a backend
+(``sqlite.py``, ``postgres.py``) supplies the transactions, the locking and
+the durability. Locks a transaction may take, always in this order so that
+concurrent writers on several machines never deadlock:
+
+1. ``lock_all`` (bulk work) or ``lock_numbers`` / ``try_lock_number``: one
+   person's records (their opt-outs, queue, sessions), by their number;
+2. row locks taken by the statements themselves;
+3. the ledger's head row (``for_update`` on ``ledger_head``), last, held to
+   the commit: this is what keeps the event log one hash chain.
+
+On SQLite every write transaction holds the one writer lock, so the lock
+calls do nothing there.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+R = TypeVar("R")
+
+
+class StoreError(Exception):
+    """A database problem to report in one line (never with a secret)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or written just now: retry later (HTTP 503)."""
+
+
+class SchemaMismatch(StoreError):
+    """The database's schema is not the one this gateway reads and writes."""
+
+    def __init__(self, found: int, expected: int, where: str):
+        self.found, self.expected = found, expected
+        if found == 0:
+            text = f"{where} holds no gateway schema yet: run `gateway init-db` first"
+        elif found < expected:
+            text = (
+                f"{where} is at schema version {found}, older than this gateway's {expected}: "
+                "run `gateway init-db` to migrate it"
+            )
+        else:
+            text = (
+                f"{where} is at schema version {found}, newer than this gateway's {expected}: "
+                "upgrade the gateway (or use the version that migrated it)"
+            )
+        super().__init__(text)
+
+
+class Tx(abc.ABC):
+    """One connection inside a transaction (or a plain read), with portable helpers."""
+
+    for_update = ""  # appended to a SELECT that must lock the rows it reads
+    skip_locked = ""  # appended to a SELECT that leases rows: lock them, passing over rows others hold
+
+    @abc.abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement (``?`` placeholders); return a DB-API cursor."""
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows as dicts keyed by column name."""
+        cursor = self.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
+        return self.execute(sql, params).fetchone()
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.one(sql, params)
+        return row[0] if row else None
+
+    def index_hint(self, index: str) -> str:
+        """Text after a table name that tells the planner which index to use, where that is needed."""
+        return ""
+
+    @abc.abstractmethod
+    def lock_numbers(self, *numbers: str) -> None:
+        """Serialise this transaction with every other one touching these people's records."""
+
+    @abc.abstractmethod
+    def try_lock_number(self, number: str) -> bool:
+        """Like :meth:`lock_numbers` for one number, but give up at once if another transaction holds it."""
+
+    @abc.abstractmethod
+    def lock_all(self) -> None:
+        """Exclude every transaction that locks numbers (bulk work such as an import)."""
+
+    @abc.abstractmethod
+    def lock_name(self, namespace: str, name: str) -> None:
+        """Serialise on an arbitrary name (a rate-limit bucket)."""
+
+
+class Backend(abc.ABC):
+    """A database the store runs on."""
+
+    kind: str  # "sqlite" or "postgresql"
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """Where the records are, for messages: never a password."""
+
+    @abc.abstractmethod
+    @contextmanager
+    def write(self, durable: bool = True) -> Iterator[Tx]:
+        """One write transaction; committed (and, when ``durable``, on disk) when the block ends."""
+
+    @abc.abstractmethod
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A connection for reads outside a transaction (each statement sees the latest commits)."""
+
+    @abc.abstractmethod
+    @contextmanager
+    def snapshot(self) -> Iterator[Tx]:
+        """A read-only transaction: every statement sees the same moment."""
+
+    def grouped(self, work: Callable[[Tx], R], sync_first: bool, needs_sync: Callable[[R], bool]) -> R:
+        """Run ``work`` in a write transaction that may be shared with concurrent callers.
+
+        ``sync_first`` says the work is a compliance record that readers must
+        never see before it is on disk; ``needs_sync(result)`` says whether
+        the result must be on disk before this returns. The default is one
+        transaction per call.
+        """
+        with self.write(durable=True) as tx:
+            return work(tx)
+
+    @abc.abstractmethod
+    def migrate(self) -> int:
+        """Create or migrate the schema; safe when several processes start at once. Returns the version."""
+
+    @abc.abstractmethod
+    def schema_version(self) -> int:
+        """The schema version the database is at (0: none), without writing anything."""
+
+    @property
+    @abc.abstractmethod
+    def latest_version(self) -> int:
+        """The schema version this code reads and writes."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release this process's connections (a forked child opens its own)."""
+
+    def pool_stats(self) -> dict[str, int] | None:
+        """Connections in use, idle and requests waiting, where there is a pool."""
+        return None
+
+    @abc.abstractmethod
+    def tables(self) -> list[str]:
+        """Every table the gateway keeps, in an order that copying can follow."""
+
+    @contextmanager
+    def bulk_load(self) -> Iterator[Tx]:
+        """A transaction for loading copied rows as they are (``gateway db copy``)."""
+        with self.write(durable=True) as tx:
+            yield tx
+
+    @abc.abstractmethod
+    def after_load(self, tx: Tx) -> None:
+        """Bring id generators past the copied rows."""

@@ -1,0 +1,40 @@
+"""What every record area relies on: the backend, the clock, the opt-out scope, the durability."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from ..scope import Scope
+from ..timestamps import FORMAT
+from .backend import Backend
+
+
+class Records:
+    """Base of the record areas that make up :class:`gateway.store.Store`."""
+
+    backend: Backend
+    clock: Callable[[], str]
+    scope: Scope
+    durability: str
+
+
+def plus_seconds(stamp: str, seconds: float) -> str:
+    """A stored timestamp moved by ``seconds`` (negative: earlier)."""
+    moment = datetime.strptime(stamp, FORMAT) + timedelta(seconds=seconds)
+    return moment.strftime(FORMAT)
+
+
+def where(*conditions: tuple[str, object]) -> tuple[str, list[object]]:
+    """`` WHERE`` text for the conditions whose value is not None (each ``"column = ?"``), and its parameters."""
+    used = [(clause, value) for clause, value in conditions if value is not None]
+    if not used:
+        return "", []
+    return " WHERE " + " AND ".join(clause for clause, _ in used), [value for _, value in used]
+
+
+def page(limit: int | None, offset: int = 0) -> tuple[str, list[int]]:
+    """``LIMIT``/``OFFSET`` text (none when ``limit`` is None and ``offset`` 0) and its parameters."""
+    if limit is None:
+        return (" LIMIT ? OFFSET ?", [2**62, offset]) if offset else ("", [])
+    return " LIMIT ? OFFSET ?", [limit, offset]

@@ -1,0 +1,131 @@
+"""The hash-chained event log: append under the chain head, read, export, verify.
+
+The ``events`` table is append-only (triggers refuse UPDATE and DELETE on
+both backends). An append reads the head row with ``for_update`` and moves
+it in the same transaction, so concurrent writers, on any number of
+machines, still produce one unbroken chain.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from .. import events, ledger
+from .backend import Tx
+from .base import Records
+
+# What the read functions return, in display order.
+EVENT_COLUMNS = [
+    "id",
+    "event",
+    "number",
+    "twilio_number",
+    "at",
+    "source",
+    "state_changed",
+    "message_sid",
+    "body",
+    "detail",
+    "hash",
+]
+EXPORT_COLUMNS = [*ledger.FIELDS, "prev_hash", "hash"]
+_STATE_EVENTS = "event IN ('" + "', '".join(events.STATE_EVENTS) + "')"
+
+
+def append_event(tx: Tx, **fields: Any) -> int:
+    """Append one event to the chain and move the head; returns its id.
+
+    Must be the last lock a transaction takes (see ``backend.py``).
+    """
+    last_id, prev_hash = tx.one(f"SELECT last_event_id, hash FROM ledger_head WHERE id = 1{tx.for_update}")  # noqa: S608
+    max_id = tx.scalar("SELECT COALESCE(MAX(id), 0) FROM events")
+    event = {name: fields.get(name) for name in ledger.FIELDS}
+    event["id"] = max(last_id, max_id) + 1
+    event["state_changed"] = int(bool(event["state_changed"]))
+    event["hash"] = ledger.event_hash(event, prev_hash)
+    event["prev_hash"] = prev_hash
+    tx.execute(
+        f"INSERT INTO events ({', '.join(EXPORT_COLUMNS)}) VALUES ({', '.join('?' * len(EXPORT_COLUMNS))})",  # noqa: S608
+        [event[name] for name in EXPORT_COLUMNS],
+    )
+    tx.execute("UPDATE ledger_head SET last_event_id = ?, hash = ? WHERE id = 1", (event["id"], event["hash"]))
+    return event["id"]
+
+
+def _event_row(row: dict[str, Any]) -> dict[str, Any]:
+    detail = json.loads(row["detail"]) if row.get("detail") else None
+    return {**row, "state_changed": bool(row["state_changed"]), "detail": detail}
+
+
+def _batches(tx: Tx, batch: int) -> Iterator[dict[str, Any]]:
+    """Every event with its chain hashes, oldest first, a batch at a time (bounded memory on any backend)."""
+    last_id = 0
+    while True:
+        rows = tx.execute(
+            f"SELECT {', '.join(EXPORT_COLUMNS)} FROM events WHERE id > ? ORDER BY id LIMIT ?",  # noqa: S608
+            (last_id, batch),
+        ).fetchall()
+        if not rows:
+            return
+        for row in rows:
+            yield dict(zip(EXPORT_COLUMNS, row, strict=True))
+        last_id = rows[-1][0]
+
+
+class LedgerRecords(Records):
+    def history(self, number: str) -> list[dict[str, Any]]:
+        """Every event for ``number`` across all Twilio numbers, oldest first."""
+        with self.backend.read() as tx:
+            rows = tx.query(
+                f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE number = ? ORDER BY id",  # noqa: S608
+                [number],
+            )
+        return [_event_row(row) for row in rows]
+
+    def events(self) -> list[dict[str, Any]]:
+        """The whole event log in the order it was written."""
+        with self.backend.read() as tx:
+            rows = tx.query(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY id")  # noqa: S608
+        return [_event_row(row) for row in rows]
+
+    def count_events(self) -> int:
+        with self.backend.read() as tx:
+            return tx.scalar("SELECT COUNT(*) FROM events")
+
+    def iter_events(self, batch: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every event with its chain hashes, oldest first, in bounded memory."""
+        with self.backend.read() as tx:
+            yield from _batches(tx, batch)
+
+    def ledger_head(self) -> tuple[int, str]:
+        """(last event id, its hash) as recorded."""
+        with self.backend.read() as tx:
+            return tuple(tx.one("SELECT last_event_id, hash FROM ledger_head WHERE id = 1"))
+
+    def verify_ledger(self, batch: int = 5000) -> ledger.Verification:
+        """Walk the whole hash chain in one read snapshot, in bounded memory."""
+        with self.backend.snapshot() as tx:
+            head = tx.one("SELECT last_event_id, hash FROM ledger_head WHERE id = 1")
+            return ledger.verify(_batches(tx, batch), tuple(head) if head else None)
+
+    def daily_state_changes(self, since_day: str) -> list[tuple[str, str, int]]:
+        """(day, event, count) of opt-outs and opt-ins that changed a pair's state, from ``since_day``."""
+        with self.backend.read() as tx:
+            rows = tx.execute(
+                "SELECT substr(at, 1, 10) AS day, event, COUNT(*) FROM events "  # noqa: S608
+                f"WHERE at >= ? AND state_changed = 1 AND {_STATE_EVENTS} "
+                "GROUP BY substr(at, 1, 10), event ORDER BY day",
+                (since_day,),
+            ).fetchall()
+        return [tuple(row) for row in rows]
+
+    def state_change_counts(self) -> dict[tuple[str, str], int]:
+        """{(opt_out | opt_in, source): count} of events that changed a pair's state, ever."""
+        with self.backend.read() as tx:
+            rows = tx.execute(
+                f"SELECT event, source, COUNT(*) FROM events WHERE state_changed = 1 AND {_STATE_EVENTS} "  # noqa: S608
+                "GROUP BY event, source"
+            ).fetchall()
+        return {(event, source): count for event, source, count in rows}

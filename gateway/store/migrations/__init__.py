@@ -1,0 +1,23 @@
+"""The schema, as versioned migrations per backend (``sqlite.py``, ``postgres.py``).
+
+Both backends hold the same tables with the same columns and the same
+values (timestamps as ISO 8601 text, flags as 0/1 integers, JSON as text),
+so records copy between them unchanged and the ledger's hashes match.
+"""
+
+# Every table, in the order ``gateway db copy`` fills them, with the columns
+# that order their rows (a stable order, so a copy can be compared row by row).
+TABLES = {
+    "events": "id",
+    "ledger_head": "id",
+    "opt_outs": "number, twilio_number",
+    "processed_messages": "message_sid",
+    "agent_queue": "id",
+    "revocation_candidates": "id",
+    "api_keys": "id",
+    "outbound_messages": "id",
+    "status_callbacks": "message_sid, status",
+    "pairs": "number, twilio_number",
+    "rate_buckets": "bucket",
+    "sessions": "id",
+}

@@ -1,0 +1,258 @@
+"""The SQLite schema: each version's changes, applied in order inside one transaction.
+
+``PRAGMA user_version`` holds the version. Tables are declared with
+sqlite-utils; an older database is migrated keeping every record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlite_utils
+
+from ... import ledger
+
+VERSION = 4
+
+
+def migrate(db: sqlite_utils.Database, version: int) -> None:
+    """Bring a database at ``version`` (0: empty) to :data:`VERSION`."""
+    for number, step in enumerate((_create_v1, _migrate_v2, _migrate_v3, _migrate_v4), start=1):
+        if version < number:
+            step(db)
+
+
+def _create_v1(db: sqlite_utils.Database) -> None:
+    db["events"].create(
+        {
+            "id": int,
+            "event": str,
+            "number": str,
+            "twilio_number": str,
+            "body": str,
+            "message_sid": str,
+            "source": str,
+            "state_changed": int,
+            "at": str,
+        },
+        pk="id",
+        not_null=["event", "number", "twilio_number", "source", "state_changed", "at"],
+        if_not_exists=True,
+    )
+    db["opt_outs"].create(
+        {
+            "number": str,
+            "twilio_number": str,
+            "opted_out_at": str,
+            "source": str,
+            "message_sid": str,
+            "event_id": int,
+        },
+        pk=("number", "twilio_number"),
+        not_null=["number", "twilio_number", "opted_out_at", "source"],
+        if_not_exists=True,
+    )
+    db["processed_messages"].create(
+        {
+            "message_sid": str,
+            "from_number": str,
+            "to_number": str,
+            "outcome": str,
+            "reply": str,
+            "processed_at": str,
+        },
+        pk="message_sid",
+        not_null=["from_number", "to_number", "outcome", "processed_at"],
+        if_not_exists=True,
+    )
+    db["agent_queue"].create(
+        {
+            "id": int,
+            "message_sid": str,
+            "from_number": str,
+            "to_number": str,
+            "body": str,
+            "params": str,
+            "received_at": str,
+            "status": str,
+        },
+        pk="id",
+        not_null=["message_sid", "from_number", "to_number", "params", "received_at", "status"],
+        defaults={"status": "pending"},
+        if_not_exists=True,
+    )
+    db["events"].create_index(["number", "id"], index_name="events_by_number", if_not_exists=True)
+    db["events"].create_index(["at"], index_name="events_by_time", if_not_exists=True)
+    db["agent_queue"].create_index(["message_sid"], unique=True, if_not_exists=True)
+    _protect_events(db)
+
+
+def _protect_events(db: sqlite_utils.Database) -> None:
+    for action in ("UPDATE", "DELETE"):
+        db.execute(
+            f"CREATE TRIGGER IF NOT EXISTS events_append_only_{action.lower()} "
+            f"BEFORE {action} ON events "
+            "BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END"
+        )
+
+
+def _migrate_v2(db: sqlite_utils.Database) -> None:
+    """Add the hash chain (and a detail column) and build it over existing events, in order."""
+    _add_columns(db["events"], {"detail": str, "prev_hash": str, "hash": str})
+    db["ledger_head"].create({"id": int, "last_event_id": int, "hash": str}, pk="id", if_not_exists=True)
+    db["api_keys"].create(
+        {"id": int, "key_hash": str, "role": str, "label": str, "created_at": str, "revoked_at": str},
+        pk="id",
+        not_null=["key_hash", "role", "created_at"],
+        if_not_exists=True,
+    )
+    db["api_keys"].create_index(["key_hash"], unique=True, if_not_exists=True)
+    db["revocation_candidates"].create(
+        {
+            "id": int,
+            "message_sid": str,
+            "number": str,
+            "twilio_number": str,
+            "body": str,
+            "pattern": str,
+            "received_at": str,
+            "event_id": int,
+            "status": str,
+            "resolved_by": str,
+            "resolved_at": str,
+            "resolution_note": str,
+            "resolution_event_id": int,
+        },
+        pk="id",
+        not_null=["message_sid", "number", "twilio_number", "pattern", "received_at", "status"],
+        defaults={"status": "open"},
+        if_not_exists=True,
+    )
+    db["revocation_candidates"].create_index(["status", "id"], if_not_exists=True)
+    db["outbound_messages"].create(
+        {
+            "id": int,
+            "to_number": str,
+            "sender": str,
+            "body": str,
+            "template": str,
+            "encoding": str,
+            "segments": int,
+            "status": str,
+            "message_sid": str,
+            "error_code": int,
+            "error_message": str,
+            "attempts": int,
+            "next_attempt_at": str,
+            "lease_until": str,
+            "source": str,
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="id",
+        not_null=["to_number", "sender", "body", "status", "attempts", "source", "created_at", "updated_at"],
+        defaults={"attempts": 0},
+        if_not_exists=True,
+    )
+    db["outbound_messages"].create_index(["message_sid"], unique=True, if_not_exists=True)
+    db["outbound_messages"].create_index(["status", "next_attempt_at"], if_not_exists=True)
+    db["status_callbacks"].create(
+        {"message_sid": str, "status": str, "error_code": int, "received_at": str},
+        pk=("message_sid", "status"),
+        not_null=["received_at"],
+        if_not_exists=True,
+    )
+    _add_columns(db["agent_queue"], {"flags": str}, {"flags": "[]"})
+    db.execute("DROP TRIGGER IF EXISTS events_append_only_update")
+    prev, last_id = ledger.GENESIS, 0
+    rows = db.execute(f"SELECT {', '.join(ledger.FIELDS)} FROM events ORDER BY id").fetchall()  # noqa: S608
+    for row in rows:
+        event = dict(zip(ledger.FIELDS, row, strict=True))
+        digest = ledger.event_hash(event, prev)
+        db.execute("UPDATE events SET prev_hash = ?, hash = ? WHERE id = ?", (prev, digest, event["id"]))
+        prev, last_id = digest, event["id"]
+    db.execute("INSERT OR REPLACE INTO ledger_head (id, last_event_id, hash) VALUES (1, ?, ?)", (last_id, prev))
+    _protect_events(db)
+
+
+def _migrate_v3(db: sqlite_utils.Database) -> None:
+    """Opt-outs remember their Messaging Service; pairs remember their last outbound; rate-limit buckets."""
+    _add_columns(db["opt_outs"], {"messaging_service_sid": str})
+    db["opt_outs"].create_index(["number", "messaging_service_sid"], if_not_exists=True)
+    db.execute(  # metrics count state changes often; a partial index keeps that cheap on a long ledger
+        "CREATE INDEX IF NOT EXISTS events_state_changes ON events (event, source) WHERE state_changed = 1"
+    )
+    db["pairs"].create(
+        {"number": str, "twilio_number": str, "last_outbound_id": int, "last_outbound_at": str},
+        pk=("number", "twilio_number"),
+        if_not_exists=True,
+    )
+    db["rate_buckets"].create({"bucket": str, "tokens": float, "updated": float}, pk="bucket", if_not_exists=True)
+    queue = db["agent_queue"]
+    _add_columns(
+        queue,
+        {
+            "attempts": int,
+            "next_attempt_at": str,
+            "lease_until": str,
+            "retry_from": str,
+            "delivered_at": str,
+            "last_error": str,
+            "session_id": int,
+        },
+        {"attempts": 0},
+    )
+    queue.create_index(["from_number", "to_number", "status", "id"], if_not_exists=True)
+    queue.create_index(["status", "id"], if_not_exists=True)
+    db["sessions"].create(
+        {
+            "id": int,
+            "number": str,
+            "twilio_number": str,
+            "state": str,
+            "engaged": int,
+            "opened_at": str,
+            "last_activity_at": str,
+        },
+        pk="id",
+        not_null=["number", "twilio_number", "state", "engaged", "opened_at", "last_activity_at"],
+        if_not_exists=True,
+    )
+    db.execute(  # at most one open session per pair
+        "CREATE UNIQUE INDEX IF NOT EXISTS sessions_open_pair ON sessions (number, twilio_number) "
+        "WHERE state != 'closed'"
+    )
+
+
+def _migrate_v4(db: sqlite_utils.Database) -> None:
+    """Sessions time out (warned, then closed); the agent queue also carries session events."""
+    sessions = db["sessions"]
+    _add_columns(
+        sessions, {"warned_at": str, "close_at": str, "closed_at": str, "close_reason": str, "warning_outbound_id": int}
+    )
+    sessions.create_index(["state", "last_activity_at"], if_not_exists=True)
+    sessions.create_index(["state", "close_at"], if_not_exists=True)
+    if "head" in _add_columns(db["agent_queue"], {"kind": str, "head": int}, {"kind": "message", "head": 0}):
+        db.execute(  # due: when queued, or when the lease or the retry wait ends
+            "UPDATE agent_queue SET next_attempt_at = MAX(COALESCE(next_attempt_at, received_at), "
+            "COALESCE(lease_until, received_at)) WHERE status = 'pending'"
+        )
+        db.execute(
+            "UPDATE agent_queue SET head = 1 WHERE id IN (SELECT MIN(id) FROM agent_queue WHERE status = 'pending' "
+            "GROUP BY from_number, to_number)"
+        )
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS agent_queue_due ON agent_queue (next_attempt_at) "
+        "WHERE status = 'pending' AND head = 1"
+    )
+
+
+def _add_columns(
+    table: sqlite_utils.db.Table, columns: dict[str, type], defaults: dict[str, Any] | None = None
+) -> set[str]:
+    """Add the ``columns`` a table lacks (NOT NULL with a default where ``defaults`` gives one); return them."""
+    added = {name for name in columns if name not in table.columns_dict}
+    for name in columns:  # in the given order
+        if name in added:
+            table.add_column(name, columns[name], not_null_default=(defaults or {}).get(name))
+    return added

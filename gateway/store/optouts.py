@@ -1,0 +1,186 @@
+"""Opt-out state per (sender, Twilio number) pair, and every way it changes.
+
+A pair is opted out while it has a row in ``opt_outs``; each change is also
+a chained event, written in the same transaction. Which rows cover a
+conversation is the ``opt_out_scope`` rule (:mod:`gateway.scope`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from .. import events
+from ..scope import ANY, Cover, Scope
+from .backend import Tx
+from .base import Records, page, where
+from .ledger import append_event
+
+OPT_OUT_COLUMNS = ["number", "twilio_number", "opted_out_at", "source", "message_sid"]
+
+
+def _cover_clause(cover: Cover) -> tuple[str, list[str]]:
+    """SQL condition on opt_outs rows matching ``cover``, with its parameters."""
+    if ANY in cover.numbers:
+        return "1 = 1", []
+    parts = [f"twilio_number IN ({', '.join('?' * len(cover.numbers))})"]
+    params = list(cover.numbers)
+    if cover.services:
+        parts.append(f"messaging_service_sid IN ({', '.join('?' * len(cover.services))})")
+        params += cover.services
+    return "(" + " OR ".join(parts) + ")", params
+
+
+def covering(tx: Tx, scope: Scope, number: str, via: str, service_hint: str | None = None) -> str | None:
+    """The Twilio number of an opt-out that covers ``number`` through ``via`` (a Twilio number or MG SID)."""
+    clause, params = _cover_clause(scope.cover(via, service_hint))
+    return tx.scalar(
+        f"SELECT twilio_number FROM opt_outs WHERE number = ? AND {clause} LIMIT 1",  # noqa: S608
+        [number, *params],
+    )
+
+
+def set_state(
+    tx: Tx,
+    scope: Scope,
+    number: str,
+    twilio_number: str,
+    opted_out: bool,
+    at: str,
+    source: str | None,
+    message_sid: str | None,
+    event_id: int | None,
+    service_hint: str | None = None,
+) -> None:
+    """Opt the pair out (remembering its Messaging Service), or clear every opt-out covering it."""
+    if opted_out:
+        tx.execute(
+            "INSERT INTO opt_outs (number, twilio_number, opted_out_at, source, message_sid, event_id, "
+            "messaging_service_sid) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (
+                number,
+                twilio_number,
+                at,
+                source,
+                message_sid,
+                event_id,
+                scope.service_of(twilio_number, service_hint),
+            ),
+        )
+        return
+    clause, params = _cover_clause(scope.cover(twilio_number, service_hint))
+    tx.execute(f"DELETE FROM opt_outs WHERE number = ? AND {clause}", [number, *params])  # noqa: S608
+
+
+def record_change(
+    tx: Tx,
+    scope: Scope,
+    number: str,
+    twilio_number: str,
+    opted_out: bool,
+    source: str,
+    at: str,
+    detail: dict[str, Any],
+    message_sid: str | None = None,
+    state_at: str | None = None,
+) -> dict[str, Any]:
+    """Record an opt-out or opt-in made other than by keyword: always an event, a state change if it is one.
+
+    ``state_at`` is when the opt-out took effect, if not ``at`` (an imported record's own date).
+    """
+    changed = (covering(tx, scope, number, twilio_number) is not None) != opted_out
+    event_id = append_event(
+        tx,
+        event=events.OPT_OUT if opted_out else events.OPT_IN,
+        number=number,
+        twilio_number=twilio_number,
+        message_sid=message_sid,
+        source=source,
+        state_changed=changed,
+        at=at,
+        detail=json.dumps(detail, ensure_ascii=False),
+    )
+    if changed:
+        set_state(tx, scope, number, twilio_number, opted_out, state_at or at, source, message_sid, event_id)
+    return {"event_id": event_id, "state_changed": changed, "at": at}
+
+
+class OptOutRecords(Records):
+    def is_opted_out(self, number: str, via: str) -> bool:
+        """Whether an opt-out covers ``number`` through ``via`` (a Twilio number or MG SID), per the scope."""
+        with self.backend.read() as tx:
+            return covering(tx, self.scope, number, via) is not None
+
+    def current_opt_outs(
+        self,
+        number: str | None = None,
+        twilio_number: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Current opt-outs, oldest first; ``since``/``until`` are inclusive stored timestamps."""
+        clause, params = where(
+            ("number = ?", number),
+            ("twilio_number = ?", twilio_number),
+            ("opted_out_at >= ?", since),
+            ("opted_out_at <= ?", until),
+        )
+        limits, more = page(limit, offset)
+        with self.backend.read() as tx:
+            return tx.query(
+                f"SELECT {', '.join(OPT_OUT_COLUMNS)} FROM opt_outs{clause} "  # noqa: S608
+                f"ORDER BY opted_out_at, number, twilio_number{limits}",
+                params + more,
+            )
+
+    def record_manual(self, number: str, twilio_number: str, opted_out: bool, reason: str, by: str) -> dict[str, Any]:
+        """Record a revocation (or re-consent) received by other means: a call, an email."""
+        with self.backend.write() as tx:
+            tx.lock_numbers(number)
+            return record_change(
+                tx,
+                self.scope,
+                number,
+                twilio_number,
+                opted_out,
+                events.MANUAL,
+                self.clock(),
+                {"reason": reason, "by": by},
+            )
+
+    def record_carrier_opt_out(self, number: str, twilio_number: str, detail: dict[str, Any]) -> bool:
+        """Twilio refused a send with 21610: the recipient opted out upstream. Record it (source carrier)."""
+        with self.backend.write() as tx:
+            tx.lock_numbers(number)
+            return record_change(tx, self.scope, number, twilio_number, True, events.CARRIER, self.clock(), detail)[
+                "state_changed"
+            ]
+
+    def import_opt_outs(self, rows: Sequence[Any], name: str) -> dict[str, int]:
+        """Record imported opt-outs in one transaction: all rows or none.
+
+        Each row becomes an ``opt_out`` event with source ``import``; a pair
+        that is already opted out keeps its earlier record.
+        """
+        added = 0
+        with self.backend.write() as tx:
+            tx.lock_all()
+            now = self.clock()
+            for row in rows:
+                detail = {"import": name, "line": row.line, "opted_out_at": row.opted_out_at}
+                result = record_change(
+                    tx,
+                    self.scope,
+                    row.number,
+                    row.twilio_number,
+                    True,
+                    events.IMPORT,
+                    now,
+                    detail,
+                    state_at=row.opted_out_at,
+                )
+                added += result["state_changed"]
+        return {"rows": len(rows), "opted_out": added, "already_opted_out": len(rows) - added}

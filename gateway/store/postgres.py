@@ -1,0 +1,301 @@
+"""The PostgreSQL backend: one database shared by several gateway instances and workers.
+
+Everything here is specific to PostgreSQL (psycopg 3 and psycopg_pool):
+
+- a connection pool per process (made after a fork, never shared with the
+  parent), connections in autocommit mode with explicit transactions;
+- isolation: READ COMMITTED, with transaction-scoped advisory locks where
+  the records of one person must change one transaction at a time (their
+  opt-outs, their queue to the agent, their sessions): ``lock_numbers``
+  waits, ``try_lock_number`` passes over a person another worker holds,
+  ``lock_all`` excludes them all for bulk work. Numbers are locked in a
+  fixed order (sorted keys) and before the ledger head, so writers never
+  deadlock. Leases on outbound sends take ``FOR UPDATE SKIP LOCKED``;
+- durability: every connection runs with ``synchronous_commit = on``,
+  whatever the server's default, so a compliance record is on disk before
+  the answer; only bookkeeping that can be repeated safely (the worker's
+  claims and results, rate-limit buckets, and with
+  ``durability=compliance`` plain queued messages) commits with it off;
+- outages: a connection the server has dropped is noticed before use and
+  replaced; while the server is unreachable every operation raises
+  :class:`StoreUnavailable` after at most the pool timeout, and the pool
+  reconnects by itself when the server is back;
+- migrations run on their own connection under a session advisory lock,
+  so instances starting together migrate once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from psycopg import conninfo
+
+from .backend import Backend, R, SchemaMismatch, StoreUnavailable, Tx
+from .migrations import TABLES
+from .migrations import postgres as migrations
+
+
+def parse_url(url: str) -> dict[str, Any]:
+    """The connection parameters of a ``postgresql://`` (or ``postgres://``) URL; ValueError if it is not one.
+
+    Query parameters (``sslmode=require``, ...) pass through to libpq. The
+    error never repeats the password.
+    """
+    try:
+        params = conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise ValueError(f"not a valid PostgreSQL URL: {_scrub(_first_line(exc), url)}") from None
+    if not str(params.get("port", "5432")).isdigit():
+        raise ValueError(f"not a valid PostgreSQL URL: the port must be a number, got {params['port']!r}")
+    return params
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.partition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` (a driver's message) without the URL's password, whole or in part."""
+    text = text.replace(url, redact(url))
+    userinfo = url.partition("://")[2].partition("@")
+    password = userinfo[0].partition(":")[2] if userinfo[1] else ""
+    if password:
+        for size in range(len(password), 0, -1):  # a message may quote a fragment of it
+            for start in range(len(password) - size + 1):
+                fragment = password[start : start + size]
+                if size >= 2 and fragment in text:
+                    text = text.replace(fragment, "***")
+    return text
+
+
+def _lock_key(namespace: str, value: str) -> int:
+    """A signed 64-bit advisory lock key for ``value`` in ``namespace``."""
+    digest = hashlib.blake2b(f"{namespace}:{value}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+_ALL = _lock_key("gateway", "all numbers")
+_BACKENDS: weakref.WeakSet[PostgresBackend] = weakref.WeakSet()
+_MIGRATIONS = _lock_key("gateway", "migrations")
+
+
+@lru_cache(maxsize=512)
+def _placeholders(sql: str) -> str:
+    """The record areas' ``?`` placeholders as psycopg's ``%s``."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PostgresTx(Tx):
+    for_update = " FOR UPDATE"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, conn: psycopg.Connection):
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
+        return self.conn.execute(_placeholders(sql), params)
+
+    def lock_numbers(self, *numbers: str) -> None:
+        keys = sorted({_lock_key("number", number) for number in numbers if number})
+        if keys:
+            locks = ", ".join("pg_advisory_xact_lock(%s)" for _ in keys)
+            self.conn.execute(f"SELECT pg_advisory_xact_lock_shared(%s), {locks}", [_ALL, *keys])
+
+    def try_lock_number(self, number: str) -> bool:
+        # CASE fixes the order: the number is only tried once the shared lock is held.
+        return self.conn.execute(
+            "SELECT CASE WHEN pg_try_advisory_xact_lock_shared(%s) THEN pg_try_advisory_xact_lock(%s) ELSE false END",
+            (_ALL, _lock_key("number", number)),
+        ).fetchone()[0]
+
+    def lock_all(self) -> None:
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ALL,))
+
+    def lock_name(self, namespace: str, name: str) -> None:
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(namespace, name),))
+
+
+def _check(conn: psycopg.Connection) -> None:
+    """Before a pooled connection is used: if the server sent something while it sat idle
+    (a shutdown notice), make one round trip, which fails if the connection is gone."""
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("connection closed")
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        conn.execute("")
+
+
+class PostgresBackend(Backend):
+    """One PostgreSQL database; a connection pool per process."""
+
+    kind = "postgresql"
+
+    def __init__(self, url: str, pool_size: int = 4, timeout: float = 5.0, readonly: bool = False):
+        self.url = url
+        self.params = parse_url(url)
+        self.pool_size = pool_size
+        self.timeout = timeout
+        self.readonly = readonly
+        self._pool: psycopg_pool.ConnectionPool | None = None
+        self._pid: int | None = None
+        self._pool_lock = threading.Lock()
+        _BACKENDS.add(self)
+
+    def describe(self) -> str:
+        where = self.params.get("host") or "the local socket"
+        if self.params.get("port"):
+            where += f":{self.params['port']}"
+        return f"the PostgreSQL database {self.params.get('dbname') or '(default)'} on {where}"
+
+    @property
+    def latest_version(self) -> int:
+        return migrations.VERSION
+
+    # -- connections -------------------------------------------------------
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in self.params:
+            kwargs["connect_timeout"] = max(2, round(self.timeout))
+        if "application_name" not in self.params:
+            kwargs["application_name"] = "sms-gateway"
+        return kwargs
+
+    def _configure(self, conn: psycopg.Connection) -> None:
+        conn.execute("SET synchronous_commit = on")
+        if self.readonly:
+            conn.execute("SET default_transaction_read_only = on")
+
+    def _get_pool(self) -> psycopg_pool.ConnectionPool:
+        """This process's pool; a forked worker makes its own."""
+        if self._pid != os.getpid():
+            with self._pool_lock:
+                if self._pid != os.getpid():
+                    self._pool = psycopg_pool.ConnectionPool(
+                        self.url,
+                        min_size=1,
+                        max_size=self.pool_size,
+                        timeout=self.timeout,
+                        kwargs=self._connect_kwargs(),
+                        configure=self._configure,
+                        check=_check,
+                        # Give up a reconnection round soon, so the next request starts a fresh one
+                        # (with short delays) instead of waiting out a long backoff after an outage.
+                        reconnect_timeout=max(10.0, self.timeout * 2),
+                        name="gateway",
+                        open=True,
+                    )
+                    self._pid = os.getpid()
+        assert self._pool is not None
+        return self._pool
+
+    def close(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.close()
+            self._pool, self._pid = None, None
+
+    def pool_stats(self) -> dict[str, int] | None:
+        if self._pool is None or self._pid != os.getpid():
+            return {"in_use": 0, "idle": 0, "waiting": 0}
+        stats = self._pool.get_stats()
+        size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
+        return {"in_use": size - idle, "idle": idle, "waiting": stats.get("requests_waiting", 0)}
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        try:
+            with self._get_pool().connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StoreUnavailable(f"{self.describe()}: {_scrub(_first_line(exc), self.url)}") from exc
+
+    # -- transactions ------------------------------------------------------
+
+    @contextmanager
+    def write(self, durable: bool = True) -> Iterator[Tx]:
+        with self._connection() as conn, conn.transaction():
+            if not durable:
+                conn.execute("SET LOCAL synchronous_commit = off")
+            yield PostgresTx(conn)
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        with self._connection() as conn:
+            yield PostgresTx(conn)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Tx]:
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield PostgresTx(conn)
+
+    def grouped(self, work: Callable[[Tx], R], sync_first: bool, needs_sync: Callable[[R], bool]) -> R:
+        """One transaction per call (PostgreSQL groups concurrent commits itself); fsynced where asked."""
+        with self.write(durable=True) as tx:
+            result = work(tx)
+            if not needs_sync(result):
+                tx.execute("SET LOCAL synchronous_commit = off")
+            return result
+
+    # -- schema ------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Create or migrate the schema on a connection of its own, one instance at a time."""
+        try:
+            with psycopg.connect(self.url, **self._connect_kwargs()) as conn:
+                conn.execute("SET synchronous_commit = on")
+                conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATIONS,))
+                try:
+                    with conn.transaction():
+                        version = migrations.current_version(conn)
+                        if version > migrations.VERSION:
+                            raise SchemaMismatch(version, migrations.VERSION, self.describe())
+                        if version < migrations.VERSION:
+                            migrations.migrate(conn, version)
+                finally:
+                    if not conn.broken:
+                        conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATIONS,))
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StoreUnavailable(f"{self.describe()}: {_scrub(_first_line(exc), self.url)}") from exc
+        return migrations.VERSION
+
+    def schema_version(self) -> int:
+        with self._connection() as conn:
+            return migrations.current_version(conn)
+
+    def tables(self) -> list[str]:
+        return list(TABLES)
+
+    def after_load(self, tx: Tx) -> None:
+        for table in migrations.IDENTITY_TABLES:
+            tx.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE(MAX(id), 0) + 1, false) "  # noqa: S608
+                f"FROM {table}"
+            )
+
+
+def close_all_pools() -> None:
+    """Close every pool this process opened (an orderly exit; the tests, between tests)."""
+    for backend in list(_BACKENDS):
+        backend.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,175 @@
+"""Conversation sessions per (user number, Twilio number) pair: active, warned, closed.
+
+At most one open session per pair (a unique partial index). A session is
+opened by the first message delivered to the agent or by a queued send, and
+closed by the inactivity timeout or replaced by an API send; closing queues
+``session.closed`` for the agent behind the pair's earlier messages. Every
+transition holds the user's number lock and re-checks its condition, so
+sweeps by several workers on several machines warn and close each session
+once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..messages import OutboundText
+from . import outbound, queue
+from .backend import Tx
+from .base import Records, plus_seconds
+
+SESSION_COLUMNS = (
+    "id, number, twilio_number, state, engaged, opened_at, last_activity_at, warned_at, close_at, closed_at, "
+    "close_reason, warning_outbound_id"
+)
+_SESSION_NAMES = [column.strip() for column in SESSION_COLUMNS.split(",")]
+# No message from the session's user still waiting for the agent: a waiting
+# reply is activity the session has not seen yet.
+_NOTHING_WAITING = (
+    "NOT EXISTS (SELECT 1 FROM agent_queue AS q WHERE q.from_number = s.number AND q.to_number = s.twilio_number "
+    "AND q.status = 'pending' AND q.kind = 'message')"
+)
+_IDLE = f"state = 'active' AND engaged = 1 AND last_activity_at <= ? AND {_NOTHING_WAITING}"
+_EXPIRED = f"state = 'warned' AND close_at <= ? AND {_NOTHING_WAITING}"
+
+
+def _session_dict(row: Sequence[Any]) -> dict[str, Any]:
+    session = dict(zip(_SESSION_NAMES, row, strict=True))
+    session["engaged"] = bool(session["engaged"])
+    return session
+
+
+def session_row(tx: Tx, session_id: int) -> dict[str, Any] | None:
+    row = tx.one(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))  # noqa: S608
+    return _session_dict(row) if row else None
+
+
+def _open_session_id(tx: Tx, number: str, twilio_number: str) -> int | None:
+    return tx.scalar(
+        "SELECT id FROM sessions WHERE number = ? AND twilio_number = ? AND state != 'closed'", (number, twilio_number)
+    )
+
+
+def open_session(tx: Tx, number: str, twilio_number: str, at: str, engaged: bool) -> int:
+    """The pair's open session, resumed at ``at``, or a new one.
+
+    ``engaged`` means the user wrote: the session is engaged, and a warned
+    session is active again.
+    """
+    session_id = _open_session_id(tx, number, twilio_number)
+    later = "last_activity_at = CASE WHEN last_activity_at < ? THEN ? ELSE last_activity_at END"
+    if session_id is not None:
+        if engaged:
+            tx.execute(
+                f"UPDATE sessions SET {later}, engaged = 1, state = 'active', "  # noqa: S608
+                "warned_at = NULL, close_at = NULL WHERE id = ?",
+                (at, at, session_id),
+            )
+        else:
+            tx.execute(f"UPDATE sessions SET {later} WHERE id = ?", (at, at, session_id))  # noqa: S608
+        return session_id
+    return tx.scalar(
+        "INSERT INTO sessions (number, twilio_number, state, engaged, opened_at, last_activity_at) "
+        "VALUES (?, ?, 'active', ?, ?, ?) RETURNING id",
+        (number, twilio_number, int(engaged), at, at),
+    )
+
+
+def close_open_session(tx: Tx, number: str, twilio_number: str, at: str, reason: str) -> None:
+    session_id = _open_session_id(tx, number, twilio_number)
+    if session_id is not None:
+        close_session(tx, session_id, number, twilio_number, at, reason)
+
+
+def close_session(tx: Tx, session_id: int, number: str, twilio_number: str, at: str, reason: str) -> None:
+    """Close a session and queue ``session.closed`` for the agent, behind the pair's earlier messages."""
+    tx.execute(
+        "UPDATE sessions SET state = 'closed', closed_at = ?, close_reason = ?, close_at = NULL WHERE id = ?",
+        (at, reason, session_id),
+    )
+    queue.queue_delivery(
+        tx, f"session.closed:{session_id}", "session.closed", number, twilio_number, at, session_id=session_id
+    )
+
+
+class SessionRecords(Records):
+    def session(self, session_id: int) -> dict[str, Any] | None:
+        with self.backend.read() as tx:
+            return session_row(tx, session_id)
+
+    def sessions(self, state: str | None = None, number: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Sessions, newest first; optionally only one state or one user number."""
+        conditions = [(clause, value) for clause, value in (("state = ?", state), ("number = ?", number)) if value]
+        clause = " WHERE " + " AND ".join(c for c, _ in conditions) if conditions else ""
+        with self.backend.read() as tx:
+            rows = tx.execute(
+                f"SELECT {SESSION_COLUMNS} FROM sessions{clause} ORDER BY id DESC LIMIT ?",  # noqa: S608
+                [*(value for _, value in conditions), limit],
+            ).fetchall()
+        return [_session_dict(row) for row in rows]
+
+    def session_state_counts(self) -> dict[str, int]:
+        """How many sessions are in each state now."""
+        with self.backend.read() as tx:
+            return dict(tx.execute("SELECT state, COUNT(*) FROM sessions GROUP BY state").fetchall())
+
+    def _due(self, tx: Tx, condition: str, order: str, cutoff: str, limit: int) -> list[tuple[int, str, str]]:
+        return tx.execute(
+            f"SELECT id, number, twilio_number FROM sessions AS s WHERE {condition} ORDER BY {order} LIMIT ?",  # noqa: S608
+            (cutoff, limit),
+        ).fetchall()
+
+    def _claimed(self, tx: Tx, session_id: int, number: str, condition: str, cutoff: str) -> bool:
+        """Hold the user's records and check the session is still due (another worker may have been first)."""
+        return tx.try_lock_number(number) and bool(
+            tx.one(f"SELECT 1 FROM sessions AS s WHERE id = ? AND {condition}", (session_id, cutoff))  # noqa: S608
+        )
+
+    def warn_idle_sessions(
+        self, idle_seconds: float, grace_seconds: float, warning: OutboundText | None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Warn engaged sessions idle for ``idle_seconds``: state ``warned``, closing ``grace_seconds`` later.
+
+        The warning SMS (when given) is queued from the session's Twilio
+        number like any outbound message, so an opt-out suppresses it; it
+        does not count as activity. A session whose user has a message still
+        waiting for the agent is not idle. Returns the warned sessions.
+        """
+        with self.backend.read() as tx:
+            if not self._due(tx, _IDLE, "last_activity_at", plus_seconds(self.clock(), -idle_seconds), 1):
+                return []
+        warned = []
+        with self.backend.write() as tx:
+            now = self.clock()
+            cutoff, close_at = plus_seconds(now, -idle_seconds), plus_seconds(now, grace_seconds)
+            for session_id, number, twilio_number in self._due(tx, _IDLE, "last_activity_at", cutoff, limit):
+                if not self._claimed(tx, session_id, number, _IDLE, cutoff):
+                    continue
+                outbound_id = None
+                if warning is not None:
+                    outbound_id, _ = outbound.insert_outbound(
+                        tx, self.scope, now, number, twilio_number, warning, "session_warning", None
+                    )
+                tx.execute(
+                    "UPDATE sessions SET state = 'warned', warned_at = ?, close_at = ?, warning_outbound_id = ? "
+                    "WHERE id = ?",
+                    (now, close_at, outbound_id, session_id),
+                )
+                warned.append(session_row(tx, session_id))
+        return warned
+
+    def close_expired_sessions(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Close warned sessions whose grace ran out with no reply; queue ``session.closed`` for the agent."""
+        with self.backend.read() as tx:
+            if not self._due(tx, _EXPIRED, "close_at", self.clock(), 1):
+                return []
+        closed = []
+        with self.backend.write() as tx:
+            now = self.clock()
+            for session_id, number, twilio_number in self._due(tx, _EXPIRED, "close_at", now, limit):
+                if not self._claimed(tx, session_id, number, _EXPIRED, now):
+                    continue
+                close_session(tx, session_id, number, twilio_number, now, "inactivity")
+                closed.append(session_row(tx, session_id))
+        return closed

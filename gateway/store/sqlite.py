@@ -1,0 +1,317 @@
+"""The SQLite backend: one file on one machine, the zero-configuration default.
+
+Everything here is specific to SQLite:
+
+- a connection per thread and process (a forked worker never reuses its
+  parent's), ``foreign_keys`` on, the database in WAL mode;
+- one writer at a time: writers queue on a blocking ``flock`` of a lock file
+  beside the database (the kernel wakes the next one the moment the lock is
+  free, where SQLite's busy handler polls with sleeps of up to 100 ms), then
+  ``BEGIN IMMEDIATE``, which still guards against writers outside the
+  gateway (they are covered by the busy timeout). So the lock calls of
+  :class:`~gateway.store.backend.Tx` have nothing to do here;
+- durability: a durable transaction commits with ``synchronous=FULL``; a
+  group of inbound messages that holds no keyword commits with
+  ``synchronous=NORMAL`` and the WAL is then fsynced outside the writer
+  lock, which is what FULL does in WAL mode, but lets the fsyncs of
+  concurrent workers overlap instead of queueing;
+- group commit: concurrent inbound messages in one process share one
+  transaction, each in its own savepoint so one failure cannot spoil the
+  others.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .backend import Backend, R, SchemaMismatch, StoreUnavailable, Tx
+from .migrations import TABLES
+from .migrations import sqlite as migrations
+
+PREFIX = "sqlite:///"
+# Errors that mean "cannot store now" (full disk, I/O, locked, unreadable), not a bug.
+_UNAVAILABLE = {
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_NOMEM,
+    sqlite3.SQLITE_PROTOCOL,
+}
+
+
+def database_path(url: str) -> Path:
+    """Parse an SQLAlchemy-style ``sqlite:///`` URL into a file path."""
+    if not url.startswith(PREFIX):
+        raise ValueError(f"not an SQLite URL: {url.split(':', 1)[0]!r}")
+    path = url[len(PREFIX) :].split("?", 1)[0]
+    if not path or path == ":memory:":
+        raise ValueError("an in-memory database would lose every record: give a file path")
+    return Path(path).resolve()
+
+
+class SQLiteTx(Tx):
+    """A connection of this thread. Its write transactions hold the one writer lock, so the finer locks are no-ops."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def index_hint(self, index: str) -> str:
+        return f"INDEXED BY {index}"
+
+    def lock_numbers(self, *numbers: str) -> None:
+        pass
+
+    def try_lock_number(self, number: str) -> bool:
+        return True
+
+    def lock_all(self) -> None:
+        pass
+
+    def lock_name(self, namespace: str, name: str) -> None:
+        pass
+
+
+@dataclass
+class _Job:
+    """One unit of work waiting for a group commit."""
+
+    work: Callable[[Tx], Any]
+    sync_first: bool
+    result: Any = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+class SQLiteBackend(Backend):
+    """One database file; connections are per thread and process."""
+
+    kind = "sqlite"
+
+    def __init__(self, url: str, busy_timeout_ms: int = 30000, readonly: bool = False):
+        self.path = database_path(url)
+        self.readonly = readonly
+        self._wal_path = self.path.with_name(self.path.name + "-wal")
+        self.lock_path = self.path.with_name(self.path.name + "-writer.lock")
+        self.busy_timeout = busy_timeout_ms / 1000
+        self._local = threading.local()
+        self._pending: list[_Job] = []
+        self._pending_lock = threading.Lock()
+        self._leader_lock = threading.Lock()
+
+    def describe(self) -> str:
+        return f"the SQLite database {self.path}"
+
+    @property
+    def latest_version(self) -> int:
+        return migrations.VERSION
+
+    # -- connections -------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        if self.readonly:
+            if not self.path.exists():
+                raise SchemaMismatch(0, migrations.VERSION, self.describe())
+            target, uri = f"file:{self.path}?mode=ro", True
+        else:
+            target, uri = str(self.path), False
+        conn = sqlite3.connect(
+            target, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False, uri=uri
+        )
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection; a forked worker never reuses its parent's."""
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            local.conn = self._open()
+            local.lock = None  # opened by the first write
+            local.pid = os.getpid()
+            local.synchronous = None  # set by the first write
+        return local.conn
+
+    def close(self) -> None:
+        local = self._local
+        if getattr(local, "pid", None) == os.getpid():
+            local.conn.close()
+            if local.lock is not None:
+                os.close(local.lock)
+        local.pid = None
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable | None:
+        """The exception to raise instead of ``exc`` when it means "cannot store now"."""
+        if isinstance(exc, sqlite3.OperationalError) and (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _UNAVAILABLE:
+            return StoreUnavailable(f"{self.describe()}: {exc}")
+        if isinstance(exc, OSError):
+            return StoreUnavailable(f"{self.describe()}: {exc.strerror or exc}")
+        return None
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except (sqlite3.OperationalError, OSError) as exc:
+            replacement = self._unavailable(exc)
+            if replacement is None:
+                raise
+            raise replacement from exc
+
+    # -- transactions ------------------------------------------------------
+
+    @contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        local = self._local
+        if local.lock is None:
+            # One descriptor per thread: flock() excludes other descriptors,
+            # so threads and processes queue on the writer lock alike.
+            local.lock = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(local.lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(local.lock, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _transaction(self, synchronous: str) -> Iterator[sqlite3.Connection]:
+        if self.readonly:
+            raise RuntimeError("this store was opened read-only")
+        conn = self._conn()
+        if self._local.synchronous != synchronous:
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            self._local.synchronous = synchronous
+        with self._writer_lock():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            else:
+                if conn.in_transaction:  # a caller may have rolled back on purpose
+                    conn.execute("COMMIT")
+
+    @contextmanager
+    def write(self, durable: bool = True) -> Iterator[Tx]:
+        with self._translated(), self._transaction("FULL" if durable else "NORMAL") as conn:
+            yield SQLiteTx(conn)
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        with self._translated():
+            yield SQLiteTx(self._conn())
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Tx]:
+        with self._translated():
+            conn = self._conn()
+            conn.execute("BEGIN")  # a read transaction: one snapshot until COMMIT
+            try:
+                yield SQLiteTx(conn)
+            finally:
+                conn.execute("COMMIT")
+
+    def grouped(self, work: Callable[[Tx], R], sync_first: bool, needs_sync: Callable[[R], bool]) -> R:
+        """Run ``work`` in a transaction shared with concurrent callers of this process (group commit).
+
+        Returns only after the transaction has committed and, where
+        ``needs_sync`` asks, reached the disk. The caller that gets the
+        writer lock commits every pending unit, each in its own savepoint.
+        """
+        job = _Job(work, sync_first)
+        with self._pending_lock:
+            self._pending.append(job)
+        with self._leader_lock:
+            if not job.done:
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                self._commit_batch(batch, needs_sync)
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _commit_batch(self, batch: list[_Job], needs_sync: Callable[[Any], bool]) -> None:
+        full = any(job.sync_first for job in batch)
+        try:
+            with self._translated():
+                with self._transaction("FULL" if full else "NORMAL") as conn:
+                    tx = SQLiteTx(conn)
+                    for job in batch:
+                        conn.execute("SAVEPOINT unit")
+                        try:
+                            job.result = job.work(tx)
+                        except Exception as exc:
+                            conn.execute("ROLLBACK TO unit")
+                            job.error = self._unavailable(exc) or exc
+                        conn.execute("RELEASE unit")
+                if not full and any(job.error is None and needs_sync(job.result) for job in batch):
+                    self._flush_wal()
+        except BaseException as exc:  # the commit failed: nothing in the batch is durable
+            for job in batch:
+                job.result, job.error = None, job.error or exc
+        finally:
+            for job in batch:
+                job.done = True
+
+    def _flush_wal(self) -> None:
+        """Make every committed transaction durable, as ``synchronous=FULL`` would.
+
+        In WAL mode FULL means: fsync the WAL after the commit. A WAL that is
+        gone was checkpointed into the database file, which SQLite synced.
+        """
+        try:
+            fd = os.open(self._wal_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            # Data only, like SQLite's own syncs: the WAL is rewritten in place, so
+            # its size rarely changes and mtime need not reach the disk.
+            getattr(os, "fdatasync", os.fsync)(fd)
+        finally:
+            os.close(fd)
+
+    # -- schema ------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Create or migrate the schema; the writer lock makes it safe from many processes at once."""
+        with self._translated():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._conn()
+            with self._writer_lock():  # switching to WAL needs the database to itself
+                conn.execute("PRAGMA journal_mode=WAL")
+            with self._transaction("FULL") as conn:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > migrations.VERSION:
+                    raise SchemaMismatch(version, migrations.VERSION, self.describe())
+                migrations.migrate(sqlite_utils.Database(conn, execute_plugins=False), version)
+                conn.execute(f"PRAGMA user_version={migrations.VERSION}")
+        return migrations.VERSION
+
+    def schema_version(self) -> int:
+        with self.read() as tx:
+            version = tx.scalar("PRAGMA user_version")
+            if version == 0 and not tx.scalar("SELECT COUNT(*) FROM sqlite_master"):
+                return 0
+            return version
+
+    def tables(self) -> list[str]:
+        return list(TABLES)
+
+    def after_load(self, tx: Tx) -> None:
+        pass  # INTEGER PRIMARY KEY ids continue after the largest one by themselves
