@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from run import clean_env, free_port, start  # noqa: E402
 
-from gateway import create_app  # noqa: E402
+from gateway import create_app, services  # noqa: E402
 from gateway.agent import payload, signed_request  # noqa: E402
 from gateway.signature import sign  # noqa: E402
 from gateway.store import Store  # noqa: E402
@@ -64,7 +64,7 @@ def fill_queue(db: Path, count: int) -> None:
         form = params(i, f"SM{i:032x}")
         answer = client.post("/twilio/sms", data=dict(form), headers={"X-Twilio-Signature": sign(url, form, TOKEN)})
         assert answer.status_code == 200, answer.text
-    app.extensions["gateway.store"].close()
+    services.of(app).store.close()
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()

@@ -10,11 +10,8 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, config, console, delivery, health, logs, metrics, webhook
-from .agent import Forwarder
+from . import api, config, console, delivery, health, logs, metrics, services, webhook
 from .config import ConfigError
-from .outbound import Outbound
-from .sessions import Sessions
 from .store import from_settings
 
 __all__ = ["ConfigError", "create_app"]
@@ -41,10 +38,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         raise ConfigError(f"DATABASE_URL: cannot open or migrate {store.describe()}: {exc}") from exc
     finally:
         store.close()  # workers forked after this open their own connections
-    app.extensions["gateway.store"] = store
-    app.extensions["gateway.outbound"] = Outbound(store, app.config)
-    app.extensions["gateway.agent"] = Forwarder(store, app.extensions["gateway.outbound"], app.config)
-    app.extensions["gateway.sessions"] = Sessions(store, app.extensions["gateway.outbound"], app.config)
+    services.init_app(app, store)
 
     app.register_blueprint(webhook.bp)
     app.register_blueprint(health.bp)

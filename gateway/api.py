@@ -11,22 +11,17 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 from werkzeug.exceptions import TooManyRequests
 
-from . import revocation
+from . import numbers, revocation, services
 from .auth import require_role
-from .imports import E164
 from .outbound import OutboundError
 from .ratelimit import Limit, retry_after
 from .stats import summarise
-from .store import EVENT_COLUMNS, OPT_OUT_COLUMNS, Store
+from .store import EVENT_COLUMNS, OPT_OUT_COLUMNS
 from .timestamps import parse_bound
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 
 MAX_LIMIT = 1000
-
-
-def _store() -> Store:
-    return current_app.extensions["gateway.store"]
 
 
 def _wants_csv() -> bool:
@@ -63,6 +58,16 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def _number(name: str, value: str | None) -> str | None:
+    """``value`` when it is empty or an E.164 number; otherwise a 400 naming ``name``."""
+    if not value:
+        return None
+    reason = numbers.problem(value)
+    if reason:
+        abort(400, description=f"{name} {value!r} is not an E.164 number such as {numbers.EXAMPLE}: {reason}")
+    return value
+
+
 def _bound(name: str, end_of_day: bool = False) -> str | None:
     raw = request.args.get(name)
     if not raw:
@@ -80,13 +85,13 @@ def opt_outs():
     limit = _int_arg("limit", 100, 1, MAX_LIMIT)
     offset = _int_arg("offset", 0, 0, 10**12)
     filters = {
-        "number": request.args.get("number") or None,
-        "twilio_number": request.args.get("twilio_number") or None,
+        "number": _number("number", request.args.get("number")),
+        "twilio_number": _number("twilio_number", request.args.get("twilio_number")),
         "since": _bound("since"),
         "until": _bound("until", end_of_day=True),
     }
     as_csv = _wants_csv()
-    rows = _store().current_opt_outs(**filters, limit=limit + 1, offset=offset)
+    rows = services.store().current_opt_outs(**filters, limit=limit + 1, offset=offset)
     more = len(rows) > limit
     rows = rows[:limit]
     if as_csv:
@@ -103,19 +108,20 @@ def opt_outs():
 @bp.get("/opt-outs/<path:number>/history")
 @require_role("auditor")
 def history(number: str):
-    """Every event for one number across all Twilio numbers, oldest first."""
+    """Every event for one number across all Twilio numbers, oldest first; ``records`` counts them (0: none)."""
+    _number("number", number)
     as_csv = _wants_csv()
-    rows = _store().history(number)
+    rows = services.store().history(number)
     if as_csv:
         return _csv(rows, EVENT_COLUMNS, "history.csv")
-    return jsonify({"number": number, "data": rows})
+    return jsonify({"number": number, "records": len(rows), "data": rows})
 
 
 @bp.get("/audit/verify")
 @require_role("auditor")
 def audit_verify():
     """Walk the hash chain; 200 with ok true or false (the check itself succeeded)."""
-    return jsonify(_store().verify_ledger().as_dict())
+    return jsonify(services.store().verify_ledger().as_dict())
 
 
 @bp.get("/stats")
@@ -123,7 +129,7 @@ def audit_verify():
 def stats():
     """Outbound delivery figures (sent, delivered, ... delivery rate) in total, per Twilio number and per day."""
     since, until = _bound("since"), _bound("until", end_of_day=True)
-    return jsonify({"since": since, "until": until, **summarise(_store().outbound_counts(since, until))})
+    return jsonify({"since": since, "until": until, **summarise(services.store().outbound_counts(since, until))})
 
 
 @bp.get("/revocation-candidates")
@@ -134,7 +140,7 @@ def revocation_candidates():
     if status not in revocation.STATUSES:
         abort(400, description=f"status must be open, confirmed, dismissed or all, got {status!r}")
     detector = current_app.config["REVOCATION"]
-    rows = revocation.with_deadlines(_store().revocation_candidates(status), detector.business_days_to_honour)
+    rows = revocation.with_deadlines(services.store().revocation_candidates(status), detector.business_days_to_honour)
     return jsonify({"data": rows, "business_days_to_honour": detector.business_days_to_honour})
 
 
@@ -164,7 +170,7 @@ def resolve_candidate(candidate_id: int, action: str):
         "by", *(("note",) if action == "dismiss" else ()), optional=("note",) if action == "confirm" else ()
     )
     try:
-        result = _store().resolve_candidate(candidate_id, action == "confirm", fields["by"], fields.get("note"))
+        result = services.store().resolve_candidate(candidate_id, action == "confirm", fields["by"], fields.get("note"))
     except LookupError as exc:
         abort(404, description=str(exc.args[0]))
     except ValueError as exc:
@@ -178,9 +184,8 @@ def manual_record(kind: str):
     """Record a revocation (``/v1/opt-outs``) or renewed consent (``/v1/opt-ins``) received by other means."""
     fields = _json_fields("number", "twilio_number", "reason", "by")
     for name in ("number", "twilio_number"):
-        if not E164.match(fields[name] or ""):
-            abort(400, description=f"{name} {fields[name]!r} is not an E.164 number like +14155550100")
-    result = _store().record_manual(
+        _number(name, fields[name])
+    result = services.store().record_manual(
         fields["number"], fields["twilio_number"], kind == "opt-outs", fields["reason"], fields["by"]
     )
     return jsonify(result), 201
@@ -189,7 +194,7 @@ def manual_record(kind: str):
 def _rate_limit(name: str) -> None:
     """Spend one of the calling key's tokens for ``name``, or answer 429 with Retry-After."""
     limit = Limit(current_app.config["RATE_LIMIT_PER_SECOND"], current_app.config["RATE_LIMIT_BURST"])
-    wait = _store().take_token(f"{name}:{g.api_key_hash}", limit, time.time())
+    wait = services.store().take_token(f"{name}:{g.api_key_hash}", limit, time.time())
     if wait:
         g.outcome = "rate_limited"
         seconds = retry_after(wait)
@@ -214,7 +219,7 @@ def outbound_sms():
     variables = body.get("variables") or {}
     if not isinstance(variables, dict):
         abort(400, description="variables must be an object")
-    sender = current_app.extensions["gateway.outbound"]
+    sender = services.outbound()
     if not sender.enabled:
         abort(503, description=sender.why_disabled())
     try:

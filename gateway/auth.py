@@ -6,9 +6,9 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from flask import abort, current_app, g, request
+from flask import abort, g, request
 
-from . import keys
+from . import keys, services
 
 
 def require_role(role: str) -> Callable:
@@ -22,7 +22,7 @@ def require_role(role: str) -> Callable:
                 g.outcome = "unauthenticated"
                 abort(401, description="missing API key: send Authorization: Bearer <key>")
             key = key.strip()
-            found = keys.find_role(key, current_app.extensions["gateway.store"].active_api_keys())
+            found = keys.find_role(key, services.store().active_api_keys())
             if found is None:
                 g.outcome = "unauthenticated"
                 abort(401, description="unknown or revoked API key")

@@ -12,7 +12,6 @@ import secrets
 import signal
 import sys
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,14 +24,15 @@ import click
 from flask import Flask
 from tabulate import tabulate
 
-from . import config, imports, keys, revocation
+from . import config, imports, keys, numbers, revocation, services
 from .config import ConfigError
 from .signature import sign
 from .stats import FIELDS as STAT_FIELDS
 from .stats import summarise
-from .store import EVENT_COLUMNS, EXPORT_COLUMNS, OPT_OUT_COLUMNS, Store, from_settings
+from .store import EVENT_COLUMNS, EXPORT_COLUMNS, OPT_OUT_COLUMNS, Store, StoreError, StoreUnavailable, from_settings
 from .timestamps import FORMAT as TIMESTAMP_FORMAT
 from .timestamps import parse_bound
+from .worker import Worker
 
 DEFAULT_URL = "http://127.0.0.1:8000/twilio/sms"
 
@@ -42,20 +42,55 @@ def instance_path() -> str:
     return os.environ.get("GATEWAY_INSTANCE_PATH") or Flask("gateway").instance_path
 
 
-def open_store() -> Store:
-    """Open the database named by DATABASE_URL; no auth token needed to read it."""
+def _store(readonly: bool) -> Store:
+    """The database DATABASE_URL names (no auth token needed), closed when the command ends."""
     try:
         settings = config.load(instance_path=instance_path(), require_token=False)
-        store = from_settings(settings)
-        store.init_schema()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    except Exception as exc:
-        raise click.ClickException(f"cannot open the database: {exc}") from None
+    store = from_settings(settings, readonly=readonly)
+    click.get_current_context().call_on_close(store.close)
     return store
 
 
-def _emit(rows: list[dict[str, Any]], columns: Sequence[str], fmt: str) -> None:
+def open_store(writes: bool = False) -> Store:
+    """The database, checked to be at this gateway's schema version.
+
+    Commands that only read open it read-only: they never write to the
+    database, not even a migration (only ``gateway init-db`` and the server's
+    start-up migrate).
+    """
+    store = _store(readonly=not writes)
+    store.check_schema()
+    return store
+
+
+class Group(click.Group):
+    """The ``gateway`` group: a database problem ends any command with one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+class PhoneNumber(click.ParamType):
+    """An E.164 number, checked as everywhere else (:mod:`gateway.numbers`)."""
+
+    name = "E.164 number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        reason = numbers.problem(value)
+        if reason:
+            self.fail(f"{value!r} is not an E.164 number such as {numbers.EXAMPLE}: {reason}", param, ctx)
+        return value
+
+
+E164 = PhoneNumber()
+
+
+def _emit(rows: list[dict[str, Any]], columns: Sequence[str], fmt: str, empty: str = "(none)") -> None:
     if fmt != "json":  # nested values (an event's detail) as compact JSON text
         rows = [
             {k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v for k, v in r.items()} for r in rows
@@ -71,7 +106,7 @@ def _emit(rows: list[dict[str, Any]], columns: Sequence[str], fmt: str) -> None:
     elif rows:
         click.echo(tabulate([[row[c] for c in columns] for row in rows], headers=list(columns)))
     else:
-        click.echo("(none)", err=True)
+        click.echo(empty, err=True)
 
 
 FORMAT = click.option(
@@ -84,7 +119,7 @@ FORMAT = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """SMS compliance gateway for Twilio.
 
@@ -128,9 +163,15 @@ def serve(host: str, port: int) -> None:
 
 @cli.command("init-db")
 def init_db() -> None:
-    """Create the database, or migrate it to the current schema."""
-    store = open_store()
-    click.echo(f"Database ready: {store.describe()}, schema version {store.check_schema()}")
+    """Create the database, or migrate it to the current schema.
+
+    Safe to run from several machines at once (the first migrates, the
+    others wait and find it done): the release phase of a Heroku-style
+    platform runs it before the new version serves.
+    """
+    store = _store(readonly=False)
+    version = store.init_schema()
+    click.echo(f"Database ready: {store.describe()}, schema version {version}")
 
 
 def _params(pairs: Sequence[str]) -> list[tuple[str, str]]:
@@ -244,7 +285,7 @@ def keys_group() -> None:
 def keys_create(role: str, label: str | None) -> None:
     """Create a key and print it once; it cannot be shown again."""
     key = keys.new_key()
-    key_id = open_store().add_api_key(keys.hash_key(key), role, label)
+    key_id = open_store(writes=True).add_api_key(keys.hash_key(key), role, label)
     click.echo(key)
     click.echo(f"Key {key_id} ({role}) created. Store it now: only its hash is kept.", err=True)
 
@@ -260,7 +301,7 @@ def keys_list(fmt: str) -> None:
 @click.argument("key_id", type=int)
 def keys_revoke(key_id: int) -> None:
     """Revoke key KEY_ID at once."""
-    if not open_store().revoke_api_key(key_id):
+    if not open_store(writes=True).revoke_api_key(key_id):
         raise click.ClickException(f"no active key with id {key_id}")
     click.echo(f"Key {key_id} revoked.")
 
@@ -320,8 +361,8 @@ def optouts() -> None:
 
 
 @optouts.command("list")
-@click.option("--number", help="Only this sender number.")
-@click.option("--twilio-number", help="Only this Twilio number.")
+@click.option("--number", type=E164, help="Only this sender number.")
+@click.option("--twilio-number", type=E164, help="Only this Twilio number.")
 @click.option("--since", callback=_bound, metavar="DATE", help="Opted out at or after DATE (2026-11-01 or ISO 8601).")
 @click.option(
     "--until", callback=_bound, metavar="DATE", help="Opted out at or before DATE (a bare date: that whole day)."
@@ -334,12 +375,15 @@ def optouts_list(number: str | None, twilio_number: str | None, since: str | Non
 
 
 @optouts.command("history")
-@click.argument("number")
+@click.argument("number", type=E164)
 @FORMAT
 def optouts_history(number: str, fmt: str) -> None:
-    """Show every compliance event for NUMBER, across all Twilio numbers, oldest first."""
+    """Show every compliance event for NUMBER (E.164), across all Twilio numbers, oldest first.
+
+    A number with nothing recorded says so ("no records for NUMBER", on stderr).
+    """
     rows = open_store().history(number)
-    _emit(rows, [c for c in EVENT_COLUMNS if fmt != "table" or c != "hash"], fmt)
+    _emit(rows, [c for c in EVENT_COLUMNS if fmt != "table" or c != "hash"], fmt, f"no records for {number}")
 
 
 @optouts.command("export")
@@ -428,7 +472,7 @@ def optouts_import(file: TextIO, name: str) -> None:
         for error in exc.errors:
             click.echo(error, err=True)
         raise click.ClickException(f"nothing imported: {len(exc.errors)} problem(s) in {file.name}") from None
-    result = open_store().import_opt_outs(rows, name)
+    result = open_store(writes=True).import_opt_outs(rows, name)
     click.echo(
         f"Imported {result['rows']} rows from {file.name}: {result['opted_out']} pairs opted out, "
         f"{result['already_opted_out']} already opted out."
@@ -485,7 +529,9 @@ def _resolve(candidate_id: int, confirm: bool, person: str, note: str | None) ->
     if not person.strip():
         raise click.UsageError("--by must not be empty")
     try:
-        result = open_store().resolve_candidate(candidate_id, confirm, person.strip(), (note or "").strip() or None)
+        result = open_store(writes=True).resolve_candidate(
+            candidate_id, confirm, person.strip(), (note or "").strip() or None
+        )
     except (LookupError, ValueError) as exc:
         raise click.ClickException(str(exc.args[0])) from None
     click.echo(f"Candidate {candidate_id} {result['status']} by {person.strip()}. Event {result['event_id']}.")
@@ -519,17 +565,14 @@ def _manual(opted_out: bool):
     )
 
     @optouts.command(verb, help=summary, short_help=summary.split(".")[0] + ".")
-    @click.argument("number")
-    @click.option("--twilio-number", required=True, help="The Twilio number the revocation concerns.")
+    @click.argument("number", type=E164)
+    @click.option("--twilio-number", type=E164, required=True, help="The Twilio number the revocation concerns.")
     @click.option("--reason", required=True, help="How it was received, e.g. 'phone call to support, ticket 4411'.")
     @click.option("--by", "person", required=True, help="Who is recording it.")
     def command(number: str, twilio_number: str, reason: str, person: str) -> None:
-        for label, value in (("NUMBER", number), ("--twilio-number", twilio_number)):
-            if not imports.E164.match(value):
-                raise click.BadParameter(f"{value!r} is not an E.164 number like +14155550100", param_hint=label)
         if not reason.strip() or not person.strip():
             raise click.UsageError("--reason and --by must not be empty")
-        result = open_store().record_manual(number, twilio_number, opted_out, reason.strip(), person.strip())
+        result = open_store(writes=True).record_manual(number, twilio_number, opted_out, reason.strip(), person.strip())
         state = "opted out" if opted_out else "opted in"
         change = "" if result["state_changed"] else " (it already was; the record is kept)"
         click.echo(f"{number} is {state} of {twilio_number}{change}. Event {result['event_id']}.")
@@ -565,7 +608,7 @@ def worker(once: bool, interval: float) -> None:
         app = create_app({"ALLOW_DEV_TOKEN": True})
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    outbound, forwarder = app.extensions["gateway.outbound"], app.extensions["gateway.agent"]
+    outbound, forwarder = services.of(app).outbound, services.of(app).forwarder
     if not outbound.can_send:
         click.echo(f"worker: not sending SMS, {outbound.why_disabled()}", err=True)
     elif outbound.console:
@@ -578,28 +621,23 @@ def worker(once: bool, interval: float) -> None:
         )
     if not outbound.can_send and not forwarder.enabled:
         click.echo("worker: idle (nothing to send or deliver; sessions still time out)", err=True)
+    runner = Worker(app, interval)
+    if once:
+        with app.app_context():
+            try:
+                done = runner.round()
+            except StoreUnavailable as exc:
+                raise click.ClickException(str(exc)) from None
+        click.echo(
+            f"worker: {done.delivered} delivery(ies) and {done.sent} message(s) attempted; "
+            f"{done.warned} session(s) warned, {done.closed} closed",
+            err=True,
+        )
+        return
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    sessions = app.extensions["gateway.sessions"]
-    swept_at = float("-inf")
-    with app.app_context():
-        while not stopping.is_set():
-            warned = closed = 0
-            if time.monotonic() - swept_at >= 1.0:  # timeouts are minutes long: once a second is plenty
-                warned, closed = sessions.sweep()
-                swept_at = time.monotonic()
-            delivered = forwarder.deliver_once()
-            sent = outbound.dispatch_once() if outbound.can_send else 0
-            if once:
-                click.echo(
-                    f"worker: {delivered} delivery(ies) and {sent} message(s) attempted; "
-                    f"{warned} session(s) warned, {closed} closed",
-                    err=True,
-                )
-                return
-            if not (sent or delivered or warned or closed):
-                stopping.wait(interval)
+    runner.run(stopping)
 
 
 @cli.group()
@@ -629,7 +667,7 @@ SESSION_COLUMNS = [
     show_default=True,
     help="Only sessions in this state.",
 )
-@click.option("--number", help="Only this user's sessions (E.164).")
+@click.option("--number", type=E164, help="Only this user's sessions (E.164).")
 @click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True, help="At most this many.")
 @FORMAT
 def sessions_list(state: str, number: str | None, limit: int, fmt: str) -> None:
@@ -675,7 +713,7 @@ def outbox_retry(ids: tuple[int, ...], all_dead: bool) -> None:
     """
     if bool(ids) == all_dead:
         raise click.UsageError("give message IDS or --all, not both")
-    count = open_store().retry_dead(None if all_dead else list(ids))
+    count = open_store(writes=True).retry_dead(None if all_dead else list(ids))
     click.echo(f"{count} message(s) queued again.")
     if ids and count < len(ids):
         raise click.ClickException(f"{len(ids) - count} of the ids are unknown or not dead-lettered")
@@ -695,7 +733,7 @@ def outbox_purge(status: str, days: int) -> None:
     The compliance records (opt-outs, the event log) are not touched.
     """
     before = (datetime.now(UTC) - timedelta(days=days)).strftime(TIMESTAMP_FORMAT)
-    count = open_store().purge_outbox(status, before)
+    count = open_store(writes=True).purge_outbox(status, before)
     click.echo(f"{count} {status} message(s) received before {before} deleted.")
 
 

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import smstemplates, store
-from .imports import E164
+from . import numbers, smstemplates, store
 from .keywords import KINDS, KeywordBook, KeywordSet
 from .revocation import Detector
 from .scope import SCOPES, Scope
@@ -269,11 +268,17 @@ def _scope(raw: dict[str, Any]) -> Scope:
     services = raw.get("MESSAGING_SERVICES") or {}
     if not isinstance(services, dict):
         raise ConfigError("messaging_services: expected a table of Messaging Service SID = [numbers]")
-    for sid, numbers in services.items():
+    for sid, members in services.items():
         if not re.fullmatch(r"MG[0-9a-fA-F]{32}", sid):
             raise ConfigError(f"messaging_services: {sid!r} is not a Messaging Service SID (MG + 32 hex characters)")
-        if not isinstance(numbers, list) or not all(isinstance(n, str) and E164.match(n) for n in numbers):
+        if not isinstance(members, list) or not members:
             raise ConfigError(f'messaging_services.{sid}: expected a list of E.164 numbers such as "+14155550100"')
+        for member in members:
+            if numbers.problem(member):
+                raise ConfigError(
+                    f"messaging_services.{sid}: {member!r} is not an E.164 number such as "
+                    f"{numbers.EXAMPLE}: {numbers.problem(member)}"
+                )
     return Scope.build(mode, services)
 
 
@@ -316,7 +321,7 @@ def _sessions(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 ENVIRONMENTS = ("dev", "sandbox", "live")
-SENDER = re.compile(r"^(\+[1-9]\d{6,14}|MG[0-9a-fA-F]{32})$")
+SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
 
 
 def _outbound(raw: dict[str, Any], settings: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -334,7 +339,7 @@ def _outbound(raw: dict[str, Any], settings: dict[str, Any], environ: Mapping[st
     if raw.get("SENDERS_OVERRIDE"):
         senders = [s.strip() for s in str(raw["SENDERS_OVERRIDE"]).split(",") if s.strip()]
     for sender in senders:
-        if not isinstance(sender, str) or not SENDER.match(sender):
+        if not isinstance(sender, str) or not (SERVICE_SID.match(sender) or numbers.is_e164(sender)):
             raise ConfigError(
                 f"GATEWAY_SENDERS / senders.{env}: {sender!r} is neither an E.164 number (+14155550100) "
                 "nor a Messaging Service SID (MG + 32 hex characters)"

@@ -34,17 +34,13 @@ from flask import (
 )
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
-from . import chart, keys, revocation
-from .store import EVENT_COLUMNS, OPT_OUT_COLUMNS, Store
+from . import chart, keys, numbers, revocation, services
+from .store import EVENT_COLUMNS, OPT_OUT_COLUMNS
 from .timestamps import parse_bound
 
 bp = Blueprint("console", __name__, url_prefix="/console")
 PAGE_SIZE = 50
 CHART_DAYS = 30
-
-
-def _store() -> Store:
-    return current_app.extensions["gateway.store"]
 
 
 class SessionInterface(SecureCookieSessionInterface):
@@ -98,7 +94,7 @@ def signed_in(view: Callable) -> Callable:
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         key_hash = session.get("key_hash")
-        active = dict(_store().active_api_keys())
+        active = dict(services.store().active_api_keys())
         role = active.get(key_hash) if key_hash else None
         if not keys.allows(role, "auditor"):
             session.pop("key_hash", None)
@@ -124,7 +120,7 @@ def sign_in():
     error = None
     if request.method == "POST":
         key = request.form.get("key", "").strip()
-        role = keys.find_role(key, _store().active_api_keys()) if key else None
+        role = keys.find_role(key, services.store().active_api_keys()) if key else None
         if keys.allows(role, "auditor"):
             session.clear()
             session.permanent = True
@@ -146,6 +142,11 @@ def sign_out():
 def _filters() -> tuple[dict[str, str | None], list[str]]:
     values = {name: (request.args.get(name) or "").strip() or None for name in ("number", "twilio_number")}
     problems = []
+    for name in ("number", "twilio_number"):
+        reason = numbers.problem(values[name]) if values[name] else None
+        if reason:
+            problems.append(f"{name}: {values[name]!r} is not an E.164 number such as {numbers.EXAMPLE}: {reason}")
+            values[name] = None
     for name, end in (("since", False), ("until", True)):
         raw = (request.args.get(name) or "").strip()
         try:
@@ -161,10 +162,10 @@ def _filters() -> tuple[dict[str, str | None], list[str]]:
 def opt_outs():
     filters, problems = _filters()
     page = max(1, request.args.get("page", 1, type=int) or 1)
-    rows = _store().current_opt_outs(**filters, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
+    rows = services.store().current_opt_outs(**filters, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
     today = datetime.now(UTC).date()
     series = chart.daily_series(
-        _store().daily_state_changes((today - timedelta(days=CHART_DAYS - 1)).isoformat()), today, CHART_DAYS
+        services.store().daily_state_changes((today - timedelta(days=CHART_DAYS - 1)).isoformat()), today, CHART_DAYS
     )
     return render_template(
         "console/opt_outs.html",
@@ -187,7 +188,7 @@ def opt_outs_csv():
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=OPT_OUT_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(_store().current_opt_outs(**filters))
+    writer.writerows(services.store().current_opt_outs(**filters))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return Response(
         buffer.getvalue(),
@@ -203,14 +204,21 @@ def find_number():
     if not number:
         flash("Enter a phone number to see its history.")
         return redirect(url_for("console.opt_outs"))
+    reason = numbers.problem(number)
+    if reason:
+        flash(f"{number!r} is not an E.164 number such as {numbers.EXAMPLE}: {reason}.", "error")
+        return redirect(url_for("console.opt_outs"))
     return redirect(url_for("console.timeline", number=number))
 
 
 @bp.get("/numbers/<path:number>")
 @signed_in
 def timeline(number: str):
-    events = _store().history(number)
-    current = _store().current_opt_outs(number=number)
+    reason = numbers.problem(number)
+    if reason:
+        abort(400, description=f"{number!r} is not an E.164 number such as {numbers.EXAMPLE}: {reason}")
+    events = services.store().history(number)
+    current = services.store().current_opt_outs(number=number)
     return render_template(
         "console/timeline.html", number=number, events=events, current=current, columns=EVENT_COLUMNS
     )
@@ -219,7 +227,7 @@ def timeline(number: str):
 @bp.get("/integrity")
 @signed_in
 def integrity():
-    return render_template("console/integrity.html", result=_store().verify_ledger())
+    return render_template("console/integrity.html", result=services.store().verify_ledger())
 
 
 @bp.get("/candidates")
@@ -229,7 +237,7 @@ def candidates():
     if status not in revocation.STATUSES:
         abort(400, description="status must be open, confirmed, dismissed or all")
     detector = current_app.config["REVOCATION"]
-    rows = revocation.with_deadlines(_store().revocation_candidates(status), detector.business_days_to_honour)
+    rows = revocation.with_deadlines(services.store().revocation_candidates(status), detector.business_days_to_honour)
     return render_template(
         "console/candidates.html",
         rows=rows,
@@ -249,7 +257,7 @@ def resolve(candidate_id: int, action: str):
         flash("Say who you are" + (" and why it is not a revocation." if action == "dismiss" else "."), "error")
         return redirect(url_for("console.candidates"))
     try:
-        _store().resolve_candidate(candidate_id, action == "confirm", person, note)
+        services.store().resolve_candidate(candidate_id, action == "confirm", person, note)
     except (LookupError, ValueError) as exc:
         flash(str(exc.args[0]), "error")
     else:

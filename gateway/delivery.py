@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, abort, current_app, g, request
+from flask import Blueprint, Response, abort, g, request
 
+from . import services
 from .outbound import hint, status_rank
 from .signature import twilio_signed
 
@@ -29,7 +30,7 @@ def status_callback() -> Response:
         abort(400, description=f"ErrorCode must be a number, got {raw_code[:20]!r}")
     g.log_fields = {"sid": sid, "status": status}
     g.callback_status = status
-    result = current_app.extensions["gateway.store"].record_status(sid, status, error_code, status_rank)
+    result = services.store().record_status(sid, status, error_code, status_rank)
     g.outcome = "duplicate" if result["duplicate"] else ("recorded" if result["moved"] else "kept")
     if error_code and hint(error_code):
         log.warning("message %s: error %s: %s", sid, error_code, hint(error_code))

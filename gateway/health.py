@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, current_app, g, jsonify
+from flask import Blueprint, g, jsonify
+
+from . import services
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)
@@ -13,7 +15,7 @@ log = logging.getLogger(__name__)
 @bp.get("/healthz")
 def healthz():
     try:
-        current_app.extensions["gateway.store"].ping()
+        services.store().ping()
     except Exception as exc:  # any failure means "not ready"
         g.outcome = "unhealthy"
         log.error("health check failed: %s", exc)

@@ -6,14 +6,13 @@ Every row is checked before anything is written; errors name the line.
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from . import numbers
 from .timestamps import parse_bound
 
 REQUIRED = ("number", "twilio_number", "opted_out_at")
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 MAX_ERRORS = 20
 
 
@@ -46,8 +45,9 @@ def parse(lines: Iterable[str]) -> list[ImportRow]:
         number = (record.get("number") or "").strip()
         twilio_number = (record.get("twilio_number") or "").strip()
         for name, value in (("number", number), ("twilio_number", twilio_number)):
-            if not E164.match(value):
-                problems.append(f"{name} {value!r} is not an E.164 number like +14155550100")
+            reason = numbers.problem(value)
+            if reason:
+                problems.append(f"{name} {value!r} is not an E.164 number such as {numbers.EXAMPLE}: {reason}")
         try:
             at = parse_bound(record.get("opted_out_at") or "")
         except ValueError as exc:

@@ -6,9 +6,10 @@ import logging
 import time
 
 from flask import Flask, Response, current_app, g, jsonify, request
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 from .masking import mask_number
+from .store import StoreUnavailable
 
 log = logging.getLogger("gateway.request")
 
@@ -26,6 +27,7 @@ def configure(app: Flask) -> None:
     app.before_request(_start)
     app.after_request(_log_request)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(StoreUnavailable, _unavailable)
     app.register_error_handler(Exception, _unexpected_error)
 
 
@@ -76,6 +78,25 @@ def _http_error(error: HTTPException) -> Response:
         if name.lower() != "content-type":  # keeps Allow on 405
             response.headers[name] = value
     return response
+
+
+RETRY_AFTER_SECONDS = 5
+
+
+def _unavailable(error: StoreUnavailable) -> Response:
+    """The database cannot store now: 503 with Retry-After, so Twilio and clients try again.
+
+    Never a 200 for a message that was not stored. The operator's log line
+    says why; the caller learns only that it should retry.
+    """
+    log.error("database unavailable on %s %s: %s", request.method, request.path, error)
+    g.outcome = "unavailable"
+    return _http_error(
+        ServiceUnavailable(
+            description="the database cannot store records right now; retry later",
+            retry_after=RETRY_AFTER_SECONDS,
+        )
+    )
 
 
 def _unexpected_error(error: Exception) -> Response:

@@ -15,11 +15,12 @@ import os
 import time
 from collections.abc import Iterator
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from . import services
 from .store import Store
 from .timestamps import parse
 
@@ -116,7 +117,7 @@ def render(store: Store) -> bytes:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    return Response(render(current_app.extensions["gateway.store"]), content_type=CONTENT_TYPE_LATEST)
+    return Response(render(services.store()), content_type=CONTENT_TYPE_LATEST)
 
 
 def init_app(app: Flask) -> None:

@@ -16,11 +16,10 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-import phonenumbers
 import requests
 from twilio.base.exceptions import TwilioRestException
 
-from . import segments, twilioapi
+from . import numbers, segments, twilioapi
 from .masking import mask_number
 from .messages import OutboundText
 from .metrics import SEND_FAILURES
@@ -49,18 +48,11 @@ class OutboundError(ValueError):
 
 
 def e164(number: object, field: str) -> str:
-    """Validate an E.164 number with libphonenumber; raise OutboundError naming ``field``."""
-    if not isinstance(number, str) or not number.startswith("+"):
-        raise OutboundError(f"{field} must be an E.164 number such as +14155550100, got {number!r}")
+    """``number`` if it is an E.164 number (:mod:`gateway.numbers`); OutboundError naming ``field`` if not."""
     try:
-        parsed = phonenumbers.parse(number, None)
-    except phonenumbers.NumberParseException:
-        raise OutboundError(f"{field} {number!r} is not a phone number") from None
-    if not phonenumbers.is_possible_number(parsed) or (
-        phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164) != number
-    ):
-        raise OutboundError(f"{field} {number!r} is not a valid E.164 number")
-    return number
+        return numbers.e164(number, field)
+    except numbers.InvalidNumber as exc:
+        raise OutboundError(str(exc)) from None
 
 
 class Outbound:
@@ -254,9 +246,9 @@ def hint(code: int | None) -> str:
 
 
 def _default() -> Outbound:
-    from flask import current_app
+    from . import services  # services builds Outbound: imported when an agent first sends
 
-    return current_app.extensions["gateway.outbound"]
+    return services.outbound()
 
 
 def send_sms(to_number: str, from_number: str | None, content: str) -> dict[str, Any] | None:

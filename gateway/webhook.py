@@ -6,18 +6,13 @@ import logging
 
 from flask import Blueprint, Response, abort, current_app, g, request
 
-from . import twiml
+from . import services, twiml
 from .compliance import decide, upstream_kind
 from .messages import InboundMessage
 from .signature import twilio_signed
-from .store import Store
 
 bp = Blueprint("webhook", __name__)
 log = logging.getLogger(__name__)
-
-
-def get_store() -> Store:
-    return current_app.extensions["gateway.store"]
 
 
 @bp.post("/twilio/sms")
@@ -47,7 +42,7 @@ def inbound_sms() -> Response:
         kind = keywords.match(body)
     candidate = current_app.config["REVOCATION"].match(body) if kind is None else None
 
-    result = get_store().process_inbound(
+    result = services.store().process_inbound(
         InboundMessage(message_sid, from_number, to_number, body, list(form.items(multi=True))),
         lambda opted_out: decide(kind, opted_out, keywords.replies, upstream=upstream, candidate=candidate),
         keyword=kind is not None,

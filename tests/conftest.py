@@ -18,7 +18,8 @@ from urllib.parse import urlencode
 import pytest
 from click.testing import CliRunner
 
-from gateway import create_app, signature
+from gateway import create_app, services, signature
+from gateway.store import Store
 from gateway.store import postgres as postgres_backend
 
 from . import postgres
@@ -91,6 +92,15 @@ def db_kind(db_url: str) -> str:
 
 
 @pytest.fixture
+def cli_env(db_url: str) -> dict[str, str]:
+    """Environment for CLI commands on a database that ``gateway init-db`` has set up."""
+    store = Store(db_url)
+    store.init_schema()
+    store.close()
+    return {"DATABASE_URL": db_url}
+
+
+@pytest.fixture
 def raw(db_url: str) -> RawDatabase:
     """The test database, behind the gateway's back."""
     return RawDatabase(db_url)
@@ -106,7 +116,7 @@ def app_config(db_url: str) -> dict:
 def app(app_config: dict):
     app = create_app(app_config)
     yield app
-    app.extensions["gateway.store"].close()
+    services.of(app).store.close()
 
 
 @pytest.fixture
@@ -116,7 +126,7 @@ def client(app):
 
 @pytest.fixture
 def store(app):
-    return app.extensions["gateway.store"]
+    return services.of(app).store
 
 
 @pytest.fixture

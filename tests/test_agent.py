@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import pytest
 
-from gateway import create_app
+from gateway import create_app, services
 from gateway.agent import signature
 from gateway.cli import cli
 
@@ -38,7 +38,7 @@ def app(db_url, fake, agent):
 
 @pytest.fixture
 def forwarder(app):
-    return app.extensions["gateway.agent"]
+    return services.of(app).forwarder
 
 
 def drain(forwarder, rounds=50):
@@ -79,8 +79,8 @@ def test_agent_reply_is_sent_through_the_outbound_path(db_url, fake, store, twil
     try:
         app = make_app(db_url, fake, AGENT_URL=agent.url)
         TwilioSender(app.test_client()).sms("Can I book for 2?")
-        drain(app.extensions["gateway.agent"])
-        (reply,) = app.extensions["gateway.store"].list_outbound()
+        drain(services.of(app).forwarder)
+        (reply,) = services.of(app).store.list_outbound()
         assert (reply["to_number"], reply["sender"], reply["body"]) == (SENDER, TWILIO_NUMBER, "Thanks, noted!")
         assert reply["status"] == "queued" and reply["source"] == "agent"
     finally:
@@ -93,14 +93,14 @@ def test_reply_is_queued_with_the_delivery_or_not_at_all(db_url, fake, store, tw
     agent = FakeAgent(SECRET, reply="Thanks!")
     try:
         app = make_app(db_url, fake, AGENT_URL=agent.url)
-        forwarder = app.extensions["gateway.agent"]
+        forwarder = services.of(app).forwarder
         TwilioSender(app.test_client()).sms("hi")
         raw.refuse_inserts("outbound_messages", "disk")
         with pytest.raises(Exception, match="disk"):
             forwarder.deliver_once()
         assert store.outbox()[0]["status"] == "pending" and store.list_outbound() == []
         raw.allow_inserts("outbound_messages")
-        app.extensions["gateway.store"].clock = lambda: "2999-01-01T00:00:00.000000Z"  # the lease has run out
+        services.of(app).store.clock = lambda: "2999-01-01T00:00:00.000000Z"  # the lease has run out
         forwarder.deliver_once()
         assert store.outbox()[0]["status"] == "delivered"
         (reply,) = store.list_outbound()
@@ -117,7 +117,7 @@ def test_reply_to_a_user_who_opted_out_meanwhile_is_suppressed(db_url, fake, sto
         sender.sms("hi")
         claimed = store.claim_deliveries(10, 60)
         sender.sms("STOP")  # while the agent is thinking
-        app.extensions["gateway.agent"]._deliver(claimed[0])
+        services.of(app).forwarder._deliver(claimed[0])
         (reply,) = store.list_outbound()
         assert reply["status"] == "suppressed" and store.outbox()[0]["status"] == "delivered"
     finally:
@@ -161,7 +161,7 @@ def test_client_errors_are_dead_lettered_at_once_and_can_be_replayed(twilio, for
 def test_gives_up_after_the_maximum_age(db_url, fake, twilio, store):
     app = make_app(db_url, fake, AGENT_URL=f"http://127.0.0.1:{free_port()}/down", AGENT_MAX_AGE_SECONDS=1)
     twilio.sms("hello")
-    forwarder = app.extensions["gateway.agent"]
+    forwarder = services.of(app).forwarder
     deadline = time.monotonic() + 10
     while store.outbox()[0]["status"] == "pending" and time.monotonic() < deadline:
         forwarder.deliver_once()
@@ -194,9 +194,9 @@ def test_in_order_per_pair(twilio, forwarder, agent, store):
 def test_messages_wait_until_a_handler_is_configured(db_url, fake, agent):
     app = make_app(db_url, fake)
     TwilioSender(app.test_client()).sms("hello")
-    assert app.extensions["gateway.agent"].deliver_once() == 0
+    assert services.of(app).forwarder.deliver_once() == 0
     later = make_app(db_url, fake, AGENT_URL=agent.url)
-    drain(later.extensions["gateway.agent"])
+    drain(services.of(later).forwarder)
     assert [m["body"] for m in agent.received] == ["hello"]
 
 
@@ -213,18 +213,18 @@ def test_python_handler(db_url, fake, tmp_path, monkeypatch):
     monkeypatch.delitem(sys.modules, "my_agent", raising=False)  # this test's file, not an earlier run's
     app = make_app(db_url, fake, AGENT_HANDLER="my_agent:handle")
     TwilioSender(app.test_client()).sms("hi")
-    drain(app.extensions["gateway.agent"])
+    drain(services.of(app).forwarder)
     import my_agent
 
     assert [m["body"] for m in my_agent.seen] == ["hi", "hi"]  # retried after the exception
-    assert app.extensions["gateway.store"].list_outbound()[0]["body"] == "echo: hi"
+    assert services.of(app).store.list_outbound()[0]["body"] == "echo: hi"
 
 
 def test_slow_agent_is_retried(db_url, fake, agent, twilio, store):
     app = make_app(db_url, fake, AGENT_URL=agent.url, AGENT_TIMEOUT_SECONDS=0.2)
     twilio.sms("hello")
     agent.slow_first, agent.slow_seconds = {f"dlv_{store.outbox()[0]['id']}"}, 1.0
-    drain(app.extensions["gateway.agent"], rounds=100)
+    drain(services.of(app).forwarder, rounds=100)
     row = store.outbox()[0]
     assert row["status"] == "delivered" and row["attempts"] >= 2
 

@@ -15,8 +15,8 @@ EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 
 
 @pytest.fixture
-def env(db_url):
-    return {"DATABASE_URL": db_url}
+def env(cli_env):
+    return cli_env
 
 
 @pytest.fixture

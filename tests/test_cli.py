@@ -25,8 +25,8 @@ STOP_TWIML = (
 
 
 @pytest.fixture
-def env(db_url):
-    return {"DATABASE_URL": db_url}
+def env(cli_env):
+    return cli_env
 
 
 def test_help_lists_every_command(runner):
@@ -39,8 +39,8 @@ def test_help_lists_every_command(runner):
         assert sub.exit_code == 0 and len(sub.output.splitlines()) > 3
 
 
-def test_init_db(runner, env, db_kind, tmp_path):
-    result = runner.invoke(cli, ["init-db"], env=env)
+def test_init_db(runner, db_url, db_kind, tmp_path):
+    result = runner.invoke(cli, ["init-db"], env={"DATABASE_URL": db_url})
     assert result.exit_code == 0, result.output
     if db_kind == "sqlite":
         assert f"Database ready: the SQLite database {tmp_path / 'gateway.db'}, schema version 4" in result.output

@@ -110,7 +110,7 @@ def test_bad_keyword_file_is_named(tmp_path):
         ('messaging_services = ["MG"]', "messaging_services: expected a table"),
         ('[messaging_services]\nMG123 = ["+14155550100"]', "'MG123' is not a Messaging Service SID"),
         (f'[messaging_services]\nMG{"a" * 32} = "+14155550100"', "expected a list of E.164 numbers"),
-        (f'[messaging_services]\nMG{"a" * 32} = ["4155550100"]', "expected a list of E.164 numbers"),
+        (f'[messaging_services]\nMG{"a" * 32} = ["4155550100"]', "'4155550100' is not an E.164 number such as"),
     ],
 )
 def test_bad_messaging_services_are_named(tmp_path, table, message):

@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from gateway import create_app
+from gateway import create_app, services
 
 from .conftest import ROOT, SENDER, TWILIO_NUMBER, TwilioSender, free_port, outbound_config
 
@@ -43,8 +43,8 @@ def echo_agent(tmp_path):
 def test_round_trip(db_url, fake, echo_agent, secret, status, replies):
     app = create_app({**outbound_config(db_url, fake), "AGENT_URL": echo_agent, "AGENT_SECRET": secret})
     TwilioSender(app.test_client()).sms("Table for two at 8?")
-    app.extensions["gateway.agent"].deliver_once()
-    store = app.extensions["gateway.store"]
+    services.of(app).forwarder.deliver_once()
+    store = services.of(app).store
     assert store.outbox()[0]["status"] == status  # a wrong secret is refused (401): dead-lettered
     sent = store.list_outbound()
     assert len(sent) == replies

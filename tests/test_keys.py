@@ -35,8 +35,8 @@ def test_allows(role, required, allowed):
     assert keys.allows(role, required) is allowed
 
 
-def test_cli_create_list_revoke(runner, db_url):
-    env = {"DATABASE_URL": db_url}
+def test_cli_create_list_revoke(runner, cli_env, db_url):
+    env = cli_env
     created = runner.invoke(cli, ["keys", "create", "--role", "auditor", "--label", "compliance team"], env=env)
     assert created.exit_code == 0
     key = created.stdout.strip()
@@ -57,6 +57,8 @@ def test_cli_create_list_revoke(runner, db_url):
     assert again.exit_code == 1 and "no active key with id 1" in again.output
 
 
-def test_cli_rejects_unknown_role(runner, db_url):
-    result = runner.invoke(cli, ["keys", "create", "--role", "root"], env={"DATABASE_URL": db_url})
+def test_cli_rejects_unknown_role(runner):
+    result = runner.invoke(
+        cli, ["keys", "create", "--role", "root"], env={"DATABASE_URL": "sqlite:////nonexistent/x.db"}
+    )
     assert result.exit_code == 2 and "Invalid value for '--role'" in result.output

@@ -6,6 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway import services
+
 from .conftest import ACCOUNT, SENDER, TWILIO_NUMBER, Gunicorn, TwilioSender, new_sid, outbound_config, sign, sms_params
 
 
@@ -41,7 +43,7 @@ def test_counts_outcomes_state_changes_and_latency(app, client, twilio, store, f
     twilio.post(sms_params("hello", sid="SMdup"))  # Twilio's retry
     twilio.sms("hello", sender="+14155550101")
     twilio.post(sms_params("forged"), token="not-the-token")
-    outbound = app.extensions["gateway.outbound"]
+    outbound = services.of(app).outbound
     outbound.queue(SENDER, content="offer")  # suppressed
     fake.failures.append((503, {}))
     outbound.backoff_base = 0.01

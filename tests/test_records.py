@@ -14,8 +14,8 @@ from .conftest import SENDER, TWILIO_NUMBER
 
 
 @pytest.fixture
-def env(db_url):
-    return {"DATABASE_URL": db_url}
+def env(cli_env):
+    return cli_env
 
 
 def history(runner, env, number):
@@ -141,13 +141,16 @@ def test_import(runner, env, db_url, tmp_path):
         ("number,twilio_number\n+14155550101,+15005550006\n", ["line 1: missing column(s): opted_out_at"]),
         (
             GOOD + "4155550103,+15005550006,2024-03-04\n",
-            ["line 5: number '4155550103' is not an E.164 number like +14155550100"],
+            [
+                "line 5: number '4155550103' is not an E.164 number such as +14155550100: "
+                "it must start with + and the country code"
+            ],
         ),
         (
             GOOD + "+14155550103,+15005550006,yesterday\n+14155550104,,2024-01-01\n",
             [
                 "line 5: opted_out_at: not a date or ISO 8601 date-time: 'yesterday'",
-                "line 6: twilio_number '' is not an E.164 number like +14155550100",
+                "line 6: twilio_number '' is not an E.164 number such as +14155550100: a phone number is required",
             ],
         ),
         ("number,twilio_number,opted_out_at\n", ["the file has no rows"]),

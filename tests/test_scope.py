@@ -2,7 +2,7 @@
 
 import pytest
 
-from gateway import create_app
+from gateway import create_app, services
 from gateway.scope import ANY, Cover, Scope
 
 from .conftest import SENDER, TwilioSender, outbound_config
@@ -41,7 +41,7 @@ def make_app(db_url, fake, mode):
 
 def test_service_scope_stop_on_one_number_covers_the_service(db_url, fake):
     app = make_app(db_url, fake, "messaging_service")
-    twilio, store = TwilioSender(app.test_client()), app.extensions["gateway.store"]
+    twilio, store = TwilioSender(app.test_client()), services.of(app).store
     assert b"unsubscribed" in twilio.sms("STOP", to=A, MessagingServiceSid=SERVICE).data
     # Inbound: a message to the sibling number is dropped, and a second STOP there gets no second confirmation.
     assert twilio.sms("hello", to=B).data.endswith(b"<Response />")
@@ -51,7 +51,7 @@ def test_service_scope_stop_on_one_number_covers_the_service(db_url, fake):
     twilio.sms("hello", to=LONE)
     assert [m["to_number"] for m in store.queued_messages()] == [LONE]
     # Outbound: the sibling, the service SID and the lone number.
-    outbound = app.extensions["gateway.outbound"]
+    outbound = services.of(app).outbound
     assert outbound.queue(SENDER, content="x", agent_number=B)["status"] == "suppressed"
     assert outbound.queue(SENDER, content="x", agent_number=SERVICE)["status"] == "suppressed"
     assert outbound.queue(SENDER, content="x", agent_number=LONE)["status"] == "queued"
@@ -64,7 +64,7 @@ def test_service_scope_stop_on_one_number_covers_the_service(db_url, fake):
 def test_service_named_by_twilio_alone_is_honoured(db_url, fake):
     """A service missing from the configuration is learned from the MessagingServiceSid Twilio sends."""
     app = make_app(db_url, fake, "messaging_service")
-    twilio, store = TwilioSender(app.test_client()), app.extensions["gateway.store"]
+    twilio, store = TwilioSender(app.test_client()), services.of(app).store
     twilio.sms("STOP", to=LONE, MessagingServiceSid=OTHER_SERVICE)
     assert store.is_opted_out(SENDER, OTHER_SERVICE)
     twilio.sms("hello", to="+15005550013", MessagingServiceSid=OTHER_SERVICE)
@@ -73,11 +73,11 @@ def test_service_named_by_twilio_alone_is_honoured(db_url, fake):
 
 def test_pair_scope_keeps_sibling_numbers_reachable(db_url, fake):
     app = make_app(db_url, fake, "pair")
-    twilio, store = TwilioSender(app.test_client()), app.extensions["gateway.store"]
+    twilio, store = TwilioSender(app.test_client()), services.of(app).store
     twilio.sms("STOP", to=A, MessagingServiceSid=SERVICE)
     twilio.sms("hello", to=B, MessagingServiceSid=SERVICE)
     assert [m["to_number"] for m in store.queued_messages()] == [B]
-    outbound = app.extensions["gateway.outbound"]
+    outbound = services.of(app).outbound
     assert outbound.queue(SENDER, content="x", agent_number=B)["status"] == "queued"
     # The service may pick A at send time, so a send through it is suppressed.
     assert outbound.queue(SENDER, content="x", agent_number=SERVICE)["status"] == "suppressed"

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway import create_app
+from gateway import create_app, services
 from gateway.sessions import Sessions
 from gateway.store import Store
 from gateway.timestamps import FORMAT
@@ -55,7 +55,7 @@ def make_app(db_url, fake, agent, clock, **extra):
             **extra,
         }
     )
-    app.extensions["gateway.store"].clock = clock
+    services.of(app).store.clock = clock
     return app
 
 
@@ -69,10 +69,10 @@ class Conversation:
 
     def __init__(self, app, agent, clock):
         self.app, self.agent, self.clock = app, agent, clock
-        self.store = app.extensions["gateway.store"]
-        self.outbound = app.extensions["gateway.outbound"]
-        self.sessions = app.extensions["gateway.sessions"]
-        self.forwarder = app.extensions["gateway.agent"]
+        self.store = services.of(app).store
+        self.outbound = services.of(app).outbound
+        self.sessions = services.of(app).sessions
+        self.forwarder = services.of(app).forwarder
         self.twilio = TwilioSender(app.test_client())
 
     def user_says(self, body: str, sender: str = SENDER) -> None:
@@ -273,7 +273,7 @@ def test_without_outbound_sending_sessions_still_time_out(db_url, agent, clock):
     app = create_app(
         {"DATABASE_URL": db_url, "TWILIO_AUTH_TOKEN": TOKEN, "AGENT_URL": agent.url, "AGENT_SECRET": SECRET}
     )
-    app.extensions["gateway.store"].clock = clock
+    services.of(app).store.clock = clock
     talk = Conversation(app, agent, clock)
     talk.user_says("hi")
     assert talk.idle(DAY) == (1, 0) and talk.store.list_outbound() == []

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from gateway import keys
+from gateway import keys, services
 from gateway.cli import cli
 from gateway.stats import summarise
 
@@ -54,7 +54,7 @@ def app_config(db_url, fake):
 def traffic(app, client, store, fake, twilio):
     """Real sends through the fake Twilio and signed status callbacks: 2 delivered, 1 undelivered,
     1 refused (21610), 1 suppressed, 1 still queued."""
-    outbound = app.extensions["gateway.outbound"]
+    outbound = services.of(app).outbound
     fake.unsubscribed.add("+14155550104")
     for n in range(5):
         outbound.queue(f"+1415555010{n}", content="hello", agent_number=TWILIO_NUMBER if n < 3 else OTHER)
