@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +36,7 @@ SENDER = "+14155550100"
 FORM = "application/x-www-form-urlencoded"
 ENV_PREFIXES = ("GATEWAY_", "TWILIO_", "DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR")
 ACCOUNT = "AC" + "a" * 32
+AGENT_SECRET = "s3cret-for-the-agent-0123456789"
 SERVICE = "MG" + "b" * 32
 
 
@@ -251,6 +254,7 @@ class Gunicorn:
                 env=full_env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: kill() takes the workers too
             )
         deadline = time.monotonic() + 30
         while True:
@@ -262,6 +266,11 @@ class Gunicorn:
                     self.stop()
                     raise RuntimeError("gunicorn did not start:\n" + self.log.read_text()) from None
                 time.sleep(0.1)
+
+    def kill(self) -> None:
+        """kill -9 the master and every worker at once, as a crashed machine would stop."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -278,3 +287,48 @@ def gunicorn(tmp_path: Path, db_url: str) -> Iterator[Gunicorn]:
     server = Gunicorn(tmp_path, workers=2, db_url=db_url)
     yield server
     server.stop()
+
+
+def worker(db_url: str, agent_url: str, tmp_path: Path, name: str, **extra: str) -> subprocess.Popen:
+    """A real ``gateway worker`` process delivering to ``agent_url``; its output goes to ``<name>.log``."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)},
+        "DATABASE_URL": db_url,
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "GATEWAY_INSTANCE_PATH": str(tmp_path / "instance"),
+        "GATEWAY_AGENT_URL": agent_url,
+        "GATEWAY_AGENT_SECRET": AGENT_SECRET,
+        "GATEWAY_AGENT_BACKOFF_SECONDS": "0.05",
+        "GATEWAY_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+    with (tmp_path / f"{name}.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "worker", "--interval", "0.05"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_for(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def post_webhook(base: str, params, path: str = "/twilio/sms", timeout: float = 60) -> tuple[int, str]:
+    """POST a webhook signed like Twilio to a live server; (status, body), or (0, reason) if unreachable."""
+    url = base + path
+    request = urllib.request.Request(
+        url, data=urlencode(params).encode(), method="POST", headers={"X-Twilio-Signature": sign(url, params)}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError as exc:
+        return 0, str(exc)

@@ -1,8 +1,6 @@
 """Delivery to the agent session handler: a real HTTP agent on loopback, real workers."""
 
-import os
 import signal
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -13,10 +11,19 @@ from gateway import create_app, services
 from gateway.agent import signature
 from gateway.cli import cli
 
-from .conftest import ROOT, SENDER, TOKEN, TWILIO_NUMBER, TwilioSender, free_port, outbound_config, sms_params
+from .conftest import AGENT_SECRET as SECRET
+from .conftest import (
+    SENDER,
+    TOKEN,
+    TWILIO_NUMBER,
+    TwilioSender,
+    free_port,
+    outbound_config,
+    sms_params,
+    wait_for,
+    worker,
+)
 from .fake_agent import FakeAgent
-
-SECRET = "s3cret-for-the-agent-0123456789"
 
 
 @pytest.fixture
@@ -248,28 +255,6 @@ def test_bad_agent_settings_are_named(db_url, settings, message):
 # -- real worker processes --------------------------------------------------------------
 
 
-def worker(db_url, agent_url, tmp_path, name, **extra):
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "TWILIO_", "DATABASE_URL"))},
-        "DATABASE_URL": db_url,
-        "TWILIO_AUTH_TOKEN": TOKEN,
-        "GATEWAY_INSTANCE_PATH": str(tmp_path / "instance"),
-        "GATEWAY_AGENT_URL": agent_url,
-        "GATEWAY_AGENT_SECRET": SECRET,
-        "GATEWAY_AGENT_BACKOFF_SECONDS": "0.05",
-        "GATEWAY_LOG_LEVEL": "WARNING",
-        **extra,
-    }
-    with (tmp_path / f"{name}.log").open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "worker", "--interval", "0.05"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
 def burst(client, count, senders=10):
     """``count`` inbound messages from ``senders`` people, in order; returns the bodies per sender."""
     sent = defaultdict(list)
@@ -280,13 +265,6 @@ def burst(client, count, senders=10):
         assert twilio.post(sms_params(body, sender=sender)).status_code == 200
         sent[sender].append(body)
     return sent
-
-
-def wait_for(condition, seconds, what):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def received_in_order(agent):

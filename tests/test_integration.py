@@ -6,30 +6,17 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlencode
 
 import pytest
 
 from gateway import keys
 from gateway.store import Store
 
-from .conftest import Gunicorn, new_sid, sign, sms_params
+from .conftest import Gunicorn, new_sid, post_webhook, sms_params
 
 pytestmark = pytest.mark.slow
 
 KEYWORDS = {"STOP": "stop", "Stop!": "stop", "opt out": "stop", "START": "start", "yes": "start", "HELP": "help"}
-
-
-def post(base: str, params) -> tuple[int, str]:
-    url = base + "/twilio/sms"
-    request = urllib.request.Request(
-        url, data=urlencode(params).encode(), method="POST", headers={"X-Twilio-Signature": sign(url, params)}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 @pytest.fixture
@@ -50,8 +37,8 @@ def test_concurrent_traffic_keeps_every_opt_out(server):
         for body in plans[pair]:
             params = sms_params(body, sender=sender, to=to, sid=new_sid())
             with ThreadPoolExecutor(2) as dup:  # every message delivered twice, at once
-                first, second = dup.map(lambda p: post(server.base, p), [params, params])
-            third = post(server.base, params) if rng.random() < 0.2 else first  # and sometimes again later
+                first, second = dup.map(lambda p: post_webhook(server.base, p), [params, params])
+            third = post_webhook(server.base, params) if rng.random() < 0.2 else first  # and sometimes again later
             results.append((body, dict(params)["MessageSid"], first, second, third))
         return pair, results
 
@@ -98,7 +85,7 @@ def test_workers_initialise_a_fresh_database_together(tmp_path):
     try:
         with ThreadPoolExecutor(8) as pool:
             results = list(
-                pool.map(lambda i: post(server.base, sms_params("STOP", sender=f"+1415555{i:04d}")), range(40))
+                pool.map(lambda i: post_webhook(server.base, sms_params("STOP", sender=f"+1415555{i:04d}")), range(40))
             )
         assert {status for status, _ in results} == {200}
     finally:

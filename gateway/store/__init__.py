@@ -33,6 +33,7 @@ from .candidates import CandidateRecords
 from .inbound import InboundRecords
 from .keys import KeyRecords
 from .ledger import EVENT_COLUMNS, EXPORT_COLUMNS, LedgerRecords
+from .migrations import TABLES
 from .optouts import OPT_OUT_COLUMNS, OptOutRecords
 from .outbound import OutboundRecords
 from .queue import QueueRecords
@@ -150,6 +151,11 @@ class Store(
         """Raise if the database cannot answer a query on its schema."""
         with self.backend.read() as tx:
             tx.execute("SELECT 1 FROM opt_outs LIMIT 1").fetchall()
+
+    def table_counts(self) -> dict[str, int]:
+        """Rows in every table the gateway keeps."""
+        with self.backend.read() as tx:
+            return {table: tx.scalar(f"SELECT COUNT(*) FROM {table}") for table in TABLES}  # noqa: S608
 
     def pool_stats(self) -> dict[str, int] | None:
         return self.backend.pool_stats()

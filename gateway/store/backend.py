@@ -77,6 +77,18 @@ class Tx(abc.ABC):
         row = self.one(sql, params)
         return row[0] if row else None
 
+    def stream(self, sql: str, params: Sequence[Any] = (), batch: int = 1000) -> Iterator[tuple]:
+        """Rows one at a time, fetched ``batch`` at a time, in bounded memory."""
+        cursor = self.execute(sql, params)
+        while rows := cursor.fetchmany(batch):
+            yield from rows
+
+    def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Insert rows as they are (copying between databases)."""
+        marks = ", ".join("?" * len(columns))
+        for row in rows:
+            self.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", row)  # noqa: S608
+
     def index_hint(self, index: str) -> str:
         """Text after a table name that tells the planner which index to use, where that is needed."""
         return ""

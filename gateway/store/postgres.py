@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import select
 import threading
 import weakref
@@ -70,17 +71,18 @@ def redact(url: str) -> str:
 
 
 def _scrub(text: str, url: str) -> str:
-    """``text`` (a driver's message) without the URL's password, whole or in part."""
+    """``text`` (a driver's message) without the URL's password, whole or in part.
+
+    libpq quotes the token it could not parse: a quoted piece of the
+    password is replaced as a whole.
+    """
     text = text.replace(url, redact(url))
-    userinfo = url.partition("://")[2].partition("@")
-    password = userinfo[0].partition(":")[2] if userinfo[1] else ""
-    if password:
-        for size in range(len(password), 0, -1):  # a message may quote a fragment of it
-            for start in range(len(password) - size + 1):
-                fragment = password[start : start + size]
-                if size >= 2 and fragment in text:
-                    text = text.replace(fragment, "***")
-    return text
+    userinfo, at, _ = url.partition("://")[2].partition("@")
+    password = userinfo.partition(":")[2] if at else ""
+    if not password:
+        return text
+    text = text.replace(password, "***")
+    return re.sub(r'"([^"]*)"', lambda m: '"***"' if m.group(1) and m.group(1) in userinfo else m.group(0), text)
 
 
 def _lock_key(namespace: str, value: str) -> int:
@@ -109,6 +111,19 @@ class PostgresTx(Tx):
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
         return self.conn.execute(_placeholders(sql), params)
+
+    def stream(self, sql: str, params: Sequence[Any] = (), batch: int = 1000) -> Iterator[tuple]:
+        """A server-side cursor (inside the caller's transaction): memory stays bounded on any table size."""
+        with self.conn.cursor(name="gateway_stream") as cursor:
+            cursor.itersize = batch
+            cursor.execute(_placeholders(sql), params)
+            yield from cursor
+
+    def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """COPY: the fast way to load many rows."""
+        with self.conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def lock_numbers(self, *numbers: str) -> None:
         keys = sorted({_lock_key("number", number) for number in numbers if number})

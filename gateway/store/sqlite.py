@@ -74,6 +74,10 @@ class SQLiteTx(Tx):
     def index_hint(self, index: str) -> str:
         return f"INDEXED BY {index}"
 
+    def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        marks = ", ".join("?" * len(columns))
+        self.conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)  # noqa: S608
+
     def lock_numbers(self, *numbers: str) -> None:
         pass
 
@@ -257,8 +261,10 @@ class SQLiteBackend(Backend):
                         try:
                             job.result = job.work(tx)
                         except Exception as exc:
-                            conn.execute("ROLLBACK TO unit")
                             job.error = self._unavailable(exc) or exc
+                            if not conn.in_transaction:  # SQLite rolled everything back (full disk, I/O error)
+                                raise job.error from exc
+                            conn.execute("ROLLBACK TO unit")
                         conn.execute("RELEASE unit")
                 if not full and any(job.error is None and needs_sync(job.result) for job in batch):
                     self._flush_wal()
@@ -304,6 +310,8 @@ class SQLiteBackend(Backend):
         return migrations.VERSION
 
     def schema_version(self) -> int:
+        if not self.path.exists():
+            return 0  # and asking must not create the file
         with self.read() as tx:
             version = tx.scalar("PRAGMA user_version")
             if version == 0 and not tx.scalar("SELECT COUNT(*) FROM sqlite_master"):

@@ -1,34 +1,33 @@
-"""The storage layer on a real SQLite file."""
+"""The SQLite backend's own mechanics: paths, WAL, migrations from older versions, connections per
+thread and process, durability (which commits fsync what), group commit, read-only opening."""
 
 import multiprocessing
 import os
 import sqlite3
+import threading
 
 import pytest
+import sqlite_utils
 
 from gateway.compliance import decide
-from gateway.messages import InboundMessage
-from gateway.store import SchemaMismatch, Store
+from gateway.store import Store
 from gateway.store.migrations.sqlite import VERSION as SCHEMA_VERSION
+from gateway.store.migrations.sqlite import _create_v1
 from gateway.store.sqlite import database_path
 
-REPLIES = {"stop": "bye", "start": "hi", "help": "help text"}
-
-
-def message(sid, body="hello", sender="+14155550100", to="+15005550006"):
-    return InboundMessage(sid, sender, to, body, [("Body", body)])
-
-
-def process(store, kind, sid, **kwargs):
-    return store.process_inbound(message(sid, **kwargs), lambda opted_out: decide(kind, opted_out, REPLIES))
+from .conftest import REPLIES, message, process
 
 
 @pytest.fixture
-def db(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+def db(sqlite_url):
+    store = Store(sqlite_url)
     store.init_schema()
     yield store
     store.close()
+
+
+def record(store, kind, sid, sender="+14155550100", to="+15005550006", body="STOP"):
+    process(store, kind, sid, sender=sender, to=to, body=body)
 
 
 @pytest.mark.parametrize(
@@ -95,81 +94,6 @@ def test_v3_database_is_migrated_keeping_its_queue_and_sessions(db):
     assert [m["message_sid"] for m in migrated.claim_deliveries(10, 60)] == ["SM2"]
     session = migrated.session(claimed["session_id"])
     assert session["state"] == "active" and session["engaged"] and session["warned_at"] is None
-
-
-def test_newer_schema_is_refused(db):
-    conn = sqlite3.connect(db.backend.path)
-    conn.execute("PRAGMA user_version=99")
-    conn.commit()
-    conn.close()
-    with pytest.raises(SchemaMismatch, match="schema version 99, newer than this gateway's 4"):
-        Store(f"sqlite:///{db.backend.path}").init_schema()
-
-
-@pytest.mark.parametrize("statement", ["UPDATE events SET body = 'edited'", "DELETE FROM events"])
-def test_event_log_is_append_only(db, statement):
-    process(db, "stop", "SM1")
-    conn = sqlite3.connect(db.backend.path)
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        conn.execute(statement)
-    assert db.events()[0]["body"] == "hello"
-
-
-def test_duplicate_is_not_applied_twice(db):
-    first = process(db, "stop", "SM1")
-    second = process(db, "start", "SM1")  # same sid, different content: still a duplicate
-    assert not first.duplicate and second.duplicate
-    assert second.outcome == "opt_out" and second.reply == "bye"
-    assert db.is_opted_out("+14155550100", "+15005550006")
-    assert len(db.events()) == 1
-
-
-def test_failed_write_leaves_nothing_half_written(db):
-    def explode(opted_out):
-        raise RuntimeError("boom")
-
-    with pytest.raises(RuntimeError):
-        db.process_inbound(message("SM1"), explode)
-    assert db.processed("SM1") is None
-    # The sid is still free: a retry by Twilio is processed normally.
-    assert not process(db, "stop", "SM1").duplicate
-
-
-def test_filters(db):
-    process(db, "stop", "SM1", sender="+1A")
-    process(db, "stop", "SM2", sender="+1B")
-    process(db, "stop", "SM3", sender="+1B", to="+2")
-    assert [r["number"] for r in db.current_opt_outs(number="+1B")] == ["+1B", "+1B"]
-    assert [r["number"] for r in db.current_opt_outs(twilio_number="+2")] == ["+1B"]
-    assert db.current_opt_outs(number="+1B", twilio_number="+2")[0]["message_sid"] == "SM3"
-    assert db.current_opt_outs(number="'; DROP TABLE opt_outs; --") == []
-
-
-def _worker(url, worker, count, queue):
-    store = Store(url)
-    errors = 0
-    for i in range(count):
-        kind = "stop" if i % 2 == 0 else None
-        try:
-            process(store, kind, f"SM{worker}-{i}", sender=f"+1{worker:03d}{i:04d}")
-            process(store, kind, f"SM{worker}-{i}", sender=f"+1{worker:03d}{i:04d}")  # duplicate
-        except sqlite3.OperationalError:
-            errors += 1
-    queue.put(errors)
-
-
-def test_many_processes_write_without_lock_errors(db):
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(f"sqlite:///{db.backend.path}", w, 60, queue)) for w in range(4)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(120)
-    assert [queue.get(timeout=5) for _ in procs] == [0, 0, 0, 0]
-    assert len(db.current_opt_outs()) == 4 * 30
-    assert len(db.queued_messages()) == 4 * 30
-    assert len(db.events()) == 4 * 30
 
 
 def test_forked_child_opens_its_own_connection(db):
@@ -261,8 +185,6 @@ def test_unknown_durability_is_rejected(tmp_path):
 def test_group_commit_shares_one_transaction_and_isolates_failures(db):
     """Threads arriving while a commit is in progress are committed together;
     a message whose processing fails is rolled back alone."""
-    import threading
-
     barrier = threading.Barrier(6)
     results = {}
 
@@ -295,13 +217,49 @@ def test_group_commit_shares_one_transaction_and_isolates_failures(db):
     assert sorted(r["number"] for r in db.current_opt_outs()) == ["+11", "+15"]
 
 
-def test_replayed_dead_letter_goes_before_later_messages_of_its_pair(db):
-    process(db, "hello", "SM1")
-    (first,) = db.claim_deliveries(10, 60)
-    db.finish_delivery(first["id"], "dead", error="HTTP 400")
-    process(db, "again", "SM2")
-    process(db, "hello", "SM3", sender="+14155550199")  # another pair, unaffected
-    assert db.retry_dead() == 1
-    assert sorted(m["message_sid"] for m in db.claim_deliveries(10, 60)) == ["SM1", "SM3"]
-    db.finish_delivery(first["id"], "delivered")
-    assert [m["message_sid"] for m in db.claim_deliveries(10, 60)] == ["SM2"]
+def test_v1_database_is_migrated_with_a_chain_in_order(tmp_path):
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    _create_v1(db)
+    for i, (event, at) in enumerate(
+        [
+            ("opt_out", "2025-01-01T00:00:00.000000Z"),
+            ("opt_in", "2025-02-01T00:00:00.000000Z"),
+            ("opt_out", "2025-03-01T00:00:00.000000Z"),
+        ],
+        start=1,
+    ):
+        db.execute(
+            "INSERT INTO events (id, event, number, twilio_number, body, message_sid, source, state_changed, at)"
+            " VALUES (?, ?, '+1', '+2', 'x', ?, 'keyword', 1, ?)",
+            (i, event, f"SM{i}", at),
+        )
+    db.execute("PRAGMA user_version=1")
+    db.conn.commit()
+    db.close()
+
+    store = Store(f"sqlite:///{path}")
+    store.init_schema()
+    result = store.verify_ledger()
+    assert result.ok and result.checked == 3
+    record(store, "start", "SM9", sender="+1", to="+2")
+    assert store.verify_ledger().ok and store.verify_ledger().checked == 4
+    assert [e["id"] for e in store.events()] == [1, 2, 3, 4]
+
+
+def test_read_only_opening_never_creates_the_file(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'none.db'}", readonly=True)
+    assert store.backend.schema_version() == 0
+    store.close()
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_full_disk_is_unavailable_not_a_crash(db, monkeypatch):
+    """SQLite's "database or disk is full" means: cannot store now (the web layer answers 503)."""
+    from gateway.store import StoreUnavailable
+
+    conn = db.backend._conn()
+    conn.execute("PRAGMA max_page_count = 1")  # this connection may not grow the file any more
+    with pytest.raises(StoreUnavailable, match="database or disk is full"):
+        for n in range(200):
+            process(db, None, f"SM{n}", body="x" * 2000)

@@ -1,0 +1,165 @@
+"""The PostgreSQL backend's own mechanics: URLs, locks, durability settings, pools, outages."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import psycopg
+import pytest
+
+from gateway.store import Store, StoreUnavailable, check_url
+from gateway.store.postgres import parse_url, redact
+
+from ..conftest import free_port, wait_for
+from .conftest import process
+
+
+@pytest.fixture
+def pg(pg_url):
+    store = Store(pg_url)
+    store.init_schema()
+    yield store
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "postgresql://gw:pw@db.example.com:5432/gateway",
+            {"host": "db.example.com", "port": "5432", "dbname": "gateway"},
+        ),
+        ("postgres://u:p@ec2-1-2-3-4.compute-1.amazonaws.com:5432/d8?sslmode=require", {"sslmode": "require"}),
+        ("postgresql:///gateway", {"dbname": "gateway"}),
+    ],
+)
+def test_urls_heroku_sets_are_accepted(url, expected):
+    check_url(url)
+    assert expected.items() <= parse_url(url).items()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://db:port/x", "the port must be a number"),
+        ("postgresql://gw:hunter22@db/x?bogus=1", 'invalid URI query parameter: "bogus"'),
+        ("postgresql://gw:hunter22%@db/x", "invalid percent-encoded token"),
+    ],
+)
+def test_bad_urls_are_named_without_the_password(url, message):
+    with pytest.raises(ValueError, match=message) as caught:
+        check_url(url)
+    assert "hunter22" not in str(caught.value)
+
+
+def test_redact():
+    assert redact("postgres://gw:s3cret@db:5432/x") == "postgres://gw:***@db:5432/x"
+    assert redact("postgresql://db/x") == "postgresql://db/x"
+
+
+def test_describe_names_the_database_not_the_password():
+    store = Store("postgresql://gw:s3cret@db.example.com:6543/gateway")
+    assert store.describe() == "the PostgreSQL database gateway on db.example.com:6543"
+
+
+def test_unreachable_server_is_unavailable_quickly_and_without_the_password():
+    url = f"postgresql://gw:s3cret-pw@127.0.0.1:{free_port()}/gateway"
+    store = Store(url, pool_timeout=0.5)
+    try:
+        with pytest.raises(StoreUnavailable) as read:
+            store.current_opt_outs()
+        with pytest.raises(StoreUnavailable, match="Connection refused|connection failed") as migrate:
+            store.init_schema()
+    finally:
+        store.close()
+    for caught in (read, migrate):
+        assert "s3cret-pw" not in str(caught.value) and "the PostgreSQL database gateway on 127.0.0.1" in str(
+            caught.value
+        )
+
+
+def _holder(url, ready, release):
+    with psycopg.connect(url) as conn, conn.transaction():
+        from gateway.store.postgres import PostgresTx
+
+        PostgresTx(conn).lock_numbers("+14155550100")
+        ready.set()
+        release.wait(30)
+
+
+def test_number_locks_exclude_each_other_and_bulk_work(pg, pg_url):
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_holder, args=(pg_url, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        with pg.backend.write() as tx:
+            assert tx.try_lock_number("+14155550100") is False  # held by the other connection
+            assert tx.try_lock_number("+14155550199") is True  # another person's records are free
+        with pg.backend.write() as tx:
+            tx.execute("SET LOCAL lock_timeout = '200ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                tx.lock_all()  # bulk work waits for every number lock
+    finally:
+        release.set()
+        holder.join(30)
+    with pg.backend.write() as tx:
+        assert tx.try_lock_number("+14155550100") is True
+
+
+def test_every_connection_commits_durably_whatever_the_server_default(pg_url):
+    """Even with synchronous_commit off for the session (a server or role default), compliance writes are on."""
+    url = pg_url.replace("options=", "options=-csynchronous_commit%3Doff%20")
+    store = Store(url)
+    try:
+        with store.backend.write() as tx:
+            assert tx.scalar("SHOW synchronous_commit") == "on"
+        with store.backend.write(durable=False) as tx:  # repeatable bookkeeping only
+            assert tx.scalar("SHOW synchronous_commit") == "off"
+        with store.backend.read() as tx:
+            assert tx.scalar("SHOW synchronous_commit") == "on"
+    finally:
+        store.close()
+
+
+def test_a_connection_the_server_dropped_is_replaced_before_use(pg, pg_url):
+    process(pg, "stop", "SM1")
+    with pg.backend.read() as tx:
+        pid = tx.scalar("SELECT pg_backend_pid()")
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    assert pg.is_opted_out("+14155550100", "+15005550006")  # no error: the dead connection was noticed and replaced
+    with pg.backend.read() as tx:
+        assert tx.scalar("SELECT pg_backend_pid()") != pid
+
+
+def test_forked_child_opens_its_own_pool(pg):
+    process(pg, "stop", "SM1")
+    with pg.backend.read() as tx:
+        parent = tx.scalar("SELECT pg_backend_pid()")
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+
+    def child():
+        with pg.backend.read() as tx:
+            queue.put((tx.scalar("SELECT pg_backend_pid()"), pg.is_opted_out("+14155550100", "+15005550006")))
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    proc.join(30)
+    pid, opted_out = queue.get(timeout=5)
+    assert pid != parent and opted_out
+    assert pg.is_opted_out("+14155550100", "+15005550006")  # the parent's pool still works
+
+
+def test_pool_stats(pg):
+    with pg.backend.read():
+        assert pg.pool_stats()["in_use"] >= 1  # this one (and any still being opened)
+    wait_for(lambda: pg.pool_stats()["in_use"] == 0, 5, "the connection to go back to the pool")
+    stats = pg.pool_stats()
+    assert set(stats) == {"in_use", "idle", "waiting"} and stats["idle"] >= 1 and stats["waiting"] == 0
+
+
+def test_sqlite_has_no_pool(sqlite_url):
+    assert Store(sqlite_url).pool_stats() is None

@@ -1,0 +1,294 @@
+"""Several gateway instances and workers on one PostgreSQL database, and the faults they must survive.
+
+Real gunicorn instances (separate processes, separate ports), real
+``gateway worker`` processes, a real HTTP agent, a real PostgreSQL server;
+for the outage test a private cluster that the test stops and starts.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from gateway.cli import cli
+from gateway.store import Store
+
+from . import postgres
+from .conftest import AGENT_SECRET, Gunicorn, new_sid, post_webhook, sms_params, wait_for, worker
+from .fake_agent import FakeAgent
+
+pytestmark = pytest.mark.slow
+
+KEYWORDS = {"STOP": "stop", "Stop!": "stop", "unsubscribe": "stop", "START": "start", "yes": "start", "HELP": "help"}
+
+
+def start_together(*makers):
+    """Start servers at once (so their start-ups, migrations included, race)."""
+    with ThreadPoolExecutor(len(makers)) as pool:
+        return list(pool.map(lambda make: make(), makers))
+
+
+def expected_queue(plan: list[tuple[str, str]]) -> list[str]:
+    """The MessageSids of a pair's plain messages that arrive while the pair may be messaged, in order."""
+    opted_out, queued = False, []
+    for body, sid in plan:
+        kind = KEYWORDS.get(body)
+        opted_out = True if kind == "stop" else False if kind == "start" else opted_out
+        if kind is None and not opted_out:
+            queued.append(sid)
+    return queued
+
+
+def dropped_at_delivery(store: Store) -> set[str]:
+    return {
+        e["message_sid"] for e in store.events() if e["event"] == "dropped" and (e["detail"] or {}).get("at_delivery")
+    }
+
+
+def test_two_instances_and_two_workers_on_one_database(tmp_path, pg_url, runner):
+    agent = FakeAgent(AGENT_SECRET)
+    a, b = start_together(
+        lambda: Gunicorn(tmp_path, workers=2, db_url=pg_url, name="a"),
+        lambda: Gunicorn(tmp_path, workers=2, db_url=pg_url, name="b"),
+    )
+    workers = [worker(pg_url, agent.url, tmp_path, f"worker{n}") for n in (1, 2)]
+    rng = random.Random(20261130)
+    pairs = [(f"+1415555{n:04d}", to) for n in range(40) for to in ("+15005550006", "+15005550007")]
+    plans = {
+        pair: [(rng.choice([*KEYWORDS, "hello", "what time is it?", "ok"]), new_sid()) for _ in range(8)]
+        for pair in pairs
+    }
+
+    def run_pair(pair):
+        sender, to = pair
+        answers = []
+        for body, sid in plans[pair]:
+            params = sms_params(body, sender=sender, to=to, sid=sid)
+            targets = [a.base, b.base]
+            rng_local = random.Random(sid)
+            rng_local.shuffle(targets)
+            with ThreadPoolExecutor(2) as both:  # Twilio's retry lands on the other instance, at the same time
+                answers.append(list(both.map(lambda base, params=params: post_webhook(base, params), targets)))
+        return pair, answers
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            outcomes = dict(pool.map(run_pair, pairs))
+        store = Store(pg_url)
+        wait_for(lambda: not store.outbox("pending"), 90, "the workers to empty the queue")
+        time.sleep(0.3)  # a delivery in flight when the queue emptied
+    finally:
+        for proc in workers:
+            proc.terminate()
+            proc.wait(15)
+        a.stop()
+        b.stop()
+        agent.close()
+
+    statuses = Counter(
+        status for answers in outcomes.values() for pair_answers in answers for status, _ in pair_answers
+    )
+    assert statuses == Counter({200: 2 * sum(len(plan) for plan in plans.values())}), statuses  # zero 5xx
+    for answers in outcomes.values():
+        for (_, first), (_, second) in answers:
+            assert first == second  # both instances gave the first processing's TwiML
+
+    sids = [sid for plan in plans.values() for _, sid in plan]
+    with psycopg.connect(pg_url) as conn:
+        processed = Counter(row[0] for row in conn.execute("SELECT message_sid FROM processed_messages"))
+    assert set(processed) == set(sids) and set(processed.values()) == {1}  # each MessageSid processed once
+    events = store.events()
+    logged = Counter(e["message_sid"] for e in events if e["message_sid"])
+    assert max(logged.values()) == 1  # and logged at most once
+
+    current = {(r["number"], r["twilio_number"]) for r in store.current_opt_outs()}
+    for pair, plan in plans.items():
+        last = next((KEYWORDS[body] for body, _ in reversed(plan) if KEYWORDS.get(body) in ("stop", "start")), None)
+        assert (pair in current) == (last == "stop"), (pair, plan)
+
+    verified = runner.invoke(cli, ["audit", "verify"], env={"DATABASE_URL": pg_url})
+    assert verified.exit_code == 0 and verified.output.startswith(f"ledger intact: {len(events)} events checked")
+
+    ids = agent.delivery_ids()
+    assert len(ids) == len(set(ids))  # every delivery once, by whichever worker
+    received = defaultdict(list)
+    for message in agent.received:
+        received[(message["from"], message["to"])].append(message["message_sid"])
+    dropped = dropped_at_delivery(store)
+    for pair, plan in plans.items():
+        queued = expected_queue(plan)
+        assert received[pair] == [sid for sid in queued if sid not in dropped], pair  # in order, none missing
+        assert set(received[pair]) | (dropped & set(queued)) == set(queued)
+    store.close()
+    for server in (a, b):
+        log = server.log.read_text()
+        assert "Traceback" not in log and "deadlock" not in log.lower()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A private PostgreSQL cluster this module may stop and start."""
+    server = postgres.Cluster()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def cluster_url(cluster) -> str:
+    name = f"gateway_fault_{new_sid()[2:10]}"
+    with psycopg.connect(cluster.url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return postgres.with_database(cluster.url, name)
+
+
+def test_database_outage_mid_burst(tmp_path: Path, cluster, cluster_url):
+    """PostgreSQL stops (fast shutdown) and comes back in the middle of a burst: 503s meanwhile, never a 200
+    for a message that was not stored, every acknowledged STOP kept, the chain intact, the worker resumes,
+    and nothing needs a restart."""
+    agent = FakeAgent(AGENT_SECRET)
+    gateway = Gunicorn(
+        tmp_path, workers=2, db_url=cluster_url, name="gw", env={"GATEWAY_DATABASE_POOL_TIMEOUT_SECONDS": "2"}
+    )
+    delivery = worker(cluster_url, agent.url, tmp_path, "worker", GATEWAY_LOG_LEVEL="INFO")
+    answers: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    messages = [
+        sms_params("STOP" if n % 3 == 0 else f"message {n}", sender=f"+1415556{n % 50:04d}", sid=new_sid())
+        for n in range(600)
+    ]
+    health_during: list[int] = []
+    stop_sending = threading.Event()
+
+    def send(params):
+        if not stop_sending.is_set():
+            answers[dict(params)["MessageSid"]].append(post_webhook(gateway.base, params, timeout=30))
+
+    def outage():
+        time.sleep(1.0)
+        cluster.stop("fast")
+        time.sleep(0.5)
+        health_during.append(_health(gateway.base))
+        time.sleep(2.5)
+        cluster.start()
+
+    try:
+        fault = threading.Thread(target=outage)
+        fault.start()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(send, messages))
+        fault.join()
+        # After the outage: everything recovers by itself. Twilio retries what got no 200.
+        wait_for(lambda: _health(gateway.base) == 200, 30, "/healthz to answer 200 again")
+        for params in messages:
+            sid = dict(params)["MessageSid"]
+            if not any(status == 200 for status, _ in answers[sid]):
+                answers[sid].append(post_webhook(gateway.base, params, timeout=30))
+        store = Store(cluster_url)
+        wait_for(lambda: not store.outbox("pending"), 60, "the worker to deliver what waited")
+    finally:
+        stop_sending.set()
+        delivery.terminate()
+        delivery.wait(15)
+        gateway.stop()
+        agent.close()
+
+    statuses = Counter(status for tries in answers.values() for status, _ in tries)
+    assert statuses[503] > 0, f"the outage was not seen: {statuses}"
+    assert set(statuses) <= {200, 503}, statuses  # a clear 503, never a 500 or a dropped connection
+    assert health_during == [503]
+    assert all(tries[-1][0] == 200 for tries in answers.values())  # every message stored in the end
+    with psycopg.connect(cluster_url) as conn:
+        stored = {row[0] for row in conn.execute("SELECT message_sid FROM processed_messages")}
+    acknowledged = {sid for sid, tries in answers.items() if any(status == 200 for status, _ in tries)}
+    assert acknowledged <= stored  # no 200 for a message that was not stored
+    stops = {dict(p)["MessageSid"] for p in messages if dict(p)["Body"] == "STOP"}
+    opt_out_sids = {e["message_sid"] for e in store.events() if e["event"] == "opt_out"}
+    assert stops <= opt_out_sids  # every acknowledged STOP is on record
+    assert store.verify_ledger().ok
+    plain = {dict(p)["MessageSid"] for p in messages if dict(p)["Body"] != "STOP"}
+    delivered = {m["message_sid"] for m in agent.received}
+    dropped = dropped_at_delivery(store)
+    queued = {row["message_sid"] for row in store.outbox()}
+    assert queued <= plain and queued == delivered | (dropped & queued)  # the worker resumed and finished
+    store.close()
+    log = gateway.log.read_text()
+    assert "Traceback" not in log
+    worker_log = (tmp_path / "worker.log").read_text()
+    assert "database unavailable, waiting for it" in worker_log and "database available again" in worker_log
+
+
+def _health(base: str) -> int:
+    try:
+        with urllib.request.urlopen(base + "/healthz", timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def test_killed_instance_while_the_other_serves(tmp_path, pg_url):
+    """kill -9 of one instance mid-burst: the other keeps answering; Twilio's retries to it are processed
+    once, every acknowledged STOP is kept and the chain stays intact."""
+    a, b = start_together(
+        lambda: Gunicorn(tmp_path, workers=2, db_url=pg_url, name="a"),
+        lambda: Gunicorn(tmp_path, workers=2, db_url=pg_url, name="b"),
+    )
+    messages = [
+        sms_params("STOP" if n % 4 == 0 else f"hello {n}", sender=f"+1415557{n % 40:04d}", sid=new_sid())
+        for n in range(400)
+    ]
+    answers: dict[str, list[tuple[str, int]]] = defaultdict(list)
+
+    def send(indexed):
+        n, params = indexed
+        target = a if n % 2 else b
+        if n == 150:
+            a.kill()
+        answers[dict(params)["MessageSid"]].append((target.base, post_webhook(target.base, params, timeout=30)[0]))
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(send, enumerate(messages)))
+        for params in messages:  # Twilio retries what got no answer, and it reaches the instance still up
+            sid = dict(params)["MessageSid"]
+            if not any(status == 200 for _, status in answers[sid]):
+                answers[sid].append((b.base, post_webhook(b.base, params, timeout=30)[0]))
+    finally:
+        a.stop()
+        b.stop()
+    statuses = Counter(status for tries in answers.values() for _, status in tries)
+    assert statuses[0] > 0, f"the killed instance went on answering: {statuses}"
+    assert set(statuses) <= {200, 0}, statuses
+    assert all(status == 200 for tries in answers.values() for base, status in tries if base == b.base)
+    assert all(tries[-1][1] == 200 for tries in answers.values())
+    store = Store(pg_url)
+    stops = {dict(p)["MessageSid"] for p in messages if dict(p)["Body"] == "STOP"}
+    events = store.events()
+    assert stops <= {e["message_sid"] for e in events if e["event"] == "opt_out"}
+    assert len({e["message_sid"] for e in events}) == len(events)
+    assert store.verify_ledger().ok
+    queued = [m["message_sid"] for m in store.queued_messages()]
+    assert len(queued) == len(set(queued))
+    store.close()
+    assert "Traceback" not in b.log.read_text()
+
+
+def test_instances_starting_together_migrate_once(pg_url, tmp_path):
+    """Four instances start at once on an empty database: one migrates, the others wait and find it done."""
+    servers = start_together(
+        *(lambda n=n: Gunicorn(tmp_path, workers=1, db_url=pg_url, name=f"s{n}") for n in range(4))
+    )
+    for server in servers:
+        server.stop()
+        assert "Traceback" not in server.log.read_text()
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
