@@ -5,7 +5,8 @@ failures, request latency) use prometheus-client's multiprocess mode when
 ``PROMETHEUS_MULTIPROC_DIR`` is set, which ``config/gunicorn.conf.py`` does
 for every gunicorn server, so the workers add up. Opt-outs, opt-ins and
 outbound message counts are read from the database at scrape time: they are
-exact across workers, the CLI, the send worker and restarts. Labels never
+exact across workers, the CLI, the send worker and restarts. On PostgreSQL
+the answering process's connection pool is reported too. Labels never
 carry a phone number.
 """
 
@@ -101,6 +102,22 @@ class StoreCollector:
         for state, count in sorted(self.store.session_state_counts().items()):
             sessions.add_metric([state], count)
         yield sessions
+        pool = self.store.pool_stats()
+        if pool is not None:  # PostgreSQL: this process's connection pool
+            connections = GaugeMetricFamily(
+                "gateway_database_pool_connections",
+                "Database connections of the process that answered this scrape: in use (or opening) and idle.",
+                labels=["state"],
+            )
+            connections.add_metric(["in_use"], pool["in_use"])
+            connections.add_metric(["idle"], pool["idle"])
+            yield connections
+            waiting = GaugeMetricFamily(
+                "gateway_database_pool_waiting",
+                "Requests of that process waiting for a database connection: above 0 for long, raise the pool size.",
+            )
+            waiting.add_metric([], pool["waiting"])
+            yield waiting
 
 
 def render(store: Store) -> bytes:

@@ -132,3 +132,15 @@ def test_workers_add_up(tmp_path):
         server.stop()
     assert len(pids()) == 2, "both workers must have answered for this test to prove anything"
     assert [inbound(s, "queued") for s in scrapes] == [float(sent)] * 4
+
+
+def test_database_pool_is_reported_on_postgresql(client, db_kind):
+    values = scrape(client)
+    names = {name for name, _ in values}
+    if db_kind == "sqlite":
+        assert "gateway_database_pool_connections" not in names  # no pool: one file, one connection per thread
+        return
+    in_use = values[("gateway_database_pool_connections", (("state", "in_use"),))]
+    idle = values[("gateway_database_pool_connections", (("state", "idle"),))]
+    assert in_use + idle >= 1  # the connection the scrape's own queries used
+    assert values[("gateway_database_pool_waiting", ())] == 0
