@@ -213,8 +213,9 @@ def backlog(work: Path, count: int, pairs: int) -> dict:
     conn = sqlite3.connect(path)
     at, later = "2026-11-23T09:00:00.000000Z", "2999-01-01T00:00:00.000000Z"
     conn.executemany(  # each pair's first message waits for a retry; the rest wait behind it
-        "INSERT INTO agent_queue (message_sid, from_number, to_number, body, params, received_at, flags, "
-        "next_attempt_at, head, attempts) VALUES (?, ?, ?, 'hi', '[]', ?, '[]', ?, ?, ?)",
+        "INSERT INTO inbound_messages (message_sid, from_number, to_number, body, params, received_at, outcome, "
+        "status, flags, next_attempt_at, head, attempts) VALUES (?, ?, ?, 'hi', '[]', ?, 'queued', 'pending', '[]', "
+        "?, ?, ?)",
         (
             (f"SM{i:032x}", f"+1415{i % pairs:07d}", TWILIO_NUMBER, at, later if i < pairs else at, int(i < pairs), 1)
             for i in range(count)

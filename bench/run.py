@@ -238,7 +238,7 @@ def main() -> None:
     for name in floors:
         conn = sqlite3.connect(work / f"{name}.db")
         results[name]["stored"], results[name]["queued"] = conn.execute(
-            "SELECT (SELECT count(*) FROM processed_messages), (SELECT count(*) FROM agent_queue)"
+            "SELECT count(*), count(status) FROM inbound_messages"
         ).fetchone()
         conn.close()
         results[name]["p99_ratio"] = results[name]["p99_ms"] / reference["p99_ms"]

@@ -43,7 +43,7 @@ def test_init_db(runner, db_url, db_kind, tmp_path):
     result = runner.invoke(cli, ["init-db"], env={"DATABASE_URL": db_url})
     assert result.exit_code == 0, result.output
     if db_kind == "sqlite":
-        assert f"Database ready: the SQLite database {tmp_path / 'gateway.db'}, schema version 4" in result.output
+        assert f"Database ready: the SQLite database {tmp_path / 'gateway.db'}, schema version 5" in result.output
         assert (tmp_path / "gateway.db").exists()
     else:
         assert "Database ready: the PostgreSQL database gateway_test_" in result.output

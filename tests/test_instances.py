@@ -104,7 +104,7 @@ def test_two_instances_and_two_workers_on_one_database(tmp_path, pg_url, runner)
 
     sids = [sid for plan in plans.values() for _, sid in plan]
     with psycopg.connect(pg_url) as conn:
-        processed = Counter(row[0] for row in conn.execute("SELECT message_sid FROM processed_messages"))
+        processed = Counter(row[0] for row in conn.execute("SELECT message_sid FROM inbound_messages"))
     assert set(processed) == set(sids) and set(processed.values()) == {1}  # each MessageSid processed once
     events = store.events()
     logged = Counter(e["message_sid"] for e in events if e["message_sid"])
@@ -206,7 +206,7 @@ def test_database_outage_mid_burst(tmp_path: Path, cluster, cluster_url):
     assert health_during == [503]
     assert all(tries[-1][0] == 200 for tries in answers.values())  # every message stored in the end
     with psycopg.connect(cluster_url) as conn:
-        stored = {row[0] for row in conn.execute("SELECT message_sid FROM processed_messages")}
+        stored = {row[0] for row in conn.execute("SELECT message_sid FROM inbound_messages")}
     acknowledged = {sid for sid, tries in answers.items() if any(status == 200 for status, _ in tries)}
     assert acknowledged <= stored  # no 200 for a message that was not stored
     stops = {dict(p)["MessageSid"] for p in messages if dict(p)["Body"] == "STOP"}

@@ -247,12 +247,12 @@ def test_unknown_path_is_404_plain(client):
 
 
 def test_database_failure_is_500_without_traceback(twilio, raw, caplog):
-    raw.execute("DROP TABLE processed_messages")
+    raw.execute("DROP TABLE inbound_messages")
     response = twilio.sms("STOP")
     assert response.status_code == 500
     assert response.text == "500 Internal Server Error: internal server error\n"
     assert "Traceback" not in response.text
-    assert "processed_messages" in caplog.text  # the operator sees why
+    assert "inbound_messages" in caplog.text  # the operator sees why
 
 
 def test_not_form_encoded_is_rejected(client):

@@ -1,5 +1,10 @@
 """The queue of deliveries to the agent: inbound messages and session events, in order per pair.
 
+The queue lives in ``inbound_messages``: a message's claim row is its queue
+entry (``status`` pending, delivered, dead or dropped; no status for a
+message that was never for the agent, such as a STOP), and session events
+are rows of their own kind.
+
 Only a pair's oldest pending delivery (its ``head``) is ever eligible, so
 delivery is in order per pair (and so per session): a later message waits
 while an earlier one is leased or waiting to be retried. A head is due when
@@ -24,10 +29,15 @@ from .base import Records, plus_seconds
 from .ledger import append_event
 from .optouts import covering
 
-# Pairs' oldest pending deliveries that are due (the partial index agent_queue_due holds exactly these).
+# Pairs' oldest pending deliveries that are due (the partial index inbound_due holds exactly these).
 _DUE_HEADS = (
-    "SELECT {columns} FROM agent_queue {hint} WHERE status = 'pending' AND head = 1 AND next_attempt_at <= ? "
+    "SELECT {columns} FROM inbound_messages {hint} WHERE status = 'pending' AND head = 1 AND next_attempt_at <= ? "
     "ORDER BY next_attempt_at LIMIT ?"
+)
+# 1 when nothing of the pair (from, to: two parameters) waits yet: a new entry is then the pair's head.
+HEAD = (
+    "CASE WHEN EXISTS (SELECT 1 FROM inbound_messages WHERE from_number = ? AND to_number = ? "
+    "AND status = 'pending') THEN 0 ELSE 1 END"
 )
 _CLAIM_COLUMNS = (
     "id, message_sid, from_number, to_number, body, params, received_at, flags, attempts, "
@@ -35,31 +45,19 @@ _CLAIM_COLUMNS = (
 )
 
 
-def queue_delivery(
-    tx: Tx,
-    message_sid: str,
-    kind: str,
-    from_number: str,
-    to_number: str,
-    at: str,
-    body: str | None = None,
-    params: str = "[]",
-    flags: str = "[]",
-    session_id: int | None = None,
-) -> None:
-    """Queue one delivery for the agent, due now; it is its pair's head if nothing else of the pair waits."""
+def queue_session_event(tx: Tx, kind: str, session_id: int, number: str, twilio_number: str, at: str) -> None:
+    """Queue a session event for the agent, due now, behind the pair's earlier messages."""
     tx.execute(
-        "INSERT INTO agent_queue (message_sid, kind, from_number, to_number, body, params, received_at, flags, "
-        "session_id, next_attempt_at, head) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CASE WHEN EXISTS (SELECT 1 FROM "
-        "agent_queue WHERE from_number = ? AND to_number = ? AND status = 'pending') THEN 0 ELSE 1 END)",
-        (message_sid, kind, from_number, to_number, body, params, at, flags, session_id, at, from_number, to_number),
+        "INSERT INTO inbound_messages (message_sid, kind, from_number, to_number, received_at, status, "  # noqa: S608
+        f"next_attempt_at, session_id, head) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, {HEAD})",
+        (f"{kind}:{session_id}", kind, number, twilio_number, at, at, session_id, number, twilio_number),
     )
 
 
 def leave_queue(tx: Tx, queue_id: int, assignments: str, values: Sequence[Any]) -> None:
     """Take a delivery out of the pending queue (``assignments`` sets its new status) and promote the pair's next."""
     from_number, to_number = tx.one(
-        f"UPDATE agent_queue SET {assignments}, head = 0, lease_until = NULL WHERE id = ? "  # noqa: S608
+        f"UPDATE inbound_messages SET {assignments}, head = 0, lease_until = NULL WHERE id = ? "  # noqa: S608
         "RETURNING from_number, to_number",
         (*values, queue_id),
     )
@@ -68,7 +66,7 @@ def leave_queue(tx: Tx, queue_id: int, assignments: str, values: Sequence[Any]) 
 
 def promote_head(tx: Tx, from_number: str, to_number: str) -> None:
     tx.execute(
-        "UPDATE agent_queue SET head = 1 WHERE id = (SELECT MIN(id) FROM agent_queue "
+        "UPDATE inbound_messages SET head = 1 WHERE id = (SELECT MIN(id) FROM inbound_messages "
         "WHERE from_number = ? AND to_number = ? AND status = 'pending')",
         (from_number, to_number),
     )
@@ -80,7 +78,7 @@ class QueueRecords(Records):
         with self.backend.read() as tx:
             rows = tx.query(
                 "SELECT id, message_sid, from_number, to_number, body, params, received_at, status, flags "
-                "FROM agent_queue ORDER BY id"
+                "FROM inbound_messages WHERE status IS NOT NULL ORDER BY id"
             )
         return [
             {**row, "params": [tuple(pair) for pair in json.loads(row["params"])], "flags": json.loads(row["flags"])}
@@ -98,19 +96,19 @@ class QueueRecords(Records):
         """
         claimed: list[dict[str, Any]] = []
         with self.backend.read() as tx:
-            if not tx.one(_DUE_HEADS.format(columns="1", hint=tx.index_hint("agent_queue_due")), (self.clock(), 1)):
+            if not tx.one(_DUE_HEADS.format(columns="1", hint=tx.index_hint("inbound_due")), (self.clock(), 1)):
                 return claimed  # idle: no write transaction
         # Not fsynced: a claim lost with the machine only means the message is claimed again.
         with self.backend.write(durable=False) as tx:
             now = self.clock()
-            hint = tx.index_hint("agent_queue_due")
+            hint = tx.index_hint("inbound_due")
             due = tx.execute(_DUE_HEADS.format(columns="id, from_number", hint=hint), (now, limit)).fetchall()
             until = plus_seconds(now, lease_seconds)
             for queue_id, from_number in due:
                 if not tx.try_lock_number(from_number):
                     continue  # another worker holds this person's records: their turn
                 row = tx.one(  # again, now that nobody else can change the pair's queue
-                    f"SELECT {_CLAIM_COLUMNS} FROM agent_queue WHERE id = ? AND status = 'pending' "  # noqa: S608
+                    f"SELECT {_CLAIM_COLUMNS} FROM inbound_messages WHERE id = ? AND status = 'pending' "  # noqa: S608
                     "AND head = 1 AND next_attempt_at <= ?",
                     (queue_id, now),
                 )
@@ -141,7 +139,7 @@ class QueueRecords(Records):
                 else:
                     session_id = sessions.open_session(tx, from_number, to_number, received_at, engaged=True)
                 tx.execute(
-                    "UPDATE agent_queue SET lease_until = ?, next_attempt_at = ?, attempts = attempts + 1, "
+                    "UPDATE inbound_messages SET lease_until = ?, next_attempt_at = ?, attempts = attempts + 1, "
                     "session_id = ? WHERE id = ?",
                     (until, until, session_id, queue_id),
                 )
@@ -182,7 +180,7 @@ class QueueRecords(Records):
         if outcome not in ("delivered", "retry", "dead"):
             raise ValueError(f"unknown delivery outcome {outcome!r}")
         with self.backend.write(durable=False) as tx:
-            number = tx.scalar("SELECT from_number FROM agent_queue WHERE id = ?", (queue_id,))
+            number = tx.scalar("SELECT from_number FROM inbound_messages WHERE id = ?", (queue_id,))
             tx.lock_numbers(number)
             if outcome == "delivered":
                 leave_queue(tx, queue_id, "status = 'delivered', delivered_at = ?, last_error = NULL", (self.clock(),))
@@ -193,7 +191,7 @@ class QueueRecords(Records):
                     )
             elif outcome == "retry":
                 tx.execute(
-                    "UPDATE agent_queue SET next_attempt_at = ?, lease_until = NULL, last_error = ? WHERE id = ?",
+                    "UPDATE inbound_messages SET next_attempt_at = ?, lease_until = NULL, last_error = ? WHERE id = ?",
                     (retry_at, error, queue_id),
                 )
             else:
@@ -202,11 +200,11 @@ class QueueRecords(Records):
 
     def outbox(self, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Queued messages for the agent, oldest first; ``status`` pending, delivered, dead or dropped."""
-        clause = " WHERE status = ?" if status else ""
+        clause = " WHERE status = ?" if status else " WHERE status IS NOT NULL"
         with self.backend.read() as tx:
             return tx.query(
                 "SELECT id, kind, message_sid, from_number, to_number, body, received_at, status, attempts, "  # noqa: S608
-                f"next_attempt_at, delivered_at, last_error, session_id, flags FROM agent_queue{clause} "
+                f"next_attempt_at, delivered_at, last_error, session_id, flags FROM inbound_messages{clause} "
                 "ORDER BY id LIMIT ?",
                 [*([status] if status else []), limit],
             )
@@ -217,11 +215,11 @@ class QueueRecords(Records):
             tx.lock_all()
             now = self.clock()
             if ids is None:
-                ids = [row[0] for row in tx.execute("SELECT id FROM agent_queue WHERE status = 'dead'").fetchall()]
+                ids = [row[0] for row in tx.execute("SELECT id FROM inbound_messages WHERE status = 'dead'").fetchall()]
             pairs, changed = set(), 0
             for queue_id in ids:
                 row = tx.one(
-                    "UPDATE agent_queue SET status = 'pending', next_attempt_at = ?, retry_from = ?, "
+                    "UPDATE inbound_messages SET status = 'pending', next_attempt_at = ?, retry_from = ?, "
                     "last_error = NULL WHERE status = 'dead' AND id = ? RETURNING from_number, to_number",
                     (now, now, queue_id),
                 )
@@ -230,7 +228,7 @@ class QueueRecords(Records):
                     changed += 1
             for from_number, to_number in sorted(pairs):  # a replayed message may now be its pair's oldest
                 tx.execute(
-                    "UPDATE agent_queue SET head = 0 WHERE from_number = ? AND to_number = ? AND head = 1",
+                    "UPDATE inbound_messages SET head = 0 WHERE from_number = ? AND to_number = ? AND head = 1",
                     (from_number, to_number),
                 )
                 promote_head(tx, from_number, to_number)
@@ -241,7 +239,9 @@ class QueueRecords(Records):
         if status not in ("delivered", "dead", "dropped"):
             raise ValueError(f"only delivered, dead or dropped messages can be purged, not {status!r}")
         with self.backend.write() as tx:
-            return tx.execute("DELETE FROM agent_queue WHERE status = ? AND received_at < ?", (status, before)).rowcount
+            return tx.execute(
+                "DELETE FROM inbound_messages WHERE status = ? AND received_at < ?", (status, before)
+            ).rowcount
 
     def agent_queue_counts(self) -> tuple[dict[tuple[str, str], int], str | None]:
         """Queue rows per (kind, status), and when the oldest pending one was queued (None if none)."""
@@ -249,10 +249,11 @@ class QueueRecords(Records):
             counts = {
                 (kind, status): count
                 for kind, status, count in tx.execute(
-                    "SELECT kind, status, COUNT(*) FROM agent_queue GROUP BY kind, status"
+                    "SELECT kind, status, COUNT(*) FROM inbound_messages WHERE status IS NOT NULL GROUP BY kind, status"
                 ).fetchall()
             }
-            oldest = tx.scalar(  # the lowest id: queued first (a replayed dead letter keeps its place)
-                "SELECT received_at FROM agent_queue WHERE status = 'pending' ORDER BY id LIMIT 1"
+            oldest = tx.scalar(  # the lowest id: queued first (a replayed dead letter keeps its place); always a head
+                f"SELECT received_at FROM inbound_messages {tx.index_hint('inbound_due')} "  # noqa: S608
+                "WHERE status = 'pending' AND head = 1 ORDER BY id LIMIT 1"
             )
         return counts, oldest

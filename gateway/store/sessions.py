@@ -27,7 +27,7 @@ _SESSION_NAMES = [column.strip() for column in SESSION_COLUMNS.split(",")]
 # No message from the session's user still waiting for the agent: a waiting
 # reply is activity the session has not seen yet.
 _NOTHING_WAITING = (
-    "NOT EXISTS (SELECT 1 FROM agent_queue AS q WHERE q.from_number = s.number AND q.to_number = s.twilio_number "
+    "NOT EXISTS (SELECT 1 FROM inbound_messages AS q WHERE q.from_number = s.number AND q.to_number = s.twilio_number "
     "AND q.status = 'pending' AND q.kind = 'message')"
 )
 _IDLE = f"state = 'active' AND engaged = 1 AND last_activity_at <= ? AND {_NOTHING_WAITING}"
@@ -88,9 +88,7 @@ def close_session(tx: Tx, session_id: int, number: str, twilio_number: str, at: 
         "UPDATE sessions SET state = 'closed', closed_at = ?, close_reason = ?, close_at = NULL WHERE id = ?",
         (at, reason, session_id),
     )
-    queue.queue_delivery(
-        tx, f"session.closed:{session_id}", "session.closed", number, twilio_number, at, session_id=session_id
-    )
+    queue.queue_session_event(tx, "session.closed", session_id, number, twilio_number, at)
 
 
 class SessionRecords(Records):

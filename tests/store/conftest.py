@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import sqlite_utils
 
 from gateway.compliance import decide
 from gateway.messages import InboundMessage
 from gateway.store import Store
+from gateway.store.migrations.sqlite import _create_v1, _migrate_v2, _migrate_v3, _migrate_v4
 
 REPLIES = {"stop": "bye", "start": "hi", "help": "help text"}
 
@@ -31,3 +33,13 @@ def db(db_url):
     store.init_schema()
     yield store
     store.close()
+
+
+def old_database(path, version: int) -> sqlite_utils.Database:
+    """A database as gateway schema ``version`` left it (its own migration steps, nothing newer)."""
+    db = sqlite_utils.Database(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    for step in (_create_v1, _migrate_v2, _migrate_v3, _migrate_v4)[:version]:
+        step(db)
+    db.execute(f"PRAGMA user_version={version}")
+    return db

@@ -129,6 +129,8 @@ def test_a_connection_the_server_dropped_is_replaced_before_use(pg, pg_url):
         pid = tx.scalar("SELECT pg_backend_pid()")
     with psycopg.connect(pg_url, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        gone = "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)"
+        wait_for(lambda: admin.execute(gone, (pid,)).fetchone()[0], 5, "the server to drop the connection")
     assert pg.is_opted_out("+14155550100", "+15005550006")  # no error: the dead connection was noticed and replaced
     with pg.backend.read() as tx:
         assert tx.scalar("SELECT pg_backend_pid()") != pid

@@ -4,16 +4,19 @@ import pytest
 
 from gateway.cli import cli
 from gateway.store import SchemaMismatch, Store
+from gateway.store.migrations.sqlite import VERSION as SCHEMA_VERSION
 
 from ..database import RawDatabase
-from .conftest import process
+from .conftest import old_database, process
+
+AT = "2026-10-01T10:00:00.000000Z"
 
 
 def test_schema_is_created_once_and_versioned(db):
     latest = db.backend.latest_version
     assert db.init_schema() == latest  # idempotent
     assert db.check_schema() == latest
-    assert set(db.table_counts()) >= {"events", "opt_outs", "processed_messages", "agent_queue", "sessions"}
+    assert set(db.table_counts()) >= {"events", "opt_outs", "inbound_messages", "sessions"}
 
 
 def _set_version(raw, kind, version):
@@ -47,20 +50,18 @@ def test_read_only_commands_on_an_empty_database_write_nothing(db_url, db_kind, 
 
 def test_read_only_commands_on_an_older_schema_name_both_versions(tmp_path, runner):
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    store = Store(url)
-    store.init_schema()
-    process(store, "stop", "SM1")
-    store.close()
+    old = old_database(tmp_path / "old.db", 4)
+    old.execute("INSERT INTO opt_outs VALUES ('+14155550100', '+15005550006', ?, 'manual', 'SM1', NULL, NULL)", (AT,))
+    old.conn.commit()
+    old.close()
     raw = RawDatabase(url)
-    raw.execute("PRAGMA user_version=3")
     before = (tmp_path / "old.db").read_bytes()
     for args in READS:
         result = runner.invoke(cli, args, env={"DATABASE_URL": url})
         assert result.exit_code == 1
-        assert (
-            "is at schema version 3, older than this gateway's 4: run `gateway init-db` to migrate it" in result.output
-        )
-    assert raw.scalar("PRAGMA user_version") == 3 and (tmp_path / "old.db").read_bytes() == before
+        older = f"at schema version 4, older than this gateway's {SCHEMA_VERSION}: run `gateway init-db` to migrate it"
+        assert older in result.output
+    assert raw.scalar("PRAGMA user_version") == 4 and (tmp_path / "old.db").read_bytes() == before
     assert runner.invoke(cli, ["init-db"], env={"DATABASE_URL": url}).exit_code == 0
     listed = runner.invoke(cli, ["optouts", "list", "--format", "json"], env={"DATABASE_URL": url})
     assert listed.exit_code == 0 and '"message_sid": "SM1"' in listed.output

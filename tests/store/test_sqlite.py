@@ -9,13 +9,14 @@ import threading
 import pytest
 import sqlite_utils
 
+from gateway import ledger
 from gateway.compliance import decide
 from gateway.store import Store
 from gateway.store.migrations.sqlite import VERSION as SCHEMA_VERSION
 from gateway.store.migrations.sqlite import _create_v1
 from gateway.store.sqlite import database_path
 
-from .conftest import REPLIES, message, process
+from .conftest import REPLIES, message, old_database, process
 
 
 @pytest.fixture
@@ -49,51 +50,127 @@ def test_schema_is_created_once_and_versioned(db):
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"events", "opt_outs", "processed_messages", "agent_queue"} <= tables
+    assert {"events", "opt_outs", "inbound_messages", "sessions"} <= tables
+    assert not {"processed_messages", "agent_queue"} & tables  # folded into inbound_messages in v5
 
 
-def test_v2_database_is_migrated_keeping_its_records(db):
-    process(db, "stop", "SM1")
-    db.close()
-    conn = sqlite3.connect(db.backend.path)
-    conn.executescript(
-        "DROP INDEX idx_opt_outs_number_messaging_service_sid;"
-        "ALTER TABLE opt_outs DROP COLUMN messaging_service_sid; DROP TABLE pairs; DROP TABLE rate_buckets;"
-        "PRAGMA user_version=2;"
+def chained(db, *events):
+    """Append events to an old database's chain, as the gateway then did."""
+    prev = db.execute("SELECT hash FROM ledger_head WHERE id = 1").fetchone()[0]
+    for event in events:
+        event = {"body": None, "message_sid": None, "detail": None, "state_changed": 1, **event}
+        digest = ledger.event_hash(event, prev)
+        db.execute(
+            "INSERT INTO events (id, event, number, twilio_number, body, message_sid, source, state_changed, at, "
+            "detail, prev_hash, hash) VALUES (:id, :event, :number, :twilio_number, :body, :message_sid, :source, "
+            ":state_changed, :at, :detail, :prev, :hash)",
+            {**event, "prev": prev, "hash": digest},
+        )
+        db.execute("UPDATE ledger_head SET last_event_id = ?, hash = ? WHERE id = 1", (event["id"], digest))
+        prev = digest
+
+
+AT = "2026-10-01T10:00:00.000000Z"
+STOP = {
+    "id": 1,
+    "event": "opt_out",
+    "number": "+14155550100",
+    "twilio_number": "+15005550006",
+    "body": "STOP",
+    "message_sid": "SM1",
+    "source": "keyword",
+    "at": AT,
+}
+
+
+def test_v2_database_is_migrated_keeping_its_records(tmp_path):
+    db = old_database(tmp_path / "v2.db", 2)
+    chained(db, STOP)
+    db.execute("INSERT INTO opt_outs VALUES ('+14155550100', '+15005550006', ?, 'keyword', 'SM1', 1)", (AT,))
+    db.execute(
+        "INSERT INTO processed_messages VALUES ('SM1', '+14155550100', '+15005550006', 'opt_out', 'bye', ?)", (AT,)
     )
-    conn.close()
-    migrated = Store(f"sqlite:///{db.backend.path}")
+    db.conn.commit()
+    db.close()
+    migrated = Store(f"sqlite:///{tmp_path / 'v2.db'}")
     assert migrated.init_schema() == SCHEMA_VERSION
     assert migrated.is_opted_out("+14155550100", "+15005550006")
     assert migrated.current_opt_outs()[0]["message_sid"] == "SM1"
     assert migrated.verify_ledger().ok
+    assert process(migrated, "start", "SM1").duplicate  # Twilio's retry of an old message is still a duplicate
+    migrated.close()
 
 
-def test_v3_database_is_migrated_keeping_its_queue_and_sessions(db):
-    process(db, "hello", "SM1")
-    (claimed,) = db.claim_deliveries(10, 60)
-    process(db, "again", "SM2")  # waits behind SM1
-    db.close()
-    conn = sqlite3.connect(db.backend.path)
-    conn.executescript(
-        "DROP INDEX agent_queue_due; ALTER TABLE agent_queue DROP COLUMN head;"
-        "UPDATE agent_queue SET next_attempt_at = NULL;"  # as v3 kept it
-        "DROP INDEX idx_sessions_state_last_activity_at; DROP INDEX idx_sessions_state_close_at;"
-        "ALTER TABLE sessions DROP COLUMN warned_at; ALTER TABLE sessions DROP COLUMN close_at;"
-        "ALTER TABLE sessions DROP COLUMN closed_at; ALTER TABLE sessions DROP COLUMN close_reason;"
-        "ALTER TABLE sessions DROP COLUMN warning_outbound_id; ALTER TABLE agent_queue DROP COLUMN kind;"
-        "PRAGMA user_version=3;"
+def _queue_v3(db, sid, body, status="pending", session_id=None, lease_until=None):
+    db.execute(
+        "INSERT INTO agent_queue (message_sid, from_number, to_number, body, params, received_at, status, flags, "
+        "attempts, lease_until, session_id) VALUES (?, '+14155550100', '+15005550006', ?, '[]', ?, ?, '[]', ?, ?, ?)",
+        (sid, body, AT, status, 1 if lease_until else 0, lease_until, session_id),
     )
-    conn.close()
-    migrated = Store(f"sqlite:///{db.backend.path}")
+    db.execute(
+        "INSERT INTO processed_messages VALUES (?, '+14155550100', '+15005550006', 'queued', NULL, ?)", (sid, AT)
+    )
+
+
+def test_v3_database_is_migrated_keeping_its_queue_and_sessions(tmp_path):
+    db = old_database(tmp_path / "v3.db", 3)
+    db.execute(
+        "INSERT INTO sessions (id, number, twilio_number, state, engaged, opened_at, last_activity_at) "
+        "VALUES (7, '+14155550100', '+15005550006', 'active', 1, ?, ?)",
+        (AT, AT),
+    )
+    _queue_v3(db, "SM1", "hello", session_id=7, lease_until="2999-01-01T00:00:00.000000Z")  # leased
+    _queue_v3(db, "SM2", "again")  # waits behind SM1
+    db.conn.commit()
+    db.close()
+    migrated = Store(f"sqlite:///{tmp_path / 'v3.db'}")
     assert migrated.init_schema() == SCHEMA_VERSION
     first, second = migrated.outbox()
-    assert (first["kind"], first["status"], first["session_id"]) == ("message", "pending", claimed["session_id"])
+    assert (first["kind"], first["status"], first["session_id"]) == ("message", "pending", 7)
     assert migrated.claim_deliveries(10, 60) == []  # SM1's lease still holds, and SM2 waits behind it
     migrated.finish_delivery(first["id"], "delivered")
     assert [m["message_sid"] for m in migrated.claim_deliveries(10, 60)] == ["SM2"]
-    session = migrated.session(claimed["session_id"])
+    session = migrated.session(7)
     assert session["state"] == "active" and session["engaged"] and session["warned_at"] is None
+    migrated.close()
+
+
+def test_v4_database_becomes_one_row_per_message(tmp_path):
+    """v5 folds processed_messages and agent_queue into inbound_messages: queue ids (the agent's dlv_ ids),
+    order, heads and leases are kept; messages never queued keep their outcome and reply."""
+    db = old_database(tmp_path / "v4.db", 4)
+    chained(db, STOP)
+    db.execute("INSERT INTO opt_outs VALUES ('+14155550100', '+15005550006', ?, 'keyword', 'SM1', 1, NULL)", (AT,))
+    db.execute(
+        "INSERT INTO processed_messages VALUES ('SM1', '+14155550100', '+15005550006', 'opt_out', 'bye', ?)", (AT,)
+    )
+    for n, (sid, status, head) in enumerate(
+        [("SM2", "delivered", 0), ("SM3", "dead", 0), ("SM4", "pending", 1), ("SM5", "pending", 0)], start=40
+    ):
+        db.execute(
+            "INSERT INTO agent_queue (id, message_sid, from_number, to_number, body, params, received_at, status, "
+            "next_attempt_at, head) VALUES (?, ?, '+14155550199', '+15005550006', ?, '[]', ?, ?, ?, ?)",
+            (n, sid, f"body {sid}", AT, status, AT if status == "pending" else None, head),
+        )
+        db.execute(
+            "INSERT INTO processed_messages VALUES (?, '+14155550199', '+15005550006', 'queued', NULL, ?)", (sid, AT)
+        )
+    db.conn.commit()
+    db.close()
+    migrated = Store(f"sqlite:///{tmp_path / 'v4.db'}")
+    assert migrated.init_schema() == SCHEMA_VERSION
+    assert [(m["id"], m["message_sid"], m["status"]) for m in migrated.outbox()] == [
+        (40, "SM2", "delivered"),
+        (41, "SM3", "dead"),
+        (42, "SM4", "pending"),
+        (43, "SM5", "pending"),
+    ]
+    assert migrated.processed("SM1")["outcome"] == "opt_out" and migrated.processed("SM1")["reply"] == "bye"
+    assert [m["message_sid"] for m in migrated.claim_deliveries(10, 60)] == ["SM4"]  # SM5 waits behind it
+    assert process(migrated, None, "SM6", sender="+14155550100").outcome == "dropped"  # the opt-out holds
+    assert process(migrated, None, "SM2", sender="+14155550199").duplicate
+    assert migrated.verify_ledger().ok
+    migrated.close()
 
 
 def test_forked_child_opens_its_own_connection(db):

@@ -12,12 +12,12 @@ import sqlite_utils
 
 from ... import ledger
 
-VERSION = 4
+VERSION = 5
 
 
 def migrate(db: sqlite_utils.Database, version: int) -> None:
     """Bring a database at ``version`` (0: empty) to :data:`VERSION`."""
-    for number, step in enumerate((_create_v1, _migrate_v2, _migrate_v3, _migrate_v4), start=1):
+    for number, step in enumerate((_create_v1, _migrate_v2, _migrate_v3, _migrate_v4, _migrate_v5), start=1):
         if version < number:
             step(db)
 
@@ -245,6 +245,73 @@ def _migrate_v4(db: sqlite_utils.Database) -> None:
         "CREATE INDEX IF NOT EXISTS agent_queue_due ON agent_queue (next_attempt_at) "
         "WHERE status = 'pending' AND head = 1"
     )
+
+
+def _migrate_v5(db: sqlite_utils.Database) -> None:
+    """One row per inbound message: the MessageSid claim, its outcome and its place in the agent queue.
+
+    ``processed_messages`` and ``agent_queue`` become ``inbound_messages``, so
+    a plain message is one insert (the claim is the queue entry) instead of
+    two rows in two tables with five indexes. Queue rows keep their ids (the
+    agent deduplicates on ``dlv_<id>``); messages that were never queued
+    (keywords, drops) follow, with no queue status.
+    """
+    db.execute(
+        """CREATE TABLE inbound_messages (
+            id INTEGER PRIMARY KEY,
+            message_sid TEXT NOT NULL,
+            kind TEXT NOT NULL DEFAULT 'message',
+            from_number TEXT NOT NULL,
+            to_number TEXT NOT NULL,
+            body TEXT,
+            params TEXT NOT NULL DEFAULT '[]',
+            received_at TEXT NOT NULL,
+            outcome TEXT,
+            reply TEXT,
+            status TEXT,
+            flags TEXT NOT NULL DEFAULT '[]',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT,
+            lease_until TEXT,
+            retry_from TEXT,
+            delivered_at TEXT,
+            last_error TEXT,
+            session_id INTEGER,
+            head INTEGER NOT NULL DEFAULT 0
+        )"""
+    )
+    db.execute(
+        "INSERT INTO inbound_messages (id, message_sid, kind, from_number, to_number, body, params, received_at, "
+        "outcome, reply, status, flags, attempts, next_attempt_at, lease_until, retry_from, delivered_at, last_error, "
+        "session_id, head) SELECT q.id, q.message_sid, q.kind, q.from_number, q.to_number, q.body, q.params, "
+        "q.received_at, p.outcome, p.reply, q.status, q.flags, q.attempts, q.next_attempt_at, q.lease_until, "
+        "q.retry_from, q.delivered_at, q.last_error, q.session_id, q.head FROM agent_queue AS q "
+        "LEFT JOIN processed_messages AS p ON p.message_sid = q.message_sid ORDER BY q.id"
+    )
+    db.execute(
+        "INSERT INTO inbound_messages (message_sid, from_number, to_number, received_at, outcome, reply) "
+        "SELECT message_sid, from_number, to_number, processed_at, outcome, reply FROM processed_messages AS p "
+        "WHERE NOT EXISTS (SELECT 1 FROM agent_queue AS q WHERE q.message_sid = p.message_sid) "
+        "ORDER BY processed_at, message_sid"
+    )
+    db.execute("DROP TABLE agent_queue")
+    db.execute("DROP TABLE processed_messages")
+    _inbound_indexes(db)
+
+
+def _inbound_indexes(db: sqlite_utils.Database) -> None:
+    for statement in INBOUND_INDEXES:
+        db.execute(statement)
+
+
+# The claim, and the queue's two partial indexes: only pending rows are in them, so they stay small.
+INBOUND_INDEXES = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS inbound_by_sid ON inbound_messages (message_sid)",
+    "CREATE INDEX IF NOT EXISTS inbound_pending_by_pair ON inbound_messages (from_number, to_number, id) "
+    "WHERE status = 'pending'",
+    "CREATE INDEX IF NOT EXISTS inbound_due ON inbound_messages (next_attempt_at) "
+    "WHERE status = 'pending' AND head = 1",
+)
 
 
 def _add_columns(
