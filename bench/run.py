@@ -6,10 +6,13 @@ precomputed signed requests with unique MessageSids (about 90% plain messages,
 servers so background noise hits all; the median round is reported, as
 figures and as the gateway/reference ratio.
 
-Two more servers, the floors (floor_app.py), are the reference plus only the
-least write the issue requires of each message, fsynced or not: they show how
-much of the gap is the durable write itself, which no implementation can
-skip, and how much is the gateway's own work.
+The floors (floor_app.py) are the reference plus only the least write the
+issue requires of each message, durable (or, for SQLite's compliance mode,
+not fsynced): they show how much of the gap is the durable write itself,
+which no implementation can skip, and how much is the gateway's own work.
+The gateway is measured on SQLite and on PostgreSQL (one instance, and two
+instances on one database, each with its own wrk), each against its own
+floor; the PostgreSQL server is found as the tests find it.
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ import sys
 import tempfile
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
 from twilio.request_validator import RequestValidator
 
 ROOT = Path(__file__).resolve().parent.parent
+BEFORE = "d17e2c0"
 TOKEN = secrets.token_hex(16)
 KEYWORDS = ["STOP", "START", "HELP", "stop", "Stop!", "yes", "info", "unsubscribe"]
 PLAIN = ["Hi, can I move my appointment to Tuesday?", "what time do you open", "Thanks!", "ok", "See you then"]
@@ -68,7 +74,7 @@ def write_requests(path: Path, url: str, count: int, seed: int) -> None:
             out.write(f"{validator.compute_signature(url, params)}\t{urlencode(params)}\n")
 
 
-def start(app: str, port: int, args: argparse.Namespace, env: dict, log: Path) -> subprocess.Popen:
+def start(app: str, port: int, args: argparse.Namespace, env: dict, log: Path, root: Path = ROOT) -> subprocess.Popen:
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [
@@ -90,7 +96,7 @@ def start(app: str, port: int, args: argparse.Namespace, env: dict, log: Path) -
                 "30",
                 "--preload",
             ],
-            cwd=ROOT,
+            cwd=root,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -176,6 +182,76 @@ def median_round(runs: list[dict]) -> dict:
     }
 
 
+@dataclass
+class Server:
+    """One server of the benchmark: an app under gunicorn, on one or more instances (ports)."""
+
+    label: str
+    app: str
+    env: dict
+    instances: int = 1
+    ports: list[int] = field(default_factory=list)
+    root: Path = ROOT  # the source tree it runs from
+
+
+def measure(server: Server, files: list[Path], connections: int, seconds: int, threads: int) -> dict:
+    """One wrk round; several instances share the connections, with one wrk each, at once."""
+    if len(server.ports) == 1:
+        return wrk(server.ports[0], files[0], connections, seconds, threads)
+    share = connections // len(server.ports)
+    with ThreadPoolExecutor(len(server.ports)) as pool:
+        pairs = zip(server.ports, files, strict=True)
+        parts = list(pool.map(lambda pf: wrk(pf[0], pf[1], share, seconds, max(1, threads // 2)), pairs))
+    total = sum(p["rps"] for p in parts)
+    return {
+        "rps": total,
+        "p50_ms": sum(p["p50_ms"] * p["rps"] for p in parts) / total,  # weighted by each instance's share
+        "p99_ms": max(p["p99_ms"] for p in parts),
+        "errors": sum(p["errors"] for p in parts),
+        "requests": sum(p["requests"] for p in parts),
+    }
+
+
+def postgres_urls(given: str | None, names: list[str]) -> tuple[dict[str, str], object | None]:
+    """A schema per PostgreSQL server in a throwaway database (GATEWAY_TEST_POSTGRES_URL's order, as the tests)."""
+    sys.path.insert(0, str(ROOT))
+    from tests import postgres
+
+    if given:
+        os.environ["GATEWAY_TEST_POSTGRES_URL"] = given
+    found = postgres.find_or_start()
+    print(f"postgresql: {found.how}", file=sys.stderr)
+    return {name: found.new_schema()[1] for name in names}, found
+
+
+def checkout(revision: str, target: Path) -> Path | None:
+    """The source tree as of ``revision`` (git archive), to run beside the current one; None if unavailable."""
+    target.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], capture_output=True)
+    if archive.returncode != 0:
+        print(f"not measuring the gateway as of {revision}: {archive.stderr.decode().strip()}", file=sys.stderr)
+        return None
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
+
+
+def stored(url: str, before: bool = False) -> tuple[int, int]:
+    """(messages stored, messages queued for the agent) in a gateway database (or one of the old layout)."""
+    query = "SELECT count(*), count(status) FROM inbound_messages"
+    if before:
+        query = "SELECT (SELECT count(*) FROM processed_messages), (SELECT count(*) FROM agent_queue)"
+    if url.startswith("sqlite:"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            return conn.execute(query).fetchone()
+        finally:
+            conn.close()
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return conn.execute(query).fetchone()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10, help="length of one measured round")
@@ -185,6 +261,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--worker-class", default="sync", help="gunicorn worker class for both servers")
     parser.add_argument("--gunicorn-threads", type=int, default=1, help="threads per worker (gthread)")
+    parser.add_argument("--postgres", help="admin URL of a PostgreSQL server [default: found as the tests find it]")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite and the reference only")
+    parser.add_argument(
+        "--before",
+        default=BEFORE,
+        help="also run the gateway as of this commit, on SQLite (empty: not) [default: %(default)s, the last "
+        "release before the storage layer became a package and a message one row]",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -192,41 +276,64 @@ def main() -> None:
     env = {
         **clean_env(),
         "TWILIO_AUTH_TOKEN": TOKEN,
-        "DATABASE_URL": f"sqlite:///{work / 'bench.db'}",
         "GATEWAY_INSTANCE_PATH": str(work / "instance"),
-        "PYTHONPATH": str(ROOT / "bench"),
-        "PROMETHEUS_MULTIPROC_DIR": str(work / "metrics"),
     }
     servers = {
-        "gateway": ("wsgi:app", free_port(), {}),
-        "compliance": ("wsgi:app", free_port(), {"GATEWAY_DURABILITY": "compliance"}),
-        "reference": ("minimal_app:app", free_port(), {}),
-        "floor": ("floor_app:app", free_port(), {}),
-        "floor_nosync": ("floor_app:app", free_port(), {"FLOOR_FSYNC": "0"}),
+        "gateway": Server("gateway, SQLite (durability=full)", "wsgi:app", {}),
+        "compliance": Server(
+            "gateway, SQLite (durability=compliance)", "wsgi:app", {"GATEWAY_DURABILITY": "compliance"}
+        ),
+        "reference": Server("reference (signature only)", "minimal_app:app", {}),
+        "floor": Server("floor, SQLite (fsynced insert)", "floor_app:app", {}),
+        "floor_nosync": Server("floor, SQLite (insert, no fsync)", "floor_app:app", {"FLOOR_FSYNC": "0"}),
     }
+    before = checkout(args.before, work / "before") if args.before else None
+    if before is not None:
+        servers["before"] = Server(f"gateway as of {args.before}, SQLite (full)", "wsgi:app", {}, root=before)
+    for name, server in servers.items():
+        server.env["DATABASE_URL"] = f"sqlite:///{work / name}.db"
+    found = None
+    if not args.no_postgres:
+        postgres = {
+            "pg": Server("gateway, PostgreSQL (1 instance)", "wsgi:app", {}),
+            "pg2": Server(f"gateway, PostgreSQL (2 instances x {args.workers})", "wsgi:app", {}, instances=2),
+            "pg_floor": Server("floor, PostgreSQL (durable insert)", "floor_app:app", {}),
+        }
+        urls, found = postgres_urls(args.postgres, list(postgres))
+        for name, server in postgres.items():
+            server.env["DATABASE_URL"] = urls[name]
+        servers.update(postgres)
 
     # wrk restarts its script every run, so each round gets its own file, with
     # enough unique requests that no MessageSid repeats (up to 8,000 req/s).
-    def requests_file(name: str, port: int, round_no: int, seconds: int) -> Path:
-        path = work / f"{name}-{round_no}.requests"
-        write_requests(path, f"http://127.0.0.1:{port}/twilio/sms", 8000 * seconds, seed=round_no)
-        return path
+    def requests_files(name: str, round_no: int, seconds: int) -> list[Path]:
+        paths = []
+        for port in servers[name].ports:
+            path = work / f"{name}-{port}-{round_no}.requests"
+            write_requests(path, f"http://127.0.0.1:{port}/twilio/sms", 8000 * seconds, seed=round_no * 100 + port)
+            paths.append(path)
+        return paths
 
-    procs = {}
-    for name, (app, port, extra) in servers.items():
-        server_env = {**env, **extra, "DATABASE_URL": f"sqlite:///{work / name}.db"}
-        procs[name] = start(app, port, args, server_env, work / f"{name}.log")
+    procs = []
+    for name, server in servers.items():
+        for instance in range(server.instances):
+            port = free_port()
+            metrics = {"PROMETHEUS_MULTIPROC_DIR": str(work / f"metrics-{name}-{instance}")}
+            server_env = {**env, **server.env, **metrics, "PYTHONPATH": f"{server.root}:{ROOT / 'bench'}"}
+            procs.append(start(server.app, port, args, server_env, work / f"{name}.log", server.root))
+            server.ports.append(port)
     rounds: dict[str, list[dict]] = {name: [] for name in servers}
     try:
-        for name, (_, port, _) in servers.items():  # warm-up, not reported
-            wrk(port, requests_file(name, port, 0, 2), args.connections, 2, args.threads)
+        for name, server in servers.items():  # warm-up, not reported
+            measure(server, requests_files(name, 0, 2), args.connections, 2, args.threads)
         for round_no in range(1, args.rounds + 1):
-            for name, (_, port, _) in servers.items():
-                path = requests_file(name, port, round_no, args.seconds)
-                rounds[name].append(wrk(port, path, args.connections, args.seconds, args.threads))
-                path.unlink()
+            for name, server in servers.items():
+                paths = requests_files(name, round_no, args.seconds)
+                rounds[name].append(measure(server, paths, args.connections, args.seconds, args.threads))
+                for path in paths:
+                    path.unlink()
     finally:
-        for proc in procs.values():
+        for proc in procs:
             proc.terminate()
             proc.wait(15)
 
@@ -234,40 +341,32 @@ def main() -> None:
     reference = results["reference"]
     for r in results.values():
         r["ratio"] = r["rps"] / reference["rps"]
-    floors = {"gateway": "floor", "compliance": "floor_nosync"}
-    for name in floors:
-        conn = sqlite3.connect(work / f"{name}.db")
-        results[name]["stored"], results[name]["queued"] = conn.execute(
-            "SELECT count(*), count(status) FROM inbound_messages"
-        ).fetchone()
-        conn.close()
-        results[name]["p99_ratio"] = results[name]["p99_ms"] / reference["p99_ms"]
-        results[name]["of_floor"] = results[name]["rps"] / results[floors[name]]["rps"]
+    floors = {"gateway": "floor", "before": "floor", "compliance": "floor_nosync", "pg": "pg_floor", "pg2": "pg_floor"}
+    for name, floor in floors.items():
+        if name in results:
+            results[name]["stored"], results[name]["queued"] = stored(
+                servers[name].env["DATABASE_URL"], name == "before"
+            )
+            results[name]["of_floor"] = results[name]["rps"] / results[floor]["rps"]
+    if found is not None:
+        found.finish()
 
     print(
-        f"gunicorn: {args.workers} workers, {args.worker_class} x{args.gunicorn_threads} threads; "
+        f"gunicorn: {args.workers} workers per instance, {args.worker_class} x{args.gunicorn_threads} threads; "
         f"wrk: {args.connections} connections; {args.rounds} x {args.seconds}s rounds, median shown"
     )
-    labels = {
-        "gateway": "gateway (durability=full)",
-        "compliance": "gateway (durability=compliance)",
-        "reference": "reference (signature only)",
-        "floor": "floor (reference + fsynced insert)",
-        "floor_nosync": "floor (reference + insert, no fsync)",
-    }
-    print_table("server", {labels[name]: r for name, r in results.items()}, 38)
-    for name in floors:
+    print_table("server", {servers[name].label: r for name, r in results.items()}, 42)
+    for name, floor in floors.items():
+        if name not in results:
+            continue
         r = results[name]
-        met = r["ratio"] >= 0.8 and r["p99_ms"] <= 25 and r["errors"] == 0
+        met = r["of_floor"] >= 0.9 and r["p99_ms"] <= 25 and r["errors"] == 0
         print(
-            f"{labels[name]}: throughput {r['ratio']:.2f}x (target >= 0.80), p99 {r['p99_ms']:.1f} ms "
-            f"(target <= 25), errors {r['errors']} -> {'targets met' if met else 'TARGETS NOT MET'}; "
-            f"{r['of_floor']:.2f}x of its floor; stored {r['stored']} messages, {r['queued']} queued"
+            f"{servers[name].label}: {r['of_floor']:.2f}x of {servers[floor].label} (target >= 0.90), "
+            f"p99 {r['p99_ms']:.1f} ms (target <= 25), errors {r['errors']} -> "
+            f"{'targets met' if met else 'TARGETS NOT MET'}; {r['ratio']:.2f}x of the reference; "
+            f"stored {r['stored']} messages, {r['queued']} queued"
         )
-    print(
-        f"floors: {results['floor']['ratio']:.2f}x of the reference with each message fsynced before the "
-        f"answer (durability=full), {results['floor_nosync']['ratio']:.2f}x without (durability=compliance)"
-    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

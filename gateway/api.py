@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 from werkzeug.exceptions import TooManyRequests
 
-from . import numbers, revocation, services
+from . import events, numbers, revocation, services
 from .auth import require_role
 from .outbound import OutboundError
 from .ratelimit import Limit, retry_after
@@ -229,7 +229,7 @@ def outbound_sms():
             template=body.get("template"),
             variables=variables,
             agent_number=body.get("agent_number"),
-            source="api",
+            source=events.API,
         )
     except OutboundError as exc:
         abort(400, description=str(exc))

@@ -19,7 +19,7 @@ from typing import Any
 import requests
 from twilio.base.exceptions import TwilioRestException
 
-from . import numbers, segments, twilioapi
+from . import events, numbers, segments, twilioapi
 from .masking import mask_number
 from .messages import OutboundText
 from .metrics import SEND_FAILURES
@@ -98,7 +98,7 @@ class Outbound:
         template: str | None = None,
         variables: Mapping[str, object] | None = None,
         agent_number: str | None = None,
-        source: str = "api",
+        source: str = events.API,
     ) -> dict[str, Any]:
         """Validate, render and queue one message; raise OutboundError for bad input."""
         if not self.enabled:
@@ -115,7 +115,7 @@ class Outbound:
     def reply(self, to_number: str, from_number: str, content: object) -> dict[str, Any]:
         """Queue the agent's reply to a user, from the Twilio number the user wrote to."""
         to_number, sender, text = self.prepare_reply(to_number, from_number, content)
-        return self._enqueue(to_number, sender, text, None, "agent")
+        return self._enqueue(to_number, sender, text, None, events.AGENT)
 
     def prepare_reply(self, to_number: str, from_number: str, content: object) -> tuple[str, str, OutboundText]:
         """Check a reply (raise OutboundError) and shape it for :meth:`Store.finish_delivery` to queue."""
@@ -144,7 +144,7 @@ class Outbound:
         self, to_number: str, sender: str, shape: OutboundText, template: str | None, source: str
     ) -> dict[str, Any]:
         # An API send starts a new conversation, as on the hosted platform; the agent's own sends continue one.
-        queued = self.store.queue_outbound(to_number, sender, shape, source, template, new_session=source == "api")
+        queued = self.store.queue_outbound(to_number, sender, shape, source, template, new_session=source == events.API)
         if queued["status"] == "suppressed":
             log.info("outbound %s suppressed: %s opted out", queued["id"], mask_number(to_number))
         return {**queued, "encoding": shape.encoding, "segments": shape.segments, "sender": sender}
@@ -258,7 +258,7 @@ def send_sms(to_number: str, from_number: str | None, content: str) -> dict[str,
     logged, never raised: the result is None.
     """
     try:
-        return _default().queue(to_number, content=content, agent_number=from_number, source="agent")
+        return _default().queue(to_number, content=content, agent_number=from_number, source=events.AGENT)
     except Exception as exc:  # the agent must never crash on a send
         log.error("send_sms to %s not queued: %s", mask_number(str(to_number)), exc)
         return None
@@ -269,7 +269,7 @@ def send_sms_template(
 ) -> dict[str, Any] | None:
     """Queue a template by name; like :func:`send_sms`, failures are logged and give None."""
     try:
-        return _default().queue(to_number, template=template, variables=variables or {}, source="agent")
+        return _default().queue(to_number, template=template, variables=variables or {}, source=events.AGENT)
     except Exception as exc:
         log.error("send_sms_template %r to %s not queued: %s", template, mask_number(str(to_number)), exc)
         return None

@@ -20,6 +20,8 @@ class Detector:
     patterns: Mapping[str, re.Pattern[str]]
     exclusions: Mapping[str, re.Pattern[str]]
     business_days_to_honour: int = 10
+    # All patterns in one expression: most messages match none, and one search tells.
+    any_pattern: re.Pattern[str] | None = None
 
     @classmethod
     def build(
@@ -38,11 +40,15 @@ class Detector:
 
         if not 1 <= business_days_to_honour <= 60:
             raise ValueError("business_days_to_honour must be between 1 and 60")
-        return cls(compile_all("pattern", patterns), compile_all("exclusion", exclusions), business_days_to_honour)
+        compiled = compile_all("pattern", patterns)
+        anything = re.compile("|".join(f"(?:{p.pattern})" for p in compiled.values())) if compiled else None
+        return cls(compiled, compile_all("exclusion", exclusions), business_days_to_honour, anything)
 
     def match(self, body: str) -> str | None:
         """Name of the first pattern that flags ``body``, or None."""
         text = normalize(body).replace("\u2019", "'")
+        if self.any_pattern is not None and not self.any_pattern.search(text):
+            return None
         if any(exclusion.search(text) for exclusion in self.exclusions.values()):
             return None
         return next((name for name, pattern in self.patterns.items() if pattern.search(text)), None)

@@ -8,8 +8,8 @@ FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def utcnow() -> str:
-    """Current UTC time, e.g. ``2026-11-23T07:36:38.863423Z``."""
-    return datetime.now(UTC).strftime(FORMAT)
+    """Current UTC time, e.g. ``2026-11-23T07:36:38.863423Z`` (:data:`FORMAT`, built the fast way)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse(stamp: str) -> datetime:

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, abort, current_app, g, request
 
 from . import services, twiml
 from .compliance import decide, upstream_kind
+from .keywords import START
 from .messages import InboundMessage
 from .signature import twilio_signed
 
@@ -45,7 +46,7 @@ def inbound_sms() -> Response:
     result = services.store().process_inbound(
         InboundMessage(message_sid, from_number, to_number, body, list(form.items(multi=True))),
         lambda opted_out: decide(kind, opted_out, keywords.replies, upstream=upstream, candidate=candidate),
-        keyword=kind is not None,
+        opt_in=kind == START,
     )
     g.outcome = result.outcome + (" duplicate" if result.duplicate else "")
     return Response(twiml.reply(result.reply), content_type=twiml.CONTENT_TYPE)

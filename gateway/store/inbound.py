@@ -23,25 +23,47 @@ from . import queue
 from .backend import Tx
 from .base import Records
 from .ledger import append_event
-from .optouts import covering, set_state
+from .optouts import covering, not_covered, set_state
 
 
 class InboundRecords(Records):
     def process_inbound(
-        self, message: InboundMessage, decide: Callable[[bool], Decision], keyword: bool = False
+        self, message: InboundMessage, decide: Callable[[bool], Decision], opt_in: bool = False
     ) -> Processed:
         """Apply the compliance decision for ``message`` at most once, durably.
 
-        ``decide(opted_out)`` is called with the pair's state read in the
-        same transaction. Returns only after the records are committed and,
-        with ``durability="full"`` or when an event was written, on disk.
+        ``decide(opted_out)`` is pure. When what it decides for a pair that
+        may be messaged is a plain message for the agent, the message is
+        claimed and queued by one statement that inserts nothing if an
+        opt-out covers the pair; otherwise (and then) the pair's state is
+        read in the transaction and the decision made on it. Returns only
+        after the records are committed and, with ``durability="full"`` or
+        when an event was written, on disk.
+        ``opt_in`` says the message may make a pair messageable again (a
+        START): no other process may see that before it is on disk, since a
+        send based on an opt-in that a power cut then takes back would reach
+        someone whose last record is an opt-out. Every other change is made
+        durable before the answer too, but may be seen a moment earlier:
+        acting on an opt-out early only withholds a message.
         """
         full = self.durability == "full"
+        likely = decide(False)
+        if likely.enqueue and likely.event is None:  # a plain message, if the pair may be messaged
+            claimed = self.backend.run_locked(message.from_number, *self._plain(message, likely), durable=full)
+            if claimed is not None:
+                return Processed(likely.outcome, likely.reply, duplicate=False)
         return self.backend.grouped(
             lambda tx: self._process(tx, message, decide),
-            sync_first=keyword,
+            sync_first=opt_in,
             needs_sync=lambda result: full or result.logged,
         )
+
+    def _plain(self, message: InboundMessage, decision: Decision) -> tuple[str, tuple]:
+        """The one statement that claims and queues a plain message, inserting nothing when an opt-out
+        covers the pair (or the MessageSid is taken): the common case, in one statement."""
+        service = message.param("MessagingServiceSid")
+        uncovered = not_covered(self.scope, message.from_number, message.to_number, service)
+        return self._claim_sql(message, decision, self.clock(), unless=uncovered)
 
     def _process(self, tx: Tx, message: InboundMessage, decide: Callable[[bool], Decision]) -> Processed:
         """Read the pair's state, decide, claim the MessageSid atomically, write."""
@@ -50,16 +72,24 @@ class InboundRecords(Records):
         service = message.param("MessagingServiceSid")
         blocked = covering(tx, self.scope, message.from_number, message.to_number, service)
         decision = decide(blocked is not None)
-        if not self._claim(tx, message, decision, now):
-            first = tx.one("SELECT outcome, reply FROM inbound_messages WHERE message_sid = ?", (message.message_sid,))
-            return Processed(outcome=first[0], reply=first[1], duplicate=True)
+        if tx.one(*self._claim_sql(message, decision, now)) is None:
+            return self._first(tx, message)
         self._apply(tx, message, decision, now, service)
         return Processed(decision.outcome, decision.reply, duplicate=False, logged=decision.event is not None)
 
     @staticmethod
-    def _claim(tx: Tx, message: InboundMessage, decision: Decision, now: str) -> bool:
-        """Insert the message's one row, unless its MessageSid is taken: the claim, the outcome, and,
-        when it is for the agent, its place in the queue (the pair's head if nothing of the pair waits)."""
+    def _first(tx: Tx, message: InboundMessage) -> Processed:
+        """What the first delivery of this MessageSid got."""
+        first = tx.one("SELECT outcome, reply FROM inbound_messages WHERE message_sid = ?", (message.message_sid,))
+        return Processed(outcome=first[0], reply=first[1], duplicate=True)
+
+    @staticmethod
+    def _claim_sql(
+        message: InboundMessage, decision: Decision, now: str, unless: tuple[str, tuple] = ("1 = 1", ())
+    ) -> tuple[str, tuple]:
+        """The insert of the message's one row, unless its MessageSid is taken (or ``unless`` fails): the
+        claim, the outcome, and, when it is for the agent, its place in the queue (the pair's head if
+        nothing of the pair waits). It returns the new row's id when it inserted one."""
         pair = (message.from_number, message.to_number)
         row = (
             message.message_sid,
@@ -70,19 +100,21 @@ class InboundRecords(Records):
             decision.outcome,
             decision.reply,
         )
+        condition, condition_params = unless
         if decision.enqueue:
-            flags = json.dumps(["revocation_candidate"] if decision.candidate else [])
+            flags = '["revocation_candidate"]' if decision.candidate else "[]"
             sql = (
                 "INSERT INTO inbound_messages (message_sid, from_number, to_number, body, params, received_at, "  # noqa: S608
                 "outcome, reply, status, flags, next_attempt_at, head) "
-                f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, {queue.HEAD}) ON CONFLICT DO NOTHING RETURNING id"
+                f"SELECT ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, {queue.HEAD} WHERE {condition} "
+                "ON CONFLICT DO NOTHING RETURNING id"
             )
-            return tx.one(sql, (*row, flags, now, *pair)) is not None
+            return sql, (*row, flags, now, *pair, *condition_params)
         sql = (
-            "INSERT INTO inbound_messages (message_sid, from_number, to_number, body, params, received_at, "
-            "outcome, reply) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id"
+            "INSERT INTO inbound_messages (message_sid, from_number, to_number, body, params, received_at, "  # noqa: S608
+            f"outcome, reply) SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE {condition} ON CONFLICT DO NOTHING RETURNING id"
         )
-        return tx.one(sql, row) is not None
+        return sql, (*row, *condition_params)
 
     def _apply(self, tx: Tx, message: InboundMessage, decision: Decision, now: str, service: str | None) -> None:
         event_id = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from .. import events
@@ -20,16 +21,21 @@ from .ledger import append_event
 OPT_OUT_COLUMNS = ["number", "twilio_number", "opted_out_at", "source", "message_sid"]
 
 
-def _cover_clause(cover: Cover) -> tuple[str, list[str]]:
+@lru_cache(maxsize=1024)
+def _cover_clause(cover: Cover) -> tuple[str, tuple[str, ...]]:
     """SQL condition on opt_outs rows matching ``cover``, with its parameters."""
     if ANY in cover.numbers:
-        return "1 = 1", []
+        return "1 = 1", ()
     parts = [f"twilio_number IN ({', '.join('?' * len(cover.numbers))})"]
-    params = list(cover.numbers)
     if cover.services:
         parts.append(f"messaging_service_sid IN ({', '.join('?' * len(cover.services))})")
-        params += cover.services
-    return "(" + " OR ".join(parts) + ")", params
+    return "(" + " OR ".join(parts) + ")", (*cover.numbers, *cover.services)
+
+
+def not_covered(scope: Scope, number: str, via: str, service_hint: str | None = None) -> tuple[str, tuple]:
+    """An SQL condition (and its parameters) that holds when no opt-out covers ``number`` through ``via``."""
+    clause, params = _cover_clause(scope.cover(via, service_hint))
+    return f"NOT EXISTS (SELECT 1 FROM opt_outs WHERE number = ? AND {clause})", (number, *params)  # noqa: S608
 
 
 def covering(tx: Tx, scope: Scope, number: str, via: str, service_hint: str | None = None) -> str | None:
@@ -37,7 +43,7 @@ def covering(tx: Tx, scope: Scope, number: str, via: str, service_hint: str | No
     clause, params = _cover_clause(scope.cover(via, service_hint))
     return tx.scalar(
         f"SELECT twilio_number FROM opt_outs WHERE number = ? AND {clause} LIMIT 1",  # noqa: S608
-        [number, *params],
+        (number, *params),
     )
 
 
@@ -70,7 +76,7 @@ def set_state(
         )
         return
     clause, params = _cover_clause(scope.cover(twilio_number, service_hint))
-    tx.execute(f"DELETE FROM opt_outs WHERE number = ? AND {clause}", [number, *params])  # noqa: S608
+    tx.execute(f"DELETE FROM opt_outs WHERE number = ? AND {clause}", (number, *params))  # noqa: S608
 
 
 def record_change(

@@ -27,6 +27,7 @@ Everything here is specific to PostgreSQL (psycopg 3 and psycopg_pool):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import select
@@ -169,6 +170,8 @@ class PostgresBackend(Backend):
         self._pool: psycopg_pool.ConnectionPool | None = None
         self._pid: int | None = None
         self._pool_lock = threading.Lock()
+        # Statements prepared on each connection (a replaced connection is forgotten with it).
+        self._statements: weakref.WeakKeyDictionary[psycopg.Connection, dict[str, str]] = weakref.WeakKeyDictionary()
         _BACKENDS.add(self)
 
     def describe(self) -> str:
@@ -267,6 +270,38 @@ class PostgresBackend(Backend):
             if not needs_sync(result):
                 tx.execute("SET LOCAL synchronous_commit = off")
             return result
+
+    def run_locked(self, number: str, sql: str, params: Sequence[Any], durable: bool) -> tuple | None:
+        """One round trip: the lock and the statement sent together as one implicit transaction.
+
+        The statement is prepared once per connection, so the server plans
+        it once; psycopg binds the parameters on the client (ClientCursor,
+        with the server's own quoting rules) so that the lock and the
+        ``EXECUTE`` travel in one query string. Each statement of it still
+        runs on a fresh snapshot, after the lock.
+        """
+        with self._connection() as conn:
+            name = self._prepared(conn, sql)
+            marks = ", ".join(["%s"] * len(params))
+            script = f"SELECT pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock(%s); EXECUTE {name}({marks})"
+            if not durable:
+                script = "SET LOCAL synchronous_commit = off; " + script
+            cursor = psycopg.ClientCursor(conn)
+            cursor.execute(script, (_ALL, _lock_key("number", number), *params))
+            while cursor.nextset():  # the last result is the statement's
+                pass
+            return cursor.fetchone()
+
+    def _prepared(self, conn: psycopg.Connection, sql: str) -> str:
+        """The name ``sql`` is prepared under on this connection (preparing it the first time)."""
+        names = self._statements.setdefault(conn, {})
+        name = names.get(sql)
+        if name is None:
+            name = f"gateway_{hashlib.blake2b(sql.encode(), digest_size=6).hexdigest()}"
+            counter = itertools.count(1)
+            conn.execute(f"PREPARE {name} AS {re.sub(r'[?]', lambda _: f'${next(counter)}', sql)}")
+            names[sql] = name
+        return name
 
     # -- schema ------------------------------------------------------------
 

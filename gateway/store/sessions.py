@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .. import events
 from ..messages import OutboundText
 from . import outbound, queue
 from .backend import Tx
@@ -147,7 +148,7 @@ class SessionRecords(Records):
                 outbound_id = None
                 if warning is not None:
                     outbound_id, _ = outbound.insert_outbound(
-                        tx, self.scope, now, number, twilio_number, warning, "session_warning", None
+                        tx, self.scope, now, number, twilio_number, warning, events.SESSION_WARNING, None
                     )
                 tx.execute(
                     "UPDATE sessions SET state = 'warned', warned_at = ?, close_at = ?, warning_outbound_id = ? "

@@ -11,10 +11,11 @@ Everything here is specific to SQLite:
   gateway (they are covered by the busy timeout). So the lock calls of
   :class:`~gateway.store.backend.Tx` have nothing to do here;
 - durability: a durable transaction commits with ``synchronous=FULL``; a
-  group of inbound messages that holds no keyword commits with
+  group of inbound messages that holds no opt-in commits with
   ``synchronous=NORMAL`` and the WAL is then fsynced outside the writer
   lock, which is what FULL does in WAL mode, but lets the fsyncs of
-  concurrent workers overlap instead of queueing;
+  concurrent workers overlap instead of queueing; the WAL is checkpointed
+  every 4,000 pages;
 - group commit: concurrent inbound messages in one process share one
   transaction, each in its own savepoint so one failure cannot spoil the
   others.
@@ -39,6 +40,9 @@ from .migrations import TABLES
 from .migrations import sqlite as migrations
 
 PREFIX = "sqlite:///"
+# A message writes four B-tree pages (the row, its MessageSid, two queue indexes): checkpointing
+# the WAL every 4,000 pages instead of SQLite's 1,000 syncs the database file a quarter as often.
+WAL_CHECKPOINT_PAGES = 4000
 # Errors that mean "cannot store now" (full disk, I/O, locked, unreadable), not a bug.
 _UNAVAILABLE = {
     sqlite3.SQLITE_FULL,
@@ -138,6 +142,7 @@ class SQLiteBackend(Backend):
             target, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False, uri=uri
         )
         conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         return conn
 
     def _conn(self) -> sqlite3.Connection:
@@ -255,17 +260,10 @@ class SQLiteBackend(Backend):
         try:
             with self._translated():
                 with self._transaction("FULL" if full else "NORMAL") as conn:
-                    tx = SQLiteTx(conn)
-                    for job in batch:
-                        conn.execute("SAVEPOINT unit")
-                        try:
-                            job.result = job.work(tx)
-                        except Exception as exc:
-                            job.error = self._unavailable(exc) or exc
-                            if not conn.in_transaction:  # SQLite rolled everything back (full disk, I/O error)
-                                raise job.error from exc
-                            conn.execute("ROLLBACK TO unit")
-                        conn.execute("RELEASE unit")
+                    if len(batch) == 1:  # alone, the transaction is its savepoint: a failure rolls it all back
+                        batch[0].result = batch[0].work(SQLiteTx(conn))
+                    else:
+                        self._in_savepoints(conn, batch)
                 if not full and any(job.error is None and needs_sync(job.result) for job in batch):
                     self._flush_wal()
         except BaseException as exc:  # the commit failed: nothing in the batch is durable
@@ -274,6 +272,20 @@ class SQLiteBackend(Backend):
         finally:
             for job in batch:
                 job.done = True
+
+    def _in_savepoints(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        """Each unit in its own savepoint, so one failure cannot spoil the others."""
+        tx = SQLiteTx(conn)
+        for job in batch:
+            conn.execute("SAVEPOINT unit")
+            try:
+                job.result = job.work(tx)
+            except Exception as exc:
+                job.error = self._unavailable(exc) or exc
+                if not conn.in_transaction:  # SQLite rolled everything back (full disk, I/O error)
+                    raise job.error from exc
+                conn.execute("ROLLBACK TO unit")
+            conn.execute("RELEASE unit")
 
     def _flush_wal(self) -> None:
         """Make every committed transaction durable, as ``synchronous=FULL`` would.

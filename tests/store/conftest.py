@@ -22,7 +22,7 @@ def process(store, kind, sid, candidate=None, **kwargs):
     return store.process_inbound(
         message(sid, **kwargs),
         lambda opted_out: decide(kind, opted_out, REPLIES, candidate=candidate),
-        keyword=kind in ("stop", "start", "help"),
+        opt_in=kind == "start",
     )
 
 

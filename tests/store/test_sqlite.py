@@ -234,10 +234,13 @@ def _synchronous(store):
 @pytest.mark.parametrize(
     ("durability", "kind", "opted_out_first", "synchronous", "flushed"),
     [
-        ("full", "stop", False, 2, False),  # keyword: SQLite syncs the commit itself (FULL)
-        ("full", None, False, 1, True),  # plain: committed NORMAL, then the WAL is fsynced before returning
+        ("full", "start", True, 2, False),  # an opt-in: SQLite syncs the commit itself (FULL), before anyone sees it
+        ("full", "stop", False, 1, True),  # an opt-out: committed NORMAL, the WAL fsynced before the answer
+        ("full", "help", False, 1, True),
+        ("full", None, False, 1, True),  # plain: the same
         ("full", None, True, 1, True),  # dropped
-        ("compliance", "stop", False, 2, False),
+        ("compliance", "start", True, 2, False),
+        ("compliance", "stop", False, 1, True),  # every compliance event is flushed before the answer
         ("compliance", None, False, 1, False),  # plain queued message: crash-safe, not flushed
         ("compliance", None, True, 1, True),  # a drop is a compliance event: flushed
     ],
@@ -246,9 +249,9 @@ def test_durability(tmp_path, fsyncs, durability, kind, opted_out_first, synchro
     store = Store(f"sqlite:///{tmp_path / 'd.db'}", durability=durability)
     store.init_schema()
     if opted_out_first:
-        store.process_inbound(message("SM0", "STOP"), lambda o: decide("stop", o, REPLIES), keyword=True)
+        store.process_inbound(message("SM0", "STOP"), lambda o: decide("stop", o, REPLIES))
     fsyncs.clear()
-    store.process_inbound(message("SM1"), lambda o: decide(kind, o, REPLIES), keyword=kind is not None)
+    store.process_inbound(message("SM1"), lambda o: decide(kind, o, REPLIES), opt_in=kind == "start")
     assert _synchronous(store) == synchronous
     assert fsyncs == ([str(store.backend.path) + "-wal"] if flushed else [])
     store.close()
