@@ -13,6 +13,7 @@ from werkzeug.exceptions import TooManyRequests
 
 from . import events, numbers, revocation, services
 from .auth import require_role
+from .messages import has_nul
 from .outbound import OutboundError
 from .ratelimit import Limit, retry_after
 from .stats import summarise
@@ -159,6 +160,9 @@ def _json_fields(*required: str, optional: tuple[str, ...] = ()) -> dict[str, st
         if value is not None and not isinstance(value, str):
             abort(400, description=f"{name} must be a string")
         values[name] = value.strip() if value else None
+    for name, value in values.items():
+        if has_nul(value):
+            abort(400, description=f"{name} must not contain NUL characters")
     return values
 
 

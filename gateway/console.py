@@ -35,6 +35,7 @@ from flask import (
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
 from . import chart, keys, numbers, revocation, services
+from .messages import has_nul
 from .store import EVENT_COLUMNS, OPT_OUT_COLUMNS
 from .timestamps import parse_bound
 
@@ -253,6 +254,9 @@ def resolve(candidate_id: int, action: str):
     _admin_only()
     person = request.form.get("by", "").strip()
     note = request.form.get("note", "").strip() or None
+    if has_nul(person, note):
+        flash("Names and notes must not contain NUL characters.", "error")
+        return redirect(url_for("console.candidates"))
     if not person or (action == "dismiss" and not note):
         flash("Say who you are" + (" and why it is not a revocation." if action == "dismiss" else "."), "error")
         return redirect(url_for("console.candidates"))

@@ -7,6 +7,7 @@ import logging
 from flask import Blueprint, Response, abort, g, request
 
 from . import services
+from .messages import storable
 from .outbound import hint, status_rank
 from .signature import twilio_signed
 
@@ -18,8 +19,8 @@ log = logging.getLogger(__name__)
 @twilio_signed
 def status_callback() -> Response:
     """Record each (MessageSid, status) once; final states never move backwards."""
-    sid = request.form.get("MessageSid") or request.form.get("SmsSid") or ""
-    status = (request.form.get("MessageStatus") or request.form.get("SmsStatus") or "").strip().lower()
+    sid = storable(request.form.get("MessageSid") or request.form.get("SmsSid") or "")
+    status = storable(request.form.get("MessageStatus") or request.form.get("SmsStatus") or "").strip().lower()
     if not sid or not status:
         g.outcome = "bad_request"
         abort(400, description="missing required parameter(s): MessageSid and MessageStatus")

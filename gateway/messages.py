@@ -5,8 +5,25 @@ They say what a message is, not how it is stored.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+NUL = "\x00"
+REPLACEMENT = "\ufffd"
+
+
+def storable(text: str) -> str:
+    """``text`` as every database keeps it: NUL, which PostgreSQL cannot store, becomes U+FFFD.
+
+    Used on what Twilio sends, which must never be refused (a refused webhook
+    is a lost message); text a person types is refused instead (see
+    :func:`has_nul`).
+    """
+    return text.replace(NUL, REPLACEMENT) if NUL in text else text
+
+
+def has_nul(*texts: str | None) -> bool:
+    return any(text is not None and NUL in text for text in texts)
 
 
 @dataclass(frozen=True)
@@ -18,6 +35,19 @@ class InboundMessage:
     to_number: str
     body: str
     params: Sequence[tuple[str, str]]  # every form field, repeats kept, in order
+
+    @classmethod
+    def received(
+        cls, message_sid: str, from_number: str, to_number: str, body: str, params: Iterable
+    ) -> InboundMessage:
+        """The message as it will be stored (:func:`storable` text throughout)."""
+        return cls(
+            storable(message_sid),
+            storable(from_number),
+            storable(to_number),
+            storable(body),
+            [(storable(key), storable(value)) for key, value in params],
+        )
 
     def param(self, name: str) -> str | None:
         """The first non-empty value of form field ``name``."""

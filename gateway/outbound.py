@@ -21,7 +21,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from . import events, numbers, segments, twilioapi
 from .masking import mask_number
-from .messages import OutboundText
+from .messages import OutboundText, has_nul
 from .metrics import SEND_FAILURES
 from .retries import next_attempt
 from .smstemplates import MissingVariable
@@ -131,11 +131,16 @@ class Outbound:
             if found is None:
                 raise OutboundError(f"unknown template {template!r}")
             try:
-                return found.render(variables or {})
+                rendered = found.render(variables or {})
             except MissingVariable as exc:
                 raise OutboundError(f"template {template!r}: {exc}") from None
+            if has_nul(rendered):
+                raise OutboundError(f"template {template!r}: the variables must not contain NUL characters")
+            return rendered
         if not isinstance(content, str) or not content.strip():
             raise OutboundError("content must be a non-empty string")
+        if has_nul(content):
+            raise OutboundError("content must not contain NUL characters")
         if len(content) > 1600:
             raise OutboundError(f"content is {len(content)} characters; Twilio accepts at most 1600")
         return content

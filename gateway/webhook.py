@@ -44,7 +44,7 @@ def inbound_sms() -> Response:
     candidate = current_app.config["REVOCATION"].match(body) if kind is None else None
 
     result = services.store().process_inbound(
-        InboundMessage(message_sid, from_number, to_number, body, list(form.items(multi=True))),
+        InboundMessage.received(message_sid, from_number, to_number, body, form.items(multi=True)),
         lambda opted_out: decide(kind, opted_out, keywords.replies, upstream=upstream, candidate=candidate),
         opt_in=kind == START,
     )

@@ -189,6 +189,8 @@ def test_api_manual_opt_out_and_in(client, store, admin, auditor):
     assert not store.is_opted_out(SENDER, TWILIO_NUMBER)
     bad = client.post("/v1/opt-outs", json={**body, "number": "555"}, headers=admin)
     assert bad.status_code == 400 and "not an E.164 number" in bad.json["message"]
+    nul = client.post("/v1/opt-outs", json={**body, "by": "Da\u0000na"}, headers=admin)
+    assert nul.status_code == 400 and nul.json["message"] == "by must not contain NUL characters"
     assert [e["detail"]["by"] for e in store.events()] == ["Dana", "Dana"]
     assert client.post("/v1/opt-outs", json=body).status_code == 401
 

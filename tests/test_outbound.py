@@ -140,6 +140,7 @@ def test_wrong_credentials_fail_without_retry(app_config, fake):
         ),
         ({"to_number": SENDER, "content": "x", "agent_number": "+19999999999"}, "is not one of this environment's"),
         ({"to_number": SENDER}, "give either content or template"),
+        ({"to_number": SENDER, "content": "hi\u0000"}, "content must not contain NUL characters"),
         ({"to_number": SENDER, "content": "x", "template": "reservation_confirmation"}, "give either content"),
         ({"to_number": SENDER, "content": "  "}, "content must be a non-empty string"),
         ({"to_number": SENDER, "template": "nope"}, "unknown template 'nope'"),

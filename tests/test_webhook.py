@@ -324,3 +324,14 @@ def test_body_form_encoded_raw(client, store):
     )
     assert response.status_code == 200
     assert store.queued_messages()[0]["body"] == "Stop & go + 100%"
+
+
+@pytest.mark.parametrize("body", ["hello\x00there", "STOP\x00"])
+def test_nul_characters_are_stored_as_replacement_characters(twilio, store, body):
+    """PostgreSQL text cannot hold NUL: what Twilio sends is never refused for it, on either backend."""
+    response = twilio.sms(body, sid="SM" + "0" * 32)
+    assert response.status_code == 200
+    stored = [m["body"] for m in store.queued_messages()] + [e["body"] for e in store.events()]
+    assert stored and set(stored) == {body.replace("\x00", "\ufffd")}  # queued, or a candidate: queued and logged
+    assert store.verify_ledger().ok
+    assert twilio.sms(body, sid="SM" + "0" * 32).text == response.text  # a retry is still the same message

@@ -39,8 +39,10 @@ def append_event(tx: Tx, **fields: Any) -> int:
 
     Must be the last lock a transaction takes (see ``backend.py``).
     """
-    last_id, prev_hash = tx.one(f"SELECT last_event_id, hash FROM ledger_head WHERE id = 1{tx.for_update}")  # noqa: S608
-    max_id = tx.scalar("SELECT COALESCE(MAX(id), 0) FROM events")
+    last_id, prev_hash, max_id = tx.one(
+        "SELECT last_event_id, hash, (SELECT COALESCE(MAX(id), 0) FROM events) FROM ledger_head "  # noqa: S608
+        f"WHERE id = 1{tx.for_update}"
+    )
     event = {name: fields.get(name) for name in ledger.FIELDS}
     event["id"] = max(last_id, max_id) + 1
     event["state_changed"] = int(bool(event["state_changed"]))
