@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/outbound.py
 	$(BIN)/python bench/export.py
 	$(BIN)/python bench/forward.py
+	$(BIN)/python bench/lookup.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
