@@ -1,10 +1,10 @@
-"""WSGI entry point for gunicorn (``gunicorn wsgi:app``); see the Procfile."""
+"""WSGI entry point for gunicorn (``gunicorn wsgi:app``); see the Procfile.
 
-import sys
+A refusal to start (a missing or invalid setting, a database that cannot be
+opened or migrated) is one line on stderr and exit status 4, on which
+gunicorn stops the whole server instead of starting workers again and again.
+"""
 
-from gateway import ConfigError, create_app
+from gateway import app_or_exit
 
-try:
-    app = create_app()
-except ConfigError as exc:
-    sys.exit(f"gateway: refusing to start: {exc}")
+app = app_or_exit()

@@ -21,3 +21,16 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_starting(server):
+    """Check the settings and the database in the master, before any worker boots.
+
+    Without --preload every worker would find the same problem at once, and
+    gunicorn, halting on the first, trips over the next (a traceback after
+    the reason). With --preload the master has already loaded the app.
+    """
+    if not server.cfg.preload_app:
+        from gateway import app_or_exit, services
+
+        services.of(app_or_exit()).store.close()  # each worker opens its own connections

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -14,7 +15,12 @@ from . import api, config, console, delivery, health, logs, metrics, services, w
 from .config import ConfigError
 from .store import from_settings
 
-__all__ = ["ConfigError", "create_app"]
+__all__ = ["ConfigError", "app_or_exit", "create_app"]
+
+# gunicorn stops the whole server, master and every worker, when a worker
+# exits with this status ("App failed to load") instead of starting it again
+# and again; a master that exits with it says the same.
+APP_LOAD_ERROR = 4
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -54,3 +60,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
     )
     return app
+
+
+def app_or_exit() -> Flask:
+    """:func:`create_app`, or the one-line reason on stderr and exit status 4 (see ``APP_LOAD_ERROR``).
+
+    For servers: ``wsgi.py``, and ``config/gunicorn.conf.py``, which checks
+    in the master before any worker boots.
+    """
+    try:
+        return create_app()
+    except ConfigError as exc:
+        print(f"gateway: refusing to start: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(APP_LOAD_ERROR) from None

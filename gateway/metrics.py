@@ -12,6 +12,7 @@ carry a phone number.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -22,10 +23,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import services
+from .config import ConfigError
 from .store import Store
 from .timestamps import parse
 
 bp = Blueprint("metrics", __name__)
+log = logging.getLogger(__name__)
 
 INBOUND = Counter(
     "gateway_inbound_messages",
@@ -138,12 +141,32 @@ def metrics() -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Time every request and count webhook outcomes."""
+    """Time every request and count webhook outcomes.
+
+    In multiprocess mode the counters' folder must exist (gunicorn's config
+    makes one; a bare gunicorn with the variable set may not): it is made
+    here, or start-up is refused naming it.
+    """
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"PROMETHEUS_MULTIPROC_DIR: cannot create {folder}: {exc.strerror or exc}") from None
     app.after_request(_observe)  # logs.py records when the request started (g.started)
     app.register_blueprint(bp)
 
 
 def _observe(response: Response) -> Response:
+    """Count the request; a failure here is logged, never the request's answer (its work is done)."""
+    try:
+        _count(response)
+    except Exception:  # a lost metric must not turn a stored message into an error for Twilio
+        log.exception("metrics could not be recorded for %s %s", request.method, request.path)
+    return response
+
+
+def _count(response: Response) -> None:
     route = request.url_rule.rule if request.url_rule is not None else "unmatched"
     started = g.get("started")
     if started is not None and route != "/metrics":
@@ -153,4 +176,3 @@ def _observe(response: Response) -> Response:
         INBOUND.labels("duplicate" if outcome.endswith(" duplicate") else outcome).inc()
     elif request.endpoint == "delivery.status_callback" and response.status_code == 204:
         STATUS_CALLBACKS.labels(g.get("callback_status", "unknown")).inc()
-    return response

@@ -231,6 +231,7 @@ class Gunicorn:
         preload: bool = True,
         db_url: str | None = None,
         name: str = "gunicorn",
+        config: bool = True,
     ):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -246,7 +247,8 @@ class Gunicorn:
         }
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "wsgi:app", "--config", "config/gunicorn.conf.py"]
+                [sys.executable, "-m", "gunicorn", "wsgi:app"]
+                + (["--config", "config/gunicorn.conf.py"] if config else [])
                 + ["--bind", f"127.0.0.1:{self.port}"]
                 + ["--workers", str(workers), "--timeout", "60"]
                 + (["--preload"] if preload else []),

@@ -79,9 +79,9 @@ def test_concurrent_traffic_keeps_every_opt_out(server):
     assert "database is locked" not in log and "Traceback" not in log
 
 
-def test_workers_initialise_a_fresh_database_together(tmp_path):
-    """Without --preload every worker creates/migrates the schema at once."""
-    server = Gunicorn(tmp_path, workers=4, preload=False)
+def test_workers_initialise_a_fresh_database_together(tmp_path, db_url):
+    """Bare gunicorn without --preload: every worker creates/migrates the schema at once."""
+    server = Gunicorn(tmp_path, workers=4, preload=False, db_url=db_url, config=False)
     try:
         with ThreadPoolExecutor(8) as pool:
             results = list(

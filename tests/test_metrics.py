@@ -144,3 +144,19 @@ def test_database_pool_is_reported_on_postgresql(client, db_kind):
     idle = values[("gateway_database_pool_connections", (("state", "idle"),))]
     assert in_use + idle >= 1  # the connection the scrape's own queries used
     assert values[("gateway_database_pool_waiting", ())] == 0
+
+
+def test_a_missing_counters_folder_is_made_and_an_impossible_one_refused(tmp_path, monkeypatch, db_url):
+    """A bare gunicorn with PROMETHEUS_MULTIPROC_DIR set to a folder nobody made must not answer 500s."""
+    from gateway import create_app
+    from gateway.config import ConfigError
+
+    folder = tmp_path / "not" / "yet"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    create_app({"DATABASE_URL": db_url, "TWILIO_AUTH_TOKEN": "t" * 32})
+    assert folder.is_dir()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(blocker / "metrics"))
+    with pytest.raises(ConfigError, match="PROMETHEUS_MULTIPROC_DIR: cannot create .*file/metrics: Not a directory"):
+        create_app({"DATABASE_URL": db_url, "TWILIO_AUTH_TOKEN": "t" * 32})
