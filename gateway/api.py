@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 from werkzeug.exceptions import TooManyRequests
 
-from . import events, numbers, revocation, services
+from . import events, numbers, revocation, schemas, services
 from .auth import require_role
-from .messages import has_nul
+from .messages import unstorable
 from .outbound import OutboundError
 from .ratelimit import Limit, retry_after
 from .stats import summarise
@@ -21,6 +23,10 @@ from .store import EVENT_COLUMNS, OPT_OUT_COLUMNS
 from .timestamps import parse_bound
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
+try:
+    VERSION = version("twilio-sms-gateway")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    VERSION = "0+unknown"
 
 MAX_LIMIT = 1000
 
@@ -145,36 +151,55 @@ def revocation_candidates():
     return jsonify({"data": rows, "business_days_to_honour": detector.business_days_to_honour})
 
 
-def _json_fields(*required: str, optional: tuple[str, ...] = ()) -> dict[str, str | None]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        abort(400, description="expected a JSON object body")
-    values: dict[str, str | None] = {}
-    for name in required:
-        value = body.get(name)
-        if not isinstance(value, str) or not value.strip():
-            abort(400, description=f"{name} is required (a non-empty string)")
-        values[name] = value.strip()
-    for name in optional:
-        value = body.get(name)
-        if value is not None and not isinstance(value, str):
-            abort(400, description=f"{name} must be a string")
-        values[name] = value.strip() if value else None
-    for name, value in values.items():
-        if has_nul(value):
-            abort(400, description=f"{name} must not contain NUL characters")
-    return values
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    """The request's JSON body, checked against its declared shape (:mod:`gateway.schemas`); else a 4xx."""
+    if not request.is_json:
+        abort(415, description="send the body as JSON, with Content-Type: application/json")
+    try:
+        body = json.loads(request.get_data(cache=True) or b"null")
+    except RecursionError:
+        abort(400, description="the JSON body is nested too deeply")
+    except ValueError as exc:  # also bytes that are not UTF-8
+        abort(400, description=f"the body is not valid JSON: {str(exc).splitlines()[0][:120]}")
+    try:
+        body = schemas.check(schema, body)
+    except schemas.ShapeError as exc:
+        abort(400, description=str(exc))
+    for name, value in _strings(body):
+        problem = unstorable(value)
+        if problem:
+            abort(400, description=f"{name} {problem}")
+    return body
+
+
+def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every string in a JSON value, with where it is (``variables.name``)."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{path}[{index}]")
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3.1 document of this API, generated from the declarations the requests are checked against."""
+    return jsonify(schemas.document(VERSION))
 
 
 @bp.post("/revocation-candidates/<int:candidate_id>/<any(confirm, dismiss):action>")
 @require_role("admin")
 def resolve_candidate(candidate_id: int, action: str):
     """Confirm (the pair is opted out) or dismiss a candidate; ``by`` required, ``note`` required to dismiss."""
-    fields = _json_fields(
-        "by", *(("note",) if action == "dismiss" else ()), optional=("note",) if action == "confirm" else ()
-    )
+    fields = _body(schemas.CONFIRM if action == "confirm" else schemas.DISMISS)
+    if candidate_id > schemas.MAX_ID:
+        abort(404, description=f"no revocation candidate {candidate_id}")
+    by, note = fields["by"].strip(), (fields.get("note") or "").strip() or None
     try:
-        result = services.store().resolve_candidate(candidate_id, action == "confirm", fields["by"], fields.get("note"))
+        result = services.store().resolve_candidate(candidate_id, action == "confirm", by, note)
     except LookupError as exc:
         abort(404, description=str(exc.args[0]))
     except ValueError as exc:
@@ -186,11 +211,11 @@ def resolve_candidate(candidate_id: int, action: str):
 @require_role("admin")
 def manual_record(kind: str):
     """Record a revocation (``/v1/opt-outs``) or renewed consent (``/v1/opt-ins``) received by other means."""
-    fields = _json_fields("number", "twilio_number", "reason", "by")
+    fields = _body(schemas.MANUAL)
     for name in ("number", "twilio_number"):
         _number(name, fields[name])
     result = services.store().record_manual(
-        fields["number"], fields["twilio_number"], kind == "opt-outs", fields["reason"], fields["by"]
+        fields["number"], fields["twilio_number"], kind == "opt-outs", fields["reason"].strip(), fields["by"].strip()
     )
     return jsonify(result), 201
 
@@ -214,15 +239,8 @@ def _rate_limit(name: str) -> None:
 def outbound_sms():
     """Queue one SMS: ``to_number`` and ``content``, or ``template`` and ``variables``; 202."""
     _rate_limit("outbound-sms")
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        abort(400, description="expected a JSON object body")
-    unknown = sorted(set(body) - {"to_number", "content", "template", "variables", "agent_number"})
-    if unknown:
-        abort(400, description=f"unknown field(s): {', '.join(unknown)}")
+    body = _body(schemas.OUTBOUND)
     variables = body.get("variables") or {}
-    if not isinstance(variables, dict):
-        abort(400, description="variables must be an object")
     sender = services.outbound()
     if not sender.enabled:
         abort(503, description=sender.why_disabled())

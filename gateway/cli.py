@@ -26,6 +26,7 @@ from tabulate import tabulate
 
 from . import config, imports, keys, numbers, revocation, services
 from .config import ConfigError
+from .messages import unstorable
 from .signature import sign
 from .stats import FIELDS as STAT_FIELDS
 from .stats import summarise
@@ -98,6 +99,21 @@ class PhoneNumber(click.ParamType):
 
 
 E164 = PhoneNumber()
+
+
+class StoredText(click.ParamType):
+    """Text that is kept in the records: it must be storable as it is (no NUL; valid Unicode)."""
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        problem = unstorable(value)
+        if problem:
+            self.fail(f"{value!r} {problem}", param, ctx)
+        return value
+
+
+TEXT = StoredText()
 
 
 def _emit(rows: list[dict[str, Any]], columns: Sequence[str], fmt: str, empty: str = "(none)") -> None:
@@ -348,7 +364,7 @@ def keys_group() -> None:
     type=click.Choice(keys.ROLES),
     help="auditor: read-only; admin: also resolves candidates and records manual opt-outs; sender: the outbound API.",
 )
-@click.option("--label", help="Who or what the key is for, e.g. 'compliance team'.")
+@click.option("--label", type=TEXT, help="Who or what the key is for, e.g. 'compliance team'.")
 def keys_create(role: str, label: str | None) -> None:
     """Create a key and print it once; it cannot be shown again."""
     key = keys.new_key()
@@ -524,7 +540,7 @@ def _write_events(rows: Iterable[dict[str, Any]], fmt: str, handle: TextIO) -> N
 
 @optouts.command("import")
 @click.argument("file", type=click.File("r", encoding="utf-8-sig"))
-@click.option("--source", "name", required=True, help="Where the list comes from, e.g. 'old-crm-2025'.")
+@click.option("--source", "name", required=True, type=TEXT, help="Where the list comes from, e.g. 'old-crm-2025'.")
 def optouts_import(file: TextIO, name: str) -> None:
     """Import an existing opt-out list from FILE.csv.
 
@@ -535,6 +551,11 @@ def optouts_import(file: TextIO, name: str) -> None:
     """
     try:
         rows = imports.parse(file)
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(
+            f"nothing imported: {file.name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); save it as CSV UTF-8"
+        ) from None
     except imports.ImportError_ as exc:
         for error in exc.errors:
             click.echo(error, err=True)
@@ -606,8 +627,8 @@ def _resolve(candidate_id: int, confirm: bool, person: str, note: str | None) ->
 
 @optouts.command("confirm")
 @click.argument("candidate_id", type=int)
-@click.option("--by", "person", required=True, help="Who is confirming.")
-@click.option("--note", help="Why, or any reference (optional).")
+@click.option("--by", "person", required=True, type=TEXT, help="Who is confirming.")
+@click.option("--note", type=TEXT, help="Why, or any reference (optional).")
 def optouts_confirm(candidate_id: int, person: str, note: str | None) -> None:
     """Confirm candidate CANDIDATE_ID as a revocation: the pair is opted out (source manual)."""
     _resolve(candidate_id, True, person, note)
@@ -615,8 +636,8 @@ def optouts_confirm(candidate_id: int, person: str, note: str | None) -> None:
 
 @optouts.command("dismiss")
 @click.argument("candidate_id", type=int)
-@click.option("--by", "person", required=True, help="Who is dismissing.")
-@click.option("--note", required=True, help="Why it is not a revocation, e.g. 'asked about lunch hours'.")
+@click.option("--by", "person", required=True, type=TEXT, help="Who is dismissing.")
+@click.option("--note", required=True, type=TEXT, help="Why it is not a revocation, e.g. 'asked about lunch hours'.")
 def optouts_dismiss(candidate_id: int, person: str, note: str) -> None:
     """Dismiss candidate CANDIDATE_ID: it was not a revocation. The reason is recorded."""
     if not note.strip():
@@ -634,8 +655,10 @@ def _manual(opted_out: bool):
     @optouts.command(verb, help=summary, short_help=summary.split(".")[0] + ".")
     @click.argument("number", type=E164)
     @click.option("--twilio-number", type=E164, required=True, help="The Twilio number the revocation concerns.")
-    @click.option("--reason", required=True, help="How it was received, e.g. 'phone call to support, ticket 4411'.")
-    @click.option("--by", "person", required=True, help="Who is recording it.")
+    @click.option(
+        "--reason", required=True, type=TEXT, help="How it was received, e.g. 'phone call to support, ticket 4411'."
+    )
+    @click.option("--by", "person", required=True, type=TEXT, help="Who is recording it.")
     def command(number: str, twilio_number: str, reason: str, person: str) -> None:
         if not reason.strip() or not person.strip():
             raise click.UsageError("--reason and --by must not be empty")

@@ -22,8 +22,20 @@ def storable(text: str) -> str:
     return text.replace(NUL, REPLACEMENT) if NUL in text else text
 
 
+def unstorable(text: str) -> str | None:
+    """Why a person's ``text`` cannot be stored as it is (NUL; a lone surrogate, which is not UTF-8), or None."""
+    if NUL in text:
+        return "must not contain NUL characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text"
+    return None
+
+
 def has_nul(*texts: str | None) -> bool:
-    return any(text is not None and NUL in text for text in texts)
+    """Whether any of ``texts`` could not be stored as it is (see :func:`unstorable`)."""
+    return any(text is not None and unstorable(text) for text in texts)
 
 
 @dataclass(frozen=True)

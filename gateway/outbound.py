@@ -21,7 +21,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from . import events, numbers, segments, twilioapi
 from .masking import mask_number
-from .messages import OutboundText, has_nul
+from .messages import OutboundText, unstorable
 from .metrics import SEND_FAILURES
 from .retries import next_attempt
 from .smstemplates import MissingVariable
@@ -134,13 +134,15 @@ class Outbound:
                 rendered = found.render(variables or {})
             except MissingVariable as exc:
                 raise OutboundError(f"template {template!r}: {exc}") from None
-            if has_nul(rendered):
-                raise OutboundError(f"template {template!r}: the variables must not contain NUL characters")
+            problem = unstorable(rendered)
+            if problem:
+                raise OutboundError(f"template {template!r}: the text with its variables {problem}")
             return rendered
         if not isinstance(content, str) or not content.strip():
             raise OutboundError("content must be a non-empty string")
-        if has_nul(content):
-            raise OutboundError("content must not contain NUL characters")
+        problem = unstorable(content)
+        if problem:
+            raise OutboundError(f"content {problem}")
         if len(content) > 1600:
             raise OutboundError(f"content is {len(content)} characters; Twilio accepts at most 1600")
         return content

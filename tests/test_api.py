@@ -2,12 +2,16 @@
 
 import csv
 import io
+import re
+import subprocess
+import sys
 
 import pytest
 
 from gateway import keys
+from gateway.store import Store
 
-from .conftest import SENDER, TWILIO_NUMBER
+from .conftest import SENDER, TWILIO_NUMBER, Gunicorn, post_webhook, sms_params
 
 
 @pytest.fixture
@@ -133,3 +137,63 @@ def test_audit_verify(client, api_keys, twilio, raw):
     raw.tamper("UPDATE events SET body = 'START' WHERE id = 1")
     bad = client.get("/v1/audit/verify", headers=auth(api_keys["auditor"])).json
     assert bad["ok"] is False and bad["broken_event"] == 1 and "edited" in bad["reason"]
+
+
+@pytest.mark.slow
+def test_schemathesis_finds_no_server_error_and_every_answer_matches_the_document(tmp_path, db_url):
+    """schemathesis against GET /v1/openapi.json on a live gunicorn: positive and negative cases for every
+    operation, with an admin key (auditor and admin operations) and a sender key (the outbound API)."""
+    env = {
+        "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
+        "GATEWAY_SENDERS": "+15005550006",
+        "GATEWAY_RATE_LIMIT_PER_SECOND": "100000",
+        "GATEWAY_RATE_LIMIT_BURST": "100000",
+    }
+    server = Gunicorn(tmp_path, workers=2, env=env, db_url=db_url)
+    try:
+        store = Store(db_url)
+        for body in ("STOP", "please stop texting me"):  # an opt-out, a candidate: records to read
+            assert post_webhook(server.base, sms_params(body))[0] == 200
+        checks = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+        for role in ("admin", "sender"):
+            key = keys.new_key()
+            store.add_api_key(keys.hash_key(key), role)
+            run = subprocess.run(
+                [sys.executable, "-m", "schemathesis.cli", "run", f"{server.base}/v1/openapi.json"]
+                + ["--header", f"Authorization: Bearer {key}", "--checks", f"{checks},negative_data_rejection"]
+                + ["--max-examples", "25", "--seed", "20261130", "--no-color", "--phases", "examples,coverage,fuzzing"]
+                + ["--generation-database", "none"],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert run.returncode == 0, run.stdout[-4000:]
+            assert " passed" in run.stdout and "failure" not in run.stdout.split("SUMMARY")[-1], run.stdout[-4000:]
+        store.close()
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert " 500 " not in log and "Traceback" not in log
+
+
+def test_openapi_document_publishes_every_route_and_nothing_else(client, app):
+    document = client.get("/v1/openapi.json").json
+    assert document["openapi"] == "3.1.0" and document["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    published = [(path, method) for path, operations in document["paths"].items() for method in operations]
+    for path, method in published:  # each is served, and asks for a key
+        concrete = path.replace("{number}", "+14155550100").replace("{candidate_id}", "1")
+        answer = client.open(concrete, method=method.upper())
+        assert answer.status_code == 401, (path, method, answer.status_code)
+    served = {
+        (rule.rule, method.lower())
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/v1/") and rule.endpoint != "api.openapi"
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    for rule, method in served:  # and each route is published
+        pattern = re.sub(
+            r"<any\(([^)]*)\):\w+>", lambda m: "(" + "|".join(a.strip(" '") for a in m.group(1).split(",")) + ")", rule
+        )
+        pattern = re.sub(r"<[^>]+>", r"\{\\w+\}", pattern)
+        assert any(re.fullmatch(pattern, path) and m == method for path, m in published), (rule, method)

@@ -14,6 +14,9 @@ from .conftest import SENDER, TWILIO_NUMBER, new_sid
 EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 
 
+JSON = "application/json"
+
+
 @pytest.fixture
 def env(cli_env):
     return cli_env
@@ -161,17 +164,40 @@ def test_api_list_and_resolve(client, twilio, store, admin, auditor):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (None, "expected a JSON object body"),
-        ({"note": "x"}, "by is required (a non-empty string)"),
-        ({"by": "  "}, "by is required (a non-empty string)"),
-        ({"by": "a"}, "note is required (a non-empty string)"),
-        ({"by": "a", "note": 5}, "note is required (a non-empty string)"),
+        ("null", "expected a JSON object body, got null"),
+        ([{"by": "a"}], "expected a JSON object body, got an array"),
+        ({"note": "x"}, "by is required"),
+        ({"by": "  ", "note": "x"}, "by must not be empty"),
+        ({"by": "a"}, "note is required"),
+        ({"by": "a", "note": 5}, "note must be a string, got a number"),
+        ({"by": "a", "note": "x", "extra": 1}, "unknown field(s): extra"),
+        ({"by": ["a"], "note": "x"}, "by must be a string, got an array"),
     ],
 )
 def test_api_dismiss_validation(client, twilio, admin, body, message):
     twilio.sms("opt me out")
-    response = client.post("/v1/revocation-candidates/1/dismiss", json=body, headers=admin)
+    if isinstance(body, str):
+        response = client.post("/v1/revocation-candidates/1/dismiss", data=body, headers=admin, content_type=JSON)
+    else:
+        response = client.post("/v1/revocation-candidates/1/dismiss", json=body, headers=admin)
     assert response.status_code == 400 and response.json["message"] == message
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status", "message"),
+    [
+        ("", None, 415, "send the body as JSON, with Content-Type: application/json"),
+        ("by=a&note=b", "application/x-www-form-urlencoded", 415, "send the body as JSON"),
+        ("{", JSON, 400, "the body is not valid JSON: "),
+        ("[" * 50_000, JSON, 400, "the JSON body is nested too deeply"),
+        ('{"by": "\\ud800", "note": "x"}', JSON, 400, "by must be valid Unicode text"),  # decodes, but is no UTF-8
+        (b"\xff\xfe", JSON, 400, "the body is not valid JSON: "),
+    ],
+)
+def test_api_bodies_that_are_not_json_objects(client, twilio, admin, data, content_type, status, message):
+    twilio.sms("opt me out")
+    response = client.post("/v1/revocation-candidates/1/dismiss", data=data, headers=admin, content_type=content_type)
+    assert response.status_code == status and response.json["message"].startswith(message)
 
 
 def test_api_bad_status(client, auditor):

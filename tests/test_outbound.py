@@ -141,6 +141,13 @@ def test_wrong_credentials_fail_without_retry(app_config, fake):
         ({"to_number": SENDER, "content": "x", "agent_number": "+19999999999"}, "is not one of this environment's"),
         ({"to_number": SENDER}, "give either content or template"),
         ({"to_number": SENDER, "content": "hi\u0000"}, "content must not contain NUL characters"),
+        ({"to_number": SENDER, "template": ["x"]}, "template must be a string, got an array"),
+        ({"to_number": SENDER, "template": {"a": 1}}, "template must be a string, got an object"),
+        ({"to_number": SENDER, "content": 7}, "content must be a string, got a number"),
+        (
+            {"to_number": SENDER, "template": "reservation_confirmation", "variables": {"name": ["x"]}},
+            "variables.name must be a string or a number, got an array",
+        ),
         ({"to_number": SENDER, "content": "x", "template": "reservation_confirmation"}, "give either content"),
         ({"to_number": SENDER, "content": "  "}, "content must be a non-empty string"),
         ({"to_number": SENDER, "template": "nope"}, "unknown template 'nope'"),
@@ -354,3 +361,8 @@ def test_worker_idles_without_configuration(runner, db_url):
     assert result.exit_code == 0
     assert "not sending SMS, outbound sending is not configured" in result.stderr
     assert "not delivering to an agent" in result.stderr and "worker: idle" in result.stderr
+
+
+def test_api_refuses_deeply_nested_json(client, sender_key, fake):
+    response = client.post("/v1/outbound-sms", data="[" * 50_000, content_type="application/json", headers=sender_key)
+    assert response.status_code == 400 and response.json["message"] == "the JSON body is nested too deeply"

@@ -89,6 +89,9 @@ def test_manual_add_and_remove(runner, env, db_url):
         ([SENDER, "--twilio-number", "x", "--reason", "r", "--by", "p"], "not an E.164 number"),
         ([SENDER, "--twilio-number", TWILIO_NUMBER, "--reason", " ", "--by", "p"], "must not be empty"),
         ([SENDER, "--twilio-number", TWILIO_NUMBER, "--by", "p"], "Missing option '--reason'"),
+        # a byte that is not UTF-8 in the shell's argument arrives as a lone surrogate
+        ([SENDER, "--twilio-number", TWILIO_NUMBER, "--reason", "call \udcff", "--by", "p"], "valid Unicode text"),
+        ([SENDER, "--twilio-number", TWILIO_NUMBER, "--reason", "call", "--by", "a\x00b"], "NUL characters"),
     ],
 )
 def test_manual_bad_input(runner, env, db_url, args, message):
@@ -254,3 +257,14 @@ def test_history_csv(runner, env, twilio):
         )
     )
     assert [r["event"] for r in rows] == ["opt_out", "opt_in"] and len(rows[0]["hash"]) == 64
+
+
+def test_import_of_a_file_that_is_not_utf8_is_refused_whole(runner, env, db_url, tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(
+        b"number,twilio_number,opted_out_at\n+14155550101,+15005550006,2024-01-01\n+14155550102,+15005550006,\xe9t\xe9\n"
+    )
+    result = runner.invoke(cli, ["optouts", "import", str(path), "--source", "old crm"], env=env)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"nothing imported: {path} is not UTF-8 text (byte 0xe9 at offset" in result.output
+    assert Store(db_url).events() == []
