@@ -12,6 +12,7 @@ import csv
 import functools
 import hmac
 import io
+import re
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -55,6 +56,23 @@ class SessionInterface(SecureCookieSessionInterface):
         if request.path != bp.url_prefix and not request.path.startswith(bp.url_prefix + "/"):
             return self.make_null_session(app)
         return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        """Never on a server error: whatever the request did to the session (a sign-in half done) is dropped."""
+        if response.status_code >= 500:
+            return
+        super().save_session(app, session, response)
+
+
+# Where a sign-in may send the browser on: a path of this console, in plain characters, and nothing else.
+SAFE_NEXT = re.compile(r"/console(/[A-Za-z0-9._~+-]+)*/?(\?[A-Za-z0-9._~=&%+-]*)?")
+
+
+def safe_next(target: str) -> str | None:
+    """``target`` when it is a same-site path under ``/console`` made of safe characters; else None."""
+    if SAFE_NEXT.fullmatch(target) and "/.." not in target and "/./" not in target:
+        return target
+    return None
 
 
 @bp.after_request
@@ -126,9 +144,8 @@ def sign_in():
             session.clear()
             session.permanent = True
             session["key_hash"] = keys.hash_key(key)
-            target = request.args.get("next", "")
-            # Only local paths: never an open redirect.
-            return redirect(target if target.startswith("/console") else url_for("console.opt_outs"))
+            # Only this console's own paths: never an open redirect, never a header.
+            return redirect(safe_next(request.args.get("next", "")) or url_for("console.opt_outs"))
         g.outcome = "sign_in_refused"
         error = "That key is not valid for the console (it needs the auditor or admin role)."
     return render_template("console/sign_in.html", error=error), 401 if error else 200

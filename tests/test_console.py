@@ -57,6 +57,48 @@ def test_sign_in_sets_a_safe_cookie(console, make_key):
 
 
 @pytest.mark.parametrize(
+    ("next_path", "expected"),
+    [
+        ("/console/candidates", "/console/candidates"),
+        ("/console/numbers/+14155550100", "/console/numbers/+14155550100"),
+        ("/console/opt-outs?page=2&number=%2B14155550100", "/console/opt-outs?page=2&number=%2B14155550100"),
+        ("/console\r\nX-Injected: 1", "/console/opt-outs"),  # a header, were it followed
+        ("//evil.example/console", "/console/opt-outs"),
+        ("https://evil.example/console", "/console/opt-outs"),
+        ("/consoles", "/console/opt-outs"),
+        ("/console/../v1/opt-outs", "/console/opt-outs"),
+        ("/console\\@evil.example", "/console/opt-outs"),
+        ("/console/\n", "/console/opt-outs"),
+        ("", "/console/opt-outs"),
+    ],
+)
+def test_sign_in_follows_only_this_consoles_own_paths(console, make_key, next_path, expected):
+    key, _ = make_key("auditor")
+    response = console.post(
+        "/console/sign-in",
+        query_string={"next": next_path},  # as the sign-in redirect encodes it
+        data={"key": key, "csrf_token": csrf(console)},
+        base_url=BASE,
+    )
+    assert response.status_code == 302 and response.headers["Location"] == expected
+    assert "X-Injected" not in response.headers
+
+
+def test_a_server_error_never_carries_a_session(app):
+    """Whatever a request did to the session before failing (a sign-in half done), the 500 does not set it."""
+    from flask import Response, session
+
+    with app.test_request_context("/console/sign-in", base_url=BASE):
+        opened = app.session_interface.open_session(app, request)
+        opened["key_hash"] = "x" * 64
+        failed, done = Response(status=500), Response(status=302)
+        app.session_interface.save_session(app, opened, failed)
+        app.session_interface.save_session(app, opened, done)
+        assert "Set-Cookie" not in failed.headers and "Set-Cookie" in done.headers
+        assert session is not None
+
+
+@pytest.mark.parametrize(
     ("path", "has_session"),
     [
         ("/console", True),
