@@ -9,14 +9,14 @@ from flask import Blueprint, Response, abort, g, request
 from . import services
 from .messages import storable
 from .outbound import hint, status_rank
-from .signature import twilio_signed
+from .signature import twilio_signed_at
 
 bp = Blueprint("delivery", __name__)
 log = logging.getLogger(__name__)
 
 
 @bp.post("/twilio/status")
-@twilio_signed
+@twilio_signed_at("STATUS_CALLBACK_URL")  # the URL the gateway gave Twilio with each message: what Twilio signs
 def status_callback() -> Response:
     """Record each (MessageSid, status) once; final states never move backwards."""
     sid = storable(request.form.get("MessageSid") or request.form.get("SmsSid") or "")

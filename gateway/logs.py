@@ -66,7 +66,7 @@ def _http_error(error: HTTPException) -> Response:
         reason = error.description  # our own one-line reason
     else:
         reason = error.name.lower()
-    g.outcome = g.get("outcome") or ("rejected" if code < 500 else "error")
+    g.outcome = g.get("outcome") or ("not_found" if code == 404 else "rejected" if code < 500 else "error")
     if request.path.startswith("/v1/"):
         response = jsonify(error=error.name, message=reason)
         response.status_code = code

@@ -98,8 +98,14 @@ def _raw_target(environ: dict) -> tuple[str, str]:
     return script_name + path, query
 
 
-def check_request() -> Check:
-    """Check the current Flask request against the configured tokens."""
+def check_request(given: str | None = None) -> Check:
+    """Check the current Flask request against the configured tokens.
+
+    ``given`` is a URL the gateway itself handed to Twilio for this request
+    (a status callback): Twilio signs that URL, wherever the request then
+    arrives from (a proxy may rewrite host, scheme and path), so it is tried
+    first; the URL the request arrived at (or the public URL) after it.
+    """
     config = current_app.config
     path, query = _raw_target(request.environ)
     url = validation_url(
@@ -108,32 +114,45 @@ def check_request() -> Check:
         path,
         query,
     )
-    return Check(is_valid(url, request.form, request.headers.get(HEADER), config["AUTH_TOKENS"]), url)
+    signature, tokens = request.headers.get(HEADER), config["AUTH_TOKENS"]
+    for candidate in dict.fromkeys(filter(None, (given, url))):
+        if is_valid(candidate, request.form, signature, tokens):
+            return Check(True, candidate)
+    return Check(False, " or ".join(dict.fromkeys(filter(None, (given, url)))))
 
 
 def twilio_signed(view: Callable) -> Callable:
     """Decorate a view so only correctly signed Twilio requests reach it (else 403)."""
+    return _guarded(view, None)
 
+
+def twilio_signed_at(setting: str) -> Callable[[Callable], Callable]:
+    """Like :func:`twilio_signed`, for a URL the gateway gave Twilio itself: the ``setting`` that holds it."""
+    return lambda view: _guarded(view, setting)
+
+
+def _guarded(view: Callable, setting: str | None) -> Callable:
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        result = check_request()
+        result = check_request(current_app.config.get(setting) if setting else None)
         if not result.valid:
             g.outcome = "forbidden"
-            reason = "missing" if not request.headers.get(HEADER) else "invalid"
+            if not request.headers.get(HEADER):
+                log.warning("rejected %s %s: no X-Twilio-Signature", request.method, request.path)
+                abort(403, description="missing X-Twilio-Signature")
             hint = (
                 "if Twilio calls a different public URL (ngrok, a proxy or load balancer), "
                 "set GATEWAY_PUBLIC_URL to that base URL or GATEWAY_TRUST_PROXY to the "
                 "number of proxies in front of the gateway"
             )
             log.warning(
-                "rejected %s %s: %s X-Twilio-Signature; validated against URL %s; %s",
+                "rejected %s %s: invalid X-Twilio-Signature; validated against URL %s; %s",
                 request.method,
                 request.path,
-                reason,
                 result.url,
                 hint,
             )
-            abort(403, description=f"{reason} X-Twilio-Signature")
+            abort(403, description="invalid X-Twilio-Signature")
         return view(*args, **kwargs)
 
     return wrapper

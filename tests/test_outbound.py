@@ -2,15 +2,30 @@
 
 import logging
 import time
+import urllib.error
+import urllib.request
 from urllib.parse import urlencode
 
 import pytest
 
 from gateway import create_app, keys, services
 from gateway.cli import cli
+from gateway.messages import OutboundText
 from gateway.outbound import send_sms, send_sms_template
+from gateway.store import Store
 
-from .conftest import ACCOUNT, FORM, SENDER, SERVICE, TOKEN, TWILIO_NUMBER, TwilioSender, outbound_config, sign
+from .conftest import (
+    ACCOUNT,
+    FORM,
+    SENDER,
+    SERVICE,
+    TOKEN,
+    TWILIO_NUMBER,
+    Gunicorn,
+    TwilioSender,
+    outbound_config,
+    sign,
+)
 
 
 @pytest.fixture
@@ -366,3 +381,44 @@ def test_worker_idles_without_configuration(runner, db_url):
 def test_api_refuses_deeply_nested_json(client, sender_key, fake):
     response = client.post("/v1/outbound-sms", data="[" * 50_000, content_type="application/json", headers=sender_key)
     assert response.status_code == 400 and response.json["message"] == "the JSON body is nested too deeply"
+
+
+@pytest.mark.slow
+def test_status_callbacks_behind_a_proxy_are_checked_against_the_url_the_gateway_gave(tmp_path, db_url, fake, runner):
+    """With GATEWAY_STATUS_CALLBACK_URL and no public URL, a proxy maps Twilio's calls to /twilio/status on
+    another host, scheme and path: the signature is over the URL the gateway handed Twilio, and is checked so."""
+    given = "https://sms.example.com/hooks/twilio-status?tenant=acme"
+    env = {
+        "TWILIO_ACCOUNT_SID": ACCOUNT,
+        "GATEWAY_TWILIO_API_BASE": fake.base_url,
+        "GATEWAY_SENDERS": TWILIO_NUMBER,
+        "GATEWAY_STATUS_CALLBACK_URL": given,
+    }
+    server = Gunicorn(tmp_path, workers=2, env=env, db_url=db_url)
+    try:
+        store = Store(db_url)
+        store.queue_outbound(SENDER, TWILIO_NUMBER, OutboundText("hi", "GSM-7", 1), "api")
+        sent = runner.invoke(cli, ["worker", "--once"], env={"DATABASE_URL": db_url, "TWILIO_AUTH_TOKEN": TOKEN, **env})
+        assert sent.exit_code == 0 and fake.requests[0]["form"]["StatusCallback"] == given
+        sid = store.list_outbound()[0]["message_sid"]
+        callback = [("MessageSid", sid), ("MessageStatus", "delivered"), ("AccountSid", ACCOUNT)]
+        url = f"{server.base}/twilio/status"
+        forged = urllib.request.Request(
+            url,
+            data=urlencode(callback).encode(),
+            headers={"X-Twilio-Signature": sign(url.replace("127", "128"), callback)},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(forged, timeout=30)
+        refused.value.close()
+        assert refused.value.code == 403 and store.list_outbound()[0]["status"] == "queued"
+        proxied = urllib.request.Request(
+            url, data=urlencode(callback).encode(), headers={"X-Twilio-Signature": sign(given, callback)}
+        )
+        with urllib.request.urlopen(proxied, timeout=30) as answer:
+            assert answer.status == 204
+        assert store.list_outbound()[0]["status"] == "delivered"
+        store.close()
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log.read_text()

@@ -95,10 +95,24 @@ def test_missing_signature_is_403_and_records_nothing(client, store, caplog):
     assert response.status_code == 403
     assert response.text.strip() == "403 Forbidden: missing X-Twilio-Signature"
     assert store.events() == [] and store.current_opt_outs() == [] and store.queued_messages() == []
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1
-    assert "http://localhost/twilio/sms" in warnings[0].getMessage()
-    assert "GATEWAY_PUBLIC_URL" in warnings[0].getMessage() and "GATEWAY_TRUST_PROXY" in warnings[0].getMessage()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["rejected POST /twilio/sms: no X-Twilio-Signature"]  # no proxy hint: nothing was signed
+
+
+def test_a_signature_mismatch_names_the_url_and_the_fix(twilio, caplog):
+    with caplog.at_level(logging.WARNING, logger="gateway"):
+        response = twilio.post(sms_params("STOP"), token="f" * 32)
+    assert response.status_code == 403 and response.text.strip() == "403 Forbidden: invalid X-Twilio-Signature"
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "validated against URL http://localhost/twilio/sms" in warning
+    assert "GATEWAY_PUBLIC_URL" in warning and "GATEWAY_TRUST_PROXY" in warning
+
+
+def test_favicon_is_not_found_not_rejected(client, caplog):
+    with caplog.at_level(logging.INFO, logger="gateway"):
+        assert client.get("/favicon.ico").status_code == 404
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "gateway.request"]
+    assert line.startswith("GET /favicon.ico 404 outcome=not_found")
 
 
 def test_wrong_token_is_403(twilio, store):
