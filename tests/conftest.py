@@ -269,6 +269,12 @@ class Gunicorn:
                     raise RuntimeError("gunicorn did not start:\n" + self.log.read_text()) from None
                 time.sleep(0.1)
 
+    def __enter__(self) -> Gunicorn:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def kill(self) -> None:
         """kill -9 the master and every worker at once, as a crashed machine would stop."""
         os.killpg(self.process.pid, signal.SIGKILL)

@@ -14,6 +14,8 @@ import pytest
 
 from gateway.cli import cli
 from gateway.masking import mask_number
+from gateway.store.migrations.postgres import VERSION as POSTGRES_VERSION
+from gateway.store.migrations.sqlite import VERSION as SQLITE_VERSION
 
 from .conftest import ROOT, TOKEN, TWILIO_NUMBER, free_port
 
@@ -43,11 +45,14 @@ def test_init_db(runner, db_url, db_kind, tmp_path):
     result = runner.invoke(cli, ["init-db"], env={"DATABASE_URL": db_url})
     assert result.exit_code == 0, result.output
     if db_kind == "sqlite":
-        assert f"Database ready: the SQLite database {tmp_path / 'gateway.db'}, schema version 5" in result.output
+        assert (
+            f"Database ready: the SQLite database {tmp_path / 'gateway.db'}, schema version {SQLITE_VERSION}"
+            in result.output
+        )
         assert (tmp_path / "gateway.db").exists()
     else:
         assert "Database ready: the PostgreSQL database gateway_test_" in result.output
-        assert result.output.strip().endswith("schema version 1")
+        assert result.output.strip().endswith(f"schema version {POSTGRES_VERSION}")
 
 
 def test_bad_database_url_is_a_clear_error(runner):

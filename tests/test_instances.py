@@ -21,6 +21,7 @@ import pytest
 
 from gateway.cli import cli
 from gateway.store import Store
+from gateway.store.migrations.postgres import VERSION as POSTGRES_VERSION
 
 from . import postgres
 from .conftest import AGENT_SECRET, Gunicorn, new_sid, post_webhook, sms_params, wait_for, worker
@@ -291,4 +292,4 @@ def test_instances_starting_together_migrate_once(pg_url, tmp_path):
         server.stop()
         assert "Traceback" not in server.log.read_text()
     with psycopg.connect(pg_url) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(POSTGRES_VERSION,)]

@@ -152,6 +152,19 @@ class Store(
         with self.backend.read() as tx:
             tx.execute("SELECT 1 FROM opt_outs LIMIT 1").fetchall()
 
+    def storage_problem(self) -> str | None:
+        """Why the storage under the database is about to refuse writes (SQLite: a nearly full disk), if it is."""
+        return self.backend.storage_problem()
+
+    def probe_write(self) -> None:
+        """Write one small row (not fsynced): raises :class:`StoreUnavailable` if the database cannot store now."""
+        with self.backend.write(durable=False) as tx:
+            tx.execute(
+                "INSERT INTO health_probe (id, probed_at) VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+                (self.clock(),),
+            )
+
     def table_counts(self) -> dict[str, int]:
         """Rows in every table the gateway keeps."""
         with self.backend.read() as tx:

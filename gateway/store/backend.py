@@ -31,7 +31,15 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(StoreError):
-    """The database cannot be reached or written just now: retry later (HTTP 503)."""
+    """The database cannot be reached or written just now: retry later (HTTP 503).
+
+    ``reason`` is the driver's short reason without where the database is
+    (safe to show a load balancer); the message adds where.
+    """
+
+    def __init__(self, where: str, reason: str):
+        super().__init__(f"{where}: {reason}")
+        self.reason = reason
 
 
 class SchemaMismatch(StoreError):
@@ -178,6 +186,10 @@ class Backend(abc.ABC):
 
     def pool_stats(self) -> dict[str, int] | None:
         """Connections in use, idle and requests waiting, where there is a pool."""
+        return None
+
+    def storage_problem(self) -> str | None:
+        """Why the storage under the database is about to refuse writes (a nearly full disk), if it is."""
         return None
 
     @abc.abstractmethod

@@ -93,6 +93,9 @@ def _lock_key(namespace: str, value: str) -> int:
 
 
 _ALL = _lock_key("gateway", "all numbers")
+# Errors that mean "cannot store now": the server unreachable or shutting down, a lost connection, no pool
+# connection in time, a full disk, or a server that only reads (a replica after a failover).
+_UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors.ReadOnlySqlTransaction)
 _BACKENDS: weakref.WeakSet[PostgresBackend] = weakref.WeakSet()
 _MIGRATIONS = _lock_key("gateway", "migrations")
 
@@ -240,8 +243,8 @@ class PostgresBackend(Backend):
         try:
             with self._get_pool().connection() as conn:
                 yield conn
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            raise StoreUnavailable(f"{self.describe()}: {_scrub(_first_line(exc), self.url)}") from exc
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(self.describe(), _scrub(_first_line(exc), self.url)) from exc
 
     # -- transactions ------------------------------------------------------
 
@@ -322,7 +325,7 @@ class PostgresBackend(Backend):
                     if not conn.broken:
                         conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATIONS,))
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            raise StoreUnavailable(f"{self.describe()}: {_scrub(_first_line(exc), self.url)}") from exc
+            raise StoreUnavailable(self.describe(), _scrub(_first_line(exc), self.url)) from exc
         return migrations.VERSION
 
     def schema_version(self) -> int:

@@ -43,6 +43,8 @@ PREFIX = "sqlite:///"
 # A message writes four B-tree pages (the row, its MessageSid, two queue indexes): checkpointing
 # the WAL every 4,000 pages instead of SQLite's 1,000 syncs the database file a quarter as often.
 WAL_CHECKPOINT_PAGES = 4000
+# Below this, /healthz reports that the instance cannot store: a message needs tens of KiB of WAL.
+MIN_FREE_BYTES = 1024 * 1024
 # Errors that mean "cannot store now" (full disk, I/O, locked, unreadable), not a bug.
 _UNAVAILABLE = {
     sqlite3.SQLITE_FULL,
@@ -129,6 +131,21 @@ class SQLiteBackend(Backend):
     def latest_version(self) -> int:
         return migrations.VERSION
 
+    def storage_problem(self) -> str | None:
+        """Less than :data:`MIN_FREE_BYTES` free on the filesystem that holds the database.
+
+        A failed write leaves room in the WAL that the next small commit can
+        reuse, so a write probe alone can pass while real messages fail.
+        """
+        try:
+            stats = os.statvfs(self.path.parent)
+        except OSError as exc:
+            return f"the database's folder cannot be examined: {exc.strerror or exc}"
+        free = stats.f_bavail * stats.f_frsize
+        if free < MIN_FREE_BYTES:
+            return f"the disk holding the database has {free // 1024} KiB free (less than {MIN_FREE_BYTES // 1024})"
+        return None
+
     # -- connections -------------------------------------------------------
 
     def _open(self) -> sqlite3.Connection:
@@ -166,9 +183,9 @@ class SQLiteBackend(Backend):
     def _unavailable(self, exc: BaseException) -> StoreUnavailable | None:
         """The exception to raise instead of ``exc`` when it means "cannot store now"."""
         if isinstance(exc, sqlite3.OperationalError) and (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _UNAVAILABLE:
-            return StoreUnavailable(f"{self.describe()}: {exc}")
+            return StoreUnavailable(self.describe(), str(exc))
         if isinstance(exc, OSError):
-            return StoreUnavailable(f"{self.describe()}: {exc.strerror or exc}")
+            return StoreUnavailable(self.describe(), exc.strerror or str(exc))
         return None
 
     @contextmanager

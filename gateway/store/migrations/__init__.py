@@ -5,8 +5,9 @@ values (timestamps as ISO 8601 text, flags as 0/1 integers, JSON as text),
 so records copy between them unchanged and the ledger's hashes match.
 """
 
-# Every table, in the order ``gateway db copy`` fills them, with the columns
-# that order their rows (a stable order, so a copy can be compared row by row).
+# Every table of records, in the order ``gateway db copy`` fills them, with the
+# columns that order their rows (a stable order, so a copy can be compared row
+# by row). Not here: schema_version and health_probe, which hold no records.
 TABLES = {
     "events": "id",
     "ledger_head": "id",

@@ -160,7 +160,10 @@ _V1 = [
     "INSERT INTO schema_version (version) VALUES (0)",
 ]
 
-STEPS: Sequence[Sequence[str]] = (_V1,)
+# A one-row table /healthz writes to: can this database store right now?
+_V2 = ["CREATE TABLE health_probe (id INTEGER PRIMARY KEY, probed_at TEXT NOT NULL)"]
+
+STEPS: Sequence[Sequence[str]] = (_V1, _V2)
 VERSION = len(STEPS)
 
 # Tables whose ids come from an identity column (``gateway db copy`` moves them past copied rows).

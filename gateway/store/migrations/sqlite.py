@@ -12,12 +12,13 @@ import sqlite_utils
 
 from ... import ledger
 
-VERSION = 5
+VERSION = 6
 
 
 def migrate(db: sqlite_utils.Database, version: int) -> None:
     """Bring a database at ``version`` (0: empty) to :data:`VERSION`."""
-    for number, step in enumerate((_create_v1, _migrate_v2, _migrate_v3, _migrate_v4, _migrate_v5), start=1):
+    steps = (_create_v1, _migrate_v2, _migrate_v3, _migrate_v4, _migrate_v5, _migrate_v6)
+    for number, step in enumerate(steps, start=1):
         if version < number:
             step(db)
 
@@ -297,6 +298,14 @@ def _migrate_v5(db: sqlite_utils.Database) -> None:
     db.execute("DROP TABLE agent_queue")
     db.execute("DROP TABLE processed_messages")
     _inbound_indexes(db)
+
+
+def _migrate_v6(db: sqlite_utils.Database) -> None:
+    """A one-row table /healthz writes to: can this database store right now?"""
+    db.execute(HEALTH_PROBE)
+
+
+HEALTH_PROBE = "CREATE TABLE IF NOT EXISTS health_probe (id INTEGER PRIMARY KEY, probed_at TEXT NOT NULL)"
 
 
 def _inbound_indexes(db: sqlite_utils.Database) -> None:

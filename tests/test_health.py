@@ -1,0 +1,132 @@
+"""GET /healthz tells the truth: a database that answers reads but cannot store is not healthy."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from gateway.store import Store
+
+from .conftest import Gunicorn, new_sid, post_webhook, sms_params, wait_for
+
+
+def health(base: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(base + "/healthz", timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.loads(exc.read())
+
+
+def test_healthy(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json == {"status": "ok", "database": "ok"}
+
+
+def test_a_broken_schema_cannot_be_read(client, raw):
+    raw.execute("DROP TABLE opt_outs")
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json == {
+        "status": "unavailable",
+        "database": "cannot read",
+        "reason": "the database did not answer",
+    }
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 4 MiB filesystem of its own (tmpfs), so the test can fill it; needs the right to mount."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("filling a disk needs a small filesystem of its own, and mounting one needs root here")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Take every free byte of the filesystem ``directory`` is on."""
+    filler = directory / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+    return filler
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_reported_and_recovered_from(tmp_path, small_disk):
+    """SQLite on a disk that fills up: the webhook answers 503 (never 200 for what was not stored), /healthz
+    says why, and both recover by themselves once there is room again."""
+    url = f"sqlite:///{small_disk / 'gateway.db'}"
+    server = Gunicorn(tmp_path, workers=2, db_url=url)
+    try:
+        assert post_webhook(server.base, sms_params("hello"))[0] == 200
+        filler = fill(small_disk)
+        sids = [new_sid() for _ in range(20)]
+        answers = {sid: post_webhook(server.base, sms_params("x" * 1500, sid=sid)) for sid in sids}
+        statuses = {status for status, _ in answers.values()}
+        assert statuses <= {200, 503} and 503 in statuses
+        refusal = next(text for status, text in answers.values() if status == 503)
+        assert refusal == "503 Service Unavailable: the database cannot store records right now; retry later\n"
+        status, body = health(server.base)
+        assert status == 503 and body == {
+            "status": "unavailable",
+            "database": "cannot write",
+            "reason": "the disk holding the database has 0 KiB free (less than 1024)",
+        }
+        os.unlink(filler)
+        wait_for(lambda: health(server.base)[0] == 200, 10, "/healthz to recover")
+        assert post_webhook(server.base, sms_params("back"))[0] == 200
+    finally:
+        server.stop()
+    store = Store(url)
+    for sid, (status, _) in answers.items():
+        assert (store.processed(sid) is not None) == (status == 200)  # stored exactly when acknowledged
+    assert {"hello", "back"} <= {m["body"] for m in store.queued_messages()}
+    store.close()
+    assert "Traceback" not in server.log.read_text()
+
+
+@pytest.mark.slow
+def test_a_read_only_database_is_reported_and_recovered_from(tmp_path, pg_url):
+    """PostgreSQL that only reads (a replica after a failover): /healthz is 503, the webhook 503 too."""
+    server = Gunicorn(tmp_path, workers=2, db_url=pg_url)
+    with server, psycopg.connect(pg_url, autocommit=True) as admin:
+        database = admin.execute("SELECT current_database()").fetchone()[0]
+
+        def restart_connections():  # the gateway's pooled connections are replaced by fresh ones
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            )
+
+        try:
+            assert health(server.base)[0] == 200
+            admin.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+            restart_connections()
+            wait_for(lambda: health(server.base)[0] == 503, 20, "/healthz to notice")
+            status, body = health(server.base)
+            assert body["database"] == "cannot write" and "read-only" in body["reason"]
+            assert post_webhook(server.base, sms_params("not stored"))[0] == 503
+        finally:
+            admin.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+            restart_connections()
+        wait_for(lambda: health(server.base)[0] == 200, 20, "/healthz to recover")
+        assert post_webhook(server.base, sms_params("stored"))[0] == 200
+    store = Store(pg_url)
+    assert {m["body"] for m in store.queued_messages()} == {"stored"}
+    store.close()
+    assert "Traceback" not in server.log.read_text()
