@@ -197,3 +197,14 @@ def test_openapi_document_publishes_every_route_and_nothing_else(client, app):
         )
         pattern = re.sub(r"<[^>]+>", r"\{\\w+\}", pattern)
         assert any(re.fullmatch(pattern, path) and m == method for path, m in published), (rule, method)
+
+
+@pytest.mark.parametrize("number", ["4155550100", "+1%20415%20555%200100", "+1415555"])
+def test_history_of_a_malformed_number_is_400(client, api_keys, number):
+    response = client.get(f"/v1/opt-outs/{number}/history", headers=auth(api_keys["auditor"]))
+    assert response.status_code == 400 and "is not an E.164 number such as +14155550100" in response.json["message"]
+
+
+def test_history_of_a_number_with_no_records_says_so(client, api_keys):
+    body = client.get("/v1/opt-outs/+14155550177/history", headers=auth(api_keys["auditor"])).json
+    assert body == {"number": "+14155550177", "records": 0, "data": []}

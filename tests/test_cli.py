@@ -283,3 +283,16 @@ def test_make_run_shows_a_whole_round_trip(tmp_path):
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
     assert list((tmp_path / "metrics").glob("*.db")), "the server wrote its counters to the shared directory"
+
+
+@pytest.mark.parametrize("number", ["4155550100", "+1 415 555 0100", "+1415555", "hello"])
+def test_history_of_a_malformed_number_is_an_error_not_none(runner, env, number):
+    result = runner.invoke(cli, ["optouts", "history", number], env=env)
+    assert result.exit_code == 2 and f"{number!r} is not an E.164 number such as +14155550100" in result.output
+
+
+def test_history_of_a_number_with_no_records_says_so(runner, env):
+    result = runner.invoke(cli, ["optouts", "history", "+14155550177"], env=env)
+    assert result.exit_code == 0 and result.output.strip() == "no records for +14155550177"
+    as_json = runner.invoke(cli, ["optouts", "history", "+14155550177", "--format", "json"], env=env)
+    assert as_json.exit_code == 0 and json.loads(as_json.stdout) == []

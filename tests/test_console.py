@@ -208,3 +208,14 @@ def test_text_is_escaped(console, make_key, twilio):
     sign_in(console, key)
     page = console.get(f"/console/numbers/{SENDER}", base_url=BASE)
     assert "<script>alert(1)</script>" not in page.text and "&lt;script&gt;" in page.text
+
+
+def test_timeline_of_a_malformed_number_is_an_error_and_of_an_unknown_one_says_so(console, make_key):
+    key, _ = make_key("auditor")
+    sign_in(console, key)
+    bad = console.get("/console/numbers/4155550100", base_url=BASE)
+    assert bad.status_code == 400 and "'4155550100' is not an E.164 number" in bad.text
+    searched = console.get("/console/numbers?number=4155550100", base_url=BASE, follow_redirects=True)
+    assert "is not an E.164 number" in searched.text and "History of" not in searched.text
+    empty = console.get("/console/numbers/+14155550177", base_url=BASE)
+    assert empty.status_code == 200 and "No records for" in empty.text and "+14155550177" in empty.text
