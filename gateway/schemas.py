@@ -68,6 +68,7 @@ EVENT = _record(
 )
 FIGURES = {
     **{name: {"type": "integer"} for name in ("sent", "delivered", "undelivered", "failed", "suppressed", "pending")},
+    "logged": {"type": "integer", "description": "Printed by the console SMS backend (development), never sent."},
     "segments": {"type": "integer"},
     "delivery_rate": {"type": ["number", "null"]},
 }

@@ -6,7 +6,8 @@ Each message counts once, by its current status:
 - ``delivered`` / ``undelivered``: as Twilio's status callbacks last said;
 - ``failed``: refused by Twilio, given up after retries, or failed later;
 - ``suppressed``: not sent because the recipient opted out;
-- ``pending``: waiting for the dispatcher (queued or retrying).
+- ``pending``: waiting for the dispatcher (queued or retrying);
+- ``logged``: printed by the console SMS backend (development), never sent.
 
 ``delivery_rate`` is delivered / (delivered + undelivered + failed): the
 share of messages whose fate is known that arrived; None before any is.
@@ -17,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-COUNTS = ("sent", "delivered", "undelivered", "failed", "suppressed", "pending")
+COUNTS = ("sent", "delivered", "undelivered", "failed", "suppressed", "pending", "logged")
 FIELDS = (*COUNTS, "segments", "delivery_rate")
 
 
@@ -31,7 +32,7 @@ def _add(totals: dict[str, Any], status: str, handed: bool, count: int, segments
         totals["segments"] += segments
     if status in ("delivered", "read"):
         totals["delivered"] += count
-    elif status in ("undelivered", "failed", "suppressed"):
+    elif status in ("undelivered", "failed", "suppressed", "logged"):
         totals[status] += count
     elif status in ("queued", "retrying") and not handed:
         totals["pending"] += count

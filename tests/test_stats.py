@@ -21,6 +21,7 @@ def test_summary_counts_each_message_once_by_its_status():
         ("2026-11-23", OTHER, "suppressed", False, 2, 2),
         ("2026-11-23", OTHER, "retrying", False, 1, 1),
         ("2026-11-23", OTHER, "sent", True, 1, 2),  # in flight
+        ("2026-11-23", OTHER, "logged", False, 2, 2),  # printed by the console backend, never sent
     ]
     figures = summarise(rows)
     assert figures["totals"] == {
@@ -30,6 +31,7 @@ def test_summary_counts_each_message_once_by_its_status():
         "failed": 1,
         "suppressed": 2,
         "pending": 1,
+        "logged": 2,
         "segments": 7,
         "delivery_rate": 0.6,
     }
@@ -107,3 +109,28 @@ def test_cli_stats(runner, db_url, traffic):
     assert as_json["totals"]["sent"] == 4 and as_json["since"] is None
     bad = runner.invoke(cli, ["stats", "--since", "soon"], env=env)
     assert bad.exit_code == 2 and "--since" in bad.output
+
+
+def test_messages_the_console_backend_printed_are_counted_as_logged(runner, db_url, fake):
+    """`make run` prints SMS instead of sending them: stats must not say nothing happened."""
+    from gateway import create_app
+
+    app = create_app({**outbound_config(db_url, fake), "SMS_BACKEND": "console"})
+    outbound = services.of(app).outbound
+    outbound.queue(SENDER, content="hello")
+    outbound.dispatch_once()
+    services.of(app).store.close()
+    result = runner.invoke(cli, ["stats", "--format", "json"], env={"DATABASE_URL": db_url})
+    assert json.loads(result.stdout)["totals"] | {"delivery_rate": None} == {
+        "sent": 0,
+        "delivered": 0,
+        "undelivered": 0,
+        "failed": 0,
+        "suppressed": 0,
+        "pending": 0,
+        "logged": 1,
+        "segments": 0,
+        "delivery_rate": None,
+    }
+    table = runner.invoke(cli, ["stats"], env={"DATABASE_URL": db_url})
+    assert "logged" in table.output.splitlines()[0]
