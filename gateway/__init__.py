@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import api, config, console, delivery, health, logs, metrics, services, webhook
 from .config import ConfigError
-from .store import from_settings
+from .store import StoreUnavailable, from_settings
 
 __all__ = ["ConfigError", "app_or_exit", "create_app"]
 
@@ -41,7 +41,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     try:
         store.init_schema()
     except Exception as exc:
-        raise ConfigError(f"DATABASE_URL: cannot open or migrate {store.describe()}: {exc}") from exc
+        reason = exc.reason if isinstance(exc, StoreUnavailable) else str(exc)
+        raise ConfigError(f"DATABASE_URL: cannot open or migrate {store.describe()}: {reason}") from exc
     finally:
         store.close()  # workers forked after this open their own connections
     services.init_app(app, store)

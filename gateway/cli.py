@@ -114,6 +114,7 @@ class StoredText(click.ParamType):
 
 
 TEXT = StoredText()
+ID = click.IntRange(1, 2**63 - 1)  # what either database can hold as an id
 
 
 def _emit(rows: list[dict[str, Any]], columns: Sequence[str], fmt: str, empty: str = "(none)") -> None:
@@ -381,7 +382,7 @@ def keys_list(fmt: str) -> None:
 
 
 @keys_group.command("revoke")
-@click.argument("key_id", type=int)
+@click.argument("key_id", type=ID)
 def keys_revoke(key_id: int) -> None:
     """Revoke key KEY_ID at once."""
     if not open_store(writes=True).revoke_api_key(key_id):
@@ -626,7 +627,7 @@ def _resolve(candidate_id: int, confirm: bool, person: str, note: str | None) ->
 
 
 @optouts.command("confirm")
-@click.argument("candidate_id", type=int)
+@click.argument("candidate_id", type=ID)
 @click.option("--by", "person", required=True, type=TEXT, help="Who is confirming.")
 @click.option("--note", type=TEXT, help="Why, or any reference (optional).")
 def optouts_confirm(candidate_id: int, person: str, note: str | None) -> None:
@@ -635,7 +636,7 @@ def optouts_confirm(candidate_id: int, person: str, note: str | None) -> None:
 
 
 @optouts.command("dismiss")
-@click.argument("candidate_id", type=int)
+@click.argument("candidate_id", type=ID)
 @click.option("--by", "person", required=True, type=TEXT, help="Who is dismissing.")
 @click.option("--note", required=True, type=TEXT, help="Why it is not a revocation, e.g. 'asked about lunch hours'.")
 def optouts_dismiss(candidate_id: int, person: str, note: str) -> None:
@@ -793,7 +794,7 @@ def outbox_list(status: str, limit: int, fmt: str) -> None:
 
 
 @outbox.command("retry")
-@click.argument("ids", nargs=-1, type=int)
+@click.argument("ids", nargs=-1, type=ID)
 @click.option("--all", "all_dead", is_flag=True, help="Every dead-lettered message.")
 def outbox_retry(ids: tuple[int, ...], all_dead: bool) -> None:
     """Put dead-lettered messages IDS (or --all) back in the queue, due now.
@@ -801,8 +802,12 @@ def outbox_retry(ids: tuple[int, ...], all_dead: bool) -> None:
     They are delivered again in order, with a fresh maximum age. The opt-out
     state is checked again at delivery.
     """
-    if bool(ids) == all_dead:
+    if ids and all_dead:
         raise click.UsageError("give message IDS or --all, not both")
+    if not ids and not all_dead:
+        raise click.UsageError(
+            "give the IDS of dead-lettered messages to retry (gateway outbox list --status dead), or --all"
+        )
     count = open_store(writes=True).retry_dead(None if all_dead else list(ids))
     click.echo(f"{count} message(s) queued again.")
     if ids and count < len(ids):

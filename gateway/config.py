@@ -7,6 +7,7 @@ Everything is validated once at start-up; a bad or missing setting raises
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import secrets
@@ -86,50 +87,87 @@ def _read_toml(path: Path, setting: str) -> dict[str, Any]:
         raise ConfigError(f"{setting}: {path} is not valid TOML: {exc}") from None
 
 
-def _raw_layers(overrides: Mapping[str, Any] | None, environ: Mapping[str, str]) -> dict[str, Any]:
-    directory = config_dir(environ)
-    defaults = _read_toml(directory / "gateway.toml", "GATEWAY_CONFIG_DIR")
-    raw: dict[str, Any] = {key.upper(): value for key, value in defaults.items()}
+# The keys a configuration file may set: every setting, by its lower-case name, and the two tables.
+FILE_KEYS = frozenset({key.lower() for key in _ENV if key != "SENDERS_OVERRIDE"} | {"senders", "messaging_services"})
+
+
+class Layers(dict):
+    """The raw settings, each remembering where it came from, so a message can name that."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: dict[str, str] = {}
+
+    def put(self, key: str, value: Any, source: str | None) -> None:
+        self[key] = value
+        if source:
+            self.sources[key] = source
+        else:
+            self.sources.pop(key, None)
+
+    def source(self, key: str) -> str:
+        """``config/gateway.toml: trust_proxy``, or the environment variable (the one a person would set)."""
+        return self.sources.get(key) or _ENV.get(key, key)
+
+
+def _file_layer(raw: Layers, path: Path, setting: str) -> None:
+    """Put a configuration file's settings in ``raw``, refusing a key that is not a setting."""
+    for key, value in _read_toml(path, setting).items():
+        if key not in FILE_KEYS:
+            close = difflib.get_close_matches(key.lower(), sorted(FILE_KEYS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "; see config/gateway.toml for every setting"
+            raise ConfigError(f"{path}: unknown setting {key!r}{hint}")
+        raw.put(key.upper(), value, f"{path}: {key}")
+
+
+def _raw_layers(overrides: Mapping[str, Any] | None, environ: Mapping[str, str]) -> Layers:
+    raw = Layers()
+    _file_layer(raw, config_dir(environ) / "gateway.toml", "GATEWAY_CONFIG_DIR")
     extra = environ.get("GATEWAY_CONFIG_FILE")
     if extra:
-        for key, value in _read_toml(Path(extra), "GATEWAY_CONFIG_FILE").items():
-            raw[key.upper()] = value
+        _file_layer(raw, Path(extra), "GATEWAY_CONFIG_FILE")
     for key, variable in _ENV.items():
         if environ.get(variable, "") != "":
-            raw[key] = environ[variable]
-    raw.update(overrides or {})
+            raw.put(key, environ[variable], variable)
+    for key, value in (overrides or {}).items():
+        raw.put(key, value, None)
     return raw
 
 
-def _as_int(raw: dict[str, Any], key: str, low: int, high: int) -> int:
+def _as_int(raw: Layers, key: str, low: int, high: int) -> int:
     return _as_number(raw, key, low, high, int, "a whole number")
 
 
-def _as_float(raw: dict[str, Any], key: str, low: float, high: float) -> float:
+def _as_float(raw: Layers, key: str, low: float, high: float) -> float:
     return _as_number(raw, key, low, high, float, "a number")
 
 
-def _as_number(raw: dict[str, Any], key: str, low: float, high: float, kind: type, expected: str) -> Any:
+def _as_number(raw: Layers, key: str, low: float, high: float, kind: type, expected: str) -> Any:
     """``raw[key]`` as ``kind`` within [low, high]; ConfigError naming the setting otherwise."""
     value = raw.get(key)
     try:
         number = kind(str(value).strip())
     except ValueError:
-        raise ConfigError(f"{_ENV.get(key, key)}: expected {expected}, got {value!r}") from None
+        raise ConfigError(f"{raw.source(key)}: expected {expected}, got {value!r}") from None
     if not low <= number <= high:
-        raise ConfigError(f"{_ENV.get(key, key)}: must be between {low:g} and {high:g}, got {number:g}")
+        raise ConfigError(f"{raw.source(key)}: must be between {low:g} and {high:g}, got {number:g}")
     return number
 
 
-def _public_url(value: Any) -> str | None:
+def _public_url(raw: Layers) -> str | None:
+    value = raw.get("PUBLIC_URL")
     if not value:
         return None
-    text = str(value).strip()
+    text, where = str(value).strip(), raw.source("PUBLIC_URL")
     parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"GATEWAY_PUBLIC_URL: expected a base URL such as https://abc123.ngrok.app, got {text!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ConfigError(f"{where}: the port of {text!r} is not a number from 0 to 65535") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{where}: expected a base URL such as https://abc123.ngrok.app, got {text!r}")
     if parts.query or parts.fragment:
-        raise ConfigError("GATEWAY_PUBLIC_URL: must not contain a query string or fragment")
+        raise ConfigError(f"{where}: must not contain a query string or fragment")
     return text.rstrip("/")
 
 
@@ -203,7 +241,7 @@ def load(
     """
     raw = _raw_layers(overrides, environ)
     settings: dict[str, Any] = {
-        "PUBLIC_URL": _public_url(raw.get("PUBLIC_URL")),
+        "PUBLIC_URL": _public_url(raw),
         "TRUST_PROXY": _as_int(raw, "TRUST_PROXY", 0, 10),
         "MAX_CONTENT_LENGTH": _as_int(raw, "MAX_BODY_BYTES", 1024, 10 * 1024 * 1024),
         "BUSY_TIMEOUT_MS": _as_int(raw, "BUSY_TIMEOUT_MS", 100, 600_000),
@@ -212,11 +250,13 @@ def load(
     }
     level = str(raw.get("LOG_LEVEL", "INFO")).upper()
     if level not in LOG_LEVELS:
-        raise ConfigError(f"GATEWAY_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {level!r}")
+        raise ConfigError(f"{raw.source('LOG_LEVEL')}: expected one of {', '.join(LOG_LEVELS)}, got {level!r}")
     settings["LOG_LEVEL"] = level
     durability = str(raw.get("DURABILITY", "full")).strip().lower()
     if durability not in store.DURABILITY:
-        raise ConfigError(f"GATEWAY_DURABILITY: expected one of {', '.join(store.DURABILITY)}, got {durability!r}")
+        raise ConfigError(
+            f"{raw.source('DURABILITY')}: expected one of {', '.join(store.DURABILITY)}, got {durability!r}"
+        )
     settings["DURABILITY"] = durability
 
     keywords_file = Path(str(raw.get("KEYWORDS_FILE") or "keywords.toml"))
@@ -232,7 +272,7 @@ def load(
     try:
         store.check_url(url)
     except ValueError as exc:
-        raise ConfigError(f"DATABASE_URL: {exc}") from None
+        raise ConfigError(f"{raw.source('DATABASE_URL')}: {exc}") from None
     settings["DATABASE_URL"] = url
 
     primary = str(raw.get("TWILIO_AUTH_TOKEN") or "").strip()
@@ -252,11 +292,11 @@ def load(
     # made once in the instance folder (shared by the workers of one machine).
     secret = str(raw.get("SECRET_KEY") or "").strip()
     if secret and len(secret) < 32:
-        raise ConfigError("GATEWAY_SECRET_KEY: must be at least 32 characters")
+        raise ConfigError(f"{raw.source('SECRET_KEY')}: must be at least 32 characters")
     settings["SECRET_KEY"] = secret or _instance_secret(Path(instance_path) / SECRET_KEY_FILE, create=require_token)
     secure = str(raw.get("COOKIE_SECURE", True)).strip().lower()
     if secure not in ("true", "false", "1", "0"):
-        raise ConfigError(f"GATEWAY_COOKIE_SECURE: expected true or false, got {secure!r}")
+        raise ConfigError(f"{raw.source('COOKIE_SECURE')}: expected true or false, got {secure!r}")
     settings["SESSION_COOKIE_SECURE"] = secure in ("true", "1")
     settings["SCOPE"] = _scope(raw)
     settings.update(_agent(raw))
@@ -264,42 +304,46 @@ def load(
     return settings
 
 
-def _scope(raw: dict[str, Any]) -> Scope:
+def _scope(raw: Layers) -> Scope:
     """``opt_out_scope`` and the ``[messaging_services]`` table (SID -> its numbers)."""
     mode = str(raw.get("OPT_OUT_SCOPE") or "pair").strip().lower()
     if mode not in SCOPES:
-        raise ConfigError(f"GATEWAY_OPT_OUT_SCOPE: expected one of {', '.join(SCOPES)}, got {mode!r}")
+        raise ConfigError(f"{raw.source('OPT_OUT_SCOPE')}: expected one of {', '.join(SCOPES)}, got {mode!r}")
     services = raw.get("MESSAGING_SERVICES") or {}
     if not isinstance(services, dict):
-        raise ConfigError("messaging_services: expected a table of Messaging Service SID = [numbers]")
+        raise ConfigError(f"{raw.source('MESSAGING_SERVICES')}: expected a table of Messaging Service SID = [numbers]")
     for sid, members in services.items():
         if not re.fullmatch(r"MG[0-9a-fA-F]{32}", sid):
-            raise ConfigError(f"messaging_services: {sid!r} is not a Messaging Service SID (MG + 32 hex characters)")
+            raise ConfigError(
+                f"{raw.source('MESSAGING_SERVICES')}: {sid!r} is not a Messaging Service SID (MG + 32 hex characters)"
+            )
         if not isinstance(members, list) or not members:
-            raise ConfigError(f'messaging_services.{sid}: expected a list of E.164 numbers such as "+14155550100"')
+            raise ConfigError(
+                f'{raw.source("MESSAGING_SERVICES")}.{sid}: expected a list of E.164 numbers such as "+14155550100"'
+            )
         for member in members:
             if numbers.problem(member):
                 raise ConfigError(
-                    f"messaging_services.{sid}: {member!r} is not an E.164 number such as "
+                    f"{raw.source('MESSAGING_SERVICES')}.{sid}: {member!r} is not an E.164 number such as "
                     f"{numbers.EXAMPLE}: {numbers.problem(member)}"
                 )
     return Scope.build(mode, services)
 
 
-def _agent(raw: dict[str, Any]) -> dict[str, Any]:
+def _agent(raw: Layers) -> dict[str, Any]:
     """Where queued messages go: an HTTP agent (URL + secret) or a Python function, or nowhere yet."""
     url = str(raw.get("AGENT_URL") or "").strip() or None
     handler = str(raw.get("AGENT_HANDLER") or "").strip() or None
     secret = str(raw.get("AGENT_SECRET") or "").strip() or None
     if url and handler:
-        raise ConfigError("GATEWAY_AGENT_URL and GATEWAY_AGENT_HANDLER are both set: choose one")
+        raise ConfigError(f"{raw.source('AGENT_URL')} and {raw.source('AGENT_HANDLER')} are both set: choose one")
     if url:
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
-            raise ConfigError(f"GATEWAY_AGENT_URL: expected an http(s) URL, got {url!r}")
+            raise ConfigError(f"{raw.source('AGENT_URL')}: expected an http(s) URL, got {url!r}")
         if not secret or len(secret) < 16:
-            raise ConfigError("GATEWAY_AGENT_SECRET: required with GATEWAY_AGENT_URL, at least 16 characters")
+            raise ConfigError(f"{raw.source('AGENT_SECRET')}: required with GATEWAY_AGENT_URL, at least 16 characters")
     if handler and not re.fullmatch(r"[\w.]+:[\w]+", handler):
-        raise ConfigError(f"GATEWAY_AGENT_HANDLER: expected module:function, got {handler!r}")
+        raise ConfigError(f"{raw.source('AGENT_HANDLER')}: expected module:function, got {handler!r}")
     return {
         "AGENT_URL": url,
         "AGENT_SECRET": secret,
@@ -312,11 +356,11 @@ def _agent(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _sessions(raw: dict[str, Any]) -> dict[str, Any]:
+def _sessions(raw: Layers) -> dict[str, Any]:
     """The inactivity timeout: idle time before the warning, grace before closing, the warning text."""
     warning = str(raw.get("SESSION_WARNING") or "").strip()
     if not warning or len(warning) > 1600:
-        raise ConfigError("GATEWAY_SESSION_WARNING: expected the warning text, 1 to 1600 characters")
+        raise ConfigError(f"{raw.source('SESSION_WARNING')}: expected the warning text, 1 to 1600 characters")
     return {
         "SESSION_IDLE_SECONDS": _as_float(raw, "SESSION_IDLE_SECONDS", 1, 365 * 86400),
         "SESSION_GRACE_SECONDS": _as_float(raw, "SESSION_GRACE_SECONDS", 1, 30 * 86400),
@@ -328,32 +372,33 @@ ENVIRONMENTS = ("dev", "sandbox", "live")
 SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
 
 
-def _outbound(raw: dict[str, Any], settings: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+def _outbound(raw: Layers, settings: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
     """Settings for sending: account, API base, environment, senders, status callback."""
     account = str(raw.get("TWILIO_ACCOUNT_SID") or "").strip() or None
     if account and not re.fullmatch(r"AC[0-9a-fA-F]{32}", account):
-        raise ConfigError("TWILIO_ACCOUNT_SID: expected AC followed by 32 hex characters")
+        raise ConfigError(f"{raw.source('TWILIO_ACCOUNT_SID')}: expected AC followed by 32 hex characters")
     env = str(raw.get("ENV") or "dev").strip().lower()
     if env not in ENVIRONMENTS:
-        raise ConfigError(f"GATEWAY_ENV: expected one of {', '.join(ENVIRONMENTS)}, got {env!r}")
+        raise ConfigError(f"{raw.source('ENV')}: expected one of {', '.join(ENVIRONMENTS)}, got {env!r}")
     senders_table = raw.get("SENDERS") or {}
     if not isinstance(senders_table, dict):
-        raise ConfigError("senders: expected a table of dev, sandbox and live lists")
+        raise ConfigError(f"{raw.source('SENDERS')}: expected a table of dev, sandbox and live lists")
     senders = list(senders_table.get(env) or [])
     if raw.get("SENDERS_OVERRIDE"):
         senders = [s.strip() for s in str(raw["SENDERS_OVERRIDE"]).split(",") if s.strip()]
     for sender in senders:
         if not isinstance(sender, str) or not (SERVICE_SID.match(sender) or numbers.is_e164(sender)):
+            where = raw.source("SENDERS_OVERRIDE") if raw.get("SENDERS_OVERRIDE") else f"{raw.source('SENDERS')}.{env}"
             raise ConfigError(
-                f"GATEWAY_SENDERS / senders.{env}: {sender!r} is neither an E.164 number (+14155550100) "
+                f"{where}: {sender!r} is neither an E.164 number (+14155550100) "
                 "nor a Messaging Service SID (MG + 32 hex characters)"
             )
     api_base = str(raw.get("TWILIO_API_BASE") or "").strip() or None
     if api_base and urlsplit(api_base).scheme not in ("http", "https"):
-        raise ConfigError(f"GATEWAY_TWILIO_API_BASE: expected an http(s) URL, got {api_base!r}")
+        raise ConfigError(f"{raw.source('TWILIO_API_BASE')}: expected an http(s) URL, got {api_base!r}")
     callback = str(raw.get("STATUS_CALLBACK_URL") or "").strip() or None
     if callback and urlsplit(callback).scheme not in ("http", "https"):
-        raise ConfigError(f"GATEWAY_STATUS_CALLBACK_URL: expected an http(s) URL, got {callback!r}")
+        raise ConfigError(f"{raw.source('STATUS_CALLBACK_URL')}: expected an http(s) URL, got {callback!r}")
     if not callback and settings.get("PUBLIC_URL"):
         callback = settings["PUBLIC_URL"] + "/twilio/status"
     templates_dir = Path(str(raw.get("TEMPLATES_DIR") or "templates"))
@@ -362,12 +407,14 @@ def _outbound(raw: dict[str, Any], settings: dict[str, Any], environ: Mapping[st
     try:
         templates = smstemplates.load_dir(templates_dir)
     except smstemplates.TemplateError as exc:
-        raise ConfigError(f"GATEWAY_TEMPLATES_DIR: {exc}") from None
+        raise ConfigError(f"{raw.source('TEMPLATES_DIR')}: {exc}") from None
     backend = str(raw.get("SMS_BACKEND") or "twilio").strip().lower()
     if backend not in ("twilio", "console"):
-        raise ConfigError(f"GATEWAY_SMS_BACKEND: expected twilio or console, got {backend!r}")
+        raise ConfigError(f"{raw.source('SMS_BACKEND')}: expected twilio or console, got {backend!r}")
     if backend == "console" and env == "live":
-        raise ConfigError("GATEWAY_SMS_BACKEND: console only prints messages; it cannot be used with GATEWAY_ENV=live")
+        raise ConfigError(
+            f"{raw.source('SMS_BACKEND')}: console only prints messages; it cannot be used with GATEWAY_ENV=live"
+        )
     return {
         "SMS_BACKEND": backend,
         "TEMPLATES": templates,

@@ -35,13 +35,14 @@ from flask import (
 )
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
-from . import chart, keys, numbers, revocation, services
+from . import chart, keys, numbers, revocation, schemas, services
 from .messages import has_nul
 from .store import EVENT_COLUMNS, OPT_OUT_COLUMNS
 from .timestamps import parse_bound
 
 bp = Blueprint("console", __name__, url_prefix="/console")
 PAGE_SIZE = 50
+MAX_PAGE = 10**9  # beyond every record, and within what the databases take as an offset
 CHART_DAYS = 30
 
 
@@ -179,7 +180,7 @@ def _filters() -> tuple[dict[str, str | None], list[str]]:
 @signed_in
 def opt_outs():
     filters, problems = _filters()
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    page = min(max(1, request.args.get("page", 1, type=int) or 1), MAX_PAGE)
     rows = services.store().current_opt_outs(**filters, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
     today = datetime.now(UTC).date()
     series = chart.daily_series(
@@ -269,6 +270,9 @@ def candidates():
 @signed_in
 def resolve(candidate_id: int, action: str):
     _admin_only()
+    if candidate_id > schemas.MAX_ID:
+        flash(f"no revocation candidate {candidate_id}", "error")
+        return redirect(url_for("console.candidates"))
     person = request.form.get("by", "").strip()
     note = request.form.get("note", "").strip() or None
     if has_nul(person, note):

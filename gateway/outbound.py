@@ -124,8 +124,10 @@ class Outbound:
         return e164(to_number, "to_number"), from_number, self.text(self._render(content, None, None))
 
     def _render(self, content: object, template: str | None, variables: Mapping[str, object] | None) -> str:
-        if (content is None) == (template is None):
-            raise OutboundError("give either content or template (with variables), not both")
+        if content is not None and template is not None:
+            raise OutboundError("give content or template (with variables), not both")
+        if content is None and template is None:
+            raise OutboundError("give the text as content, or a template with variables")
         if template is not None:
             found = self.templates.get(template)
             if found is None:

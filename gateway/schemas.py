@@ -131,8 +131,13 @@ OUTBOUND = _body(
     ("to_number",),
     oneOf=[{"required": ["content"]}, {"required": ["template"]}],
 )
-# What to say when a combination (oneOf) fails, where the schema alone would be cryptic.
-COMBINATIONS = {id(OUTBOUND): "give either content or template (with variables), not both"}
+# What to say when a combination (oneOf) fails, where the schema alone would be cryptic: with both, with neither.
+COMBINATIONS = {
+    id(OUTBOUND): (
+        "give content or template (with variables), not both",
+        "give the text as content, or a template with variables",
+    )
+}
 
 # -- operations -------------------------------------------------------------------------
 
@@ -380,8 +385,12 @@ def _describe(schema: dict[str, Any], error: ValidationError) -> str:
         return f"{where} must not be empty"
     if error.validator == "maxLength":
         return f"{where} is {len(error.instance)} characters; at most {error.validator_value}"
+    if error.validator in ("oneOf", "anyOf", "not") and id(schema) in COMBINATIONS:
+        both, neither = COMBINATIONS[id(schema)]
+        required = [name for option in error.validator_value for name in option.get("required", ())]
+        return both if all(name in error.instance for name in required) else neither
     if error.validator in ("oneOf", "anyOf", "not"):
-        return COMBINATIONS.get(id(schema), f"{where} does not match its declared shape")
+        return f"{where} does not match its declared shape"
     if error.validator == "enum":
         return f"{where} must be one of {', '.join(map(str, error.validator_value))}, got {error.instance!r}"
     return f"{where}: {error.message}"

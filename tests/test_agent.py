@@ -338,3 +338,16 @@ def test_two_workers_deliver_each_message_once(db_url, fake, tmp_path):
     ids = agent.delivery_ids()
     assert len(ids) == len(set(ids)) == 300
     assert received_in_order(agent) == sent
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give the IDS of dead-lettered messages to retry (gateway outbox list --status dead), or --all"),
+        (["1", "--all"], "give message IDS or --all, not both"),
+        (["99999999999999999999"], "99999999999999999999 is not in the range 1<=x<=9223372036854775807"),
+    ],
+)
+def test_outbox_retry_says_what_to_give(runner, cli_env, args, message):
+    result = runner.invoke(cli, ["outbox", "retry", *args], env=cli_env)
+    assert result.exit_code == 2 and message in result.output

@@ -155,10 +155,52 @@ def test_create_app_reads_environment(monkeypatch, tmp_path):
 def test_create_app_fails_on_unwritable_database(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(ConfigError, match="DATABASE_URL: cannot open or migrate"):
+    with pytest.raises(ConfigError) as caught:
         create_app({"TWILIO_AUTH_TOKEN": TOKEN, "DATABASE_URL": f"sqlite:///{blocker}/sub/x.db"})
+    assert str(caught.value) == (
+        f"DATABASE_URL: cannot open or migrate the SQLite database {blocker}/sub/x.db: Not a directory"
+    )
 
 
 def _clean_env(**extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "TWILIO_", "DATABASE_URL"))}
     return {**env, **extra}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("trust_proxi = 1", r"extra.toml: unknown setting 'trust_proxi'; did you mean 'trust_proxy'\?$"),
+        ("TRUST_PROXY = 1", r"extra.toml: unknown setting 'TRUST_PROXY'; did you mean 'trust_proxy'\?$"),
+        ("colour = 'red'", r"extra.toml: unknown setting 'colour'; see config/gateway.toml for every setting$"),
+        ("[sender]\ndev = []", r"extra.toml: unknown setting 'sender'; did you mean 'senders'\?$"),
+        ('trust_proxy = "lots"', r"extra.toml: trust_proxy: expected a whole number, got 'lots'$"),
+        ("max_body_bytes = 10", r"extra.toml: max_body_bytes: must be between 1024 and 1.04858e\+07, got 10$"),
+        ('log_level = "LOUD"', r"extra.toml: log_level: expected one of DEBUG, INFO, WARNING, ERROR, got 'LOUD'$"),
+        ('public_url = "https://host:443x"', r"extra.toml: public_url: the port of 'https://host:443x' is not a"),
+        ('[senders]\ndev = ["4155550100"]', r"extra.toml: senders.dev: '4155550100' is neither an E.164 number"),
+    ],
+)
+def test_a_configuration_file_is_checked_key_by_key_and_named(tmp_path, text, message):
+    """A misspelt key must not do nothing quietly; a bad value names the file and key, not a variable never set."""
+    extra = tmp_path / "extra.toml"
+    extra.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=message) as caught:
+        settings(tmp_path, environ={"TWILIO_AUTH_TOKEN": "t", "GATEWAY_CONFIG_FILE": str(extra)})
+    assert str(caught.value).startswith(str(extra))
+    assert "GATEWAY_" not in str(caught.value).split(": ", 2)[1]
+
+
+def test_the_environment_overrides_a_file_and_is_named_when_wrong(tmp_path):
+    extra = tmp_path / "extra.toml"
+    extra.write_text("trust_proxy = 1\n")
+    environ = {"TWILIO_AUTH_TOKEN": "t", "GATEWAY_CONFIG_FILE": str(extra)}
+    assert settings(tmp_path, environ={**environ, "GATEWAY_TRUST_PROXY": "2"})["TRUST_PROXY"] == 2
+    with pytest.raises(ConfigError, match=r"^GATEWAY_TRUST_PROXY: expected a whole number, got 'x'$"):
+        settings(tmp_path, environ={**environ, "GATEWAY_TRUST_PROXY": "x"})
+
+
+@pytest.mark.parametrize("url", ["https://host:443x", "https://:443", "https://host:99999"])
+def test_a_public_url_that_could_never_match_is_refused_at_start_up(tmp_path, url):
+    with pytest.raises(ConfigError, match="GATEWAY_PUBLIC_URL: "):
+        settings(tmp_path, environ={"TWILIO_AUTH_TOKEN": "t", "GATEWAY_PUBLIC_URL": url})

@@ -219,3 +219,17 @@ def test_timeline_of_a_malformed_number_is_an_error_and_of_an_unknown_one_says_s
     assert "is not an E.164 number" in searched.text and "History of" not in searched.text
     empty = console.get("/console/numbers/+14155550177", base_url=BASE)
     assert empty.status_code == 200 and "No records for" in empty.text and "+14155550177" in empty.text
+
+
+def test_numbers_no_database_can_hold_are_not_a_server_error(console, make_key):
+    key, _ = make_key("admin")
+    sign_in(console, key)
+    assert console.get("/console/opt-outs?page=99999999999999999999", base_url=BASE).status_code == 200
+    token = csrf(console, "/console/candidates")
+    answer = console.post(
+        "/console/candidates/99999999999999999999/confirm",
+        data={"by": "ana", "csrf_token": token},
+        base_url=BASE,
+        follow_redirects=True,
+    )
+    assert answer.status_code == 200 and "no revocation candidate 99999999999999999999" in answer.text

@@ -62,3 +62,8 @@ def test_cli_rejects_unknown_role(runner):
         cli, ["keys", "create", "--role", "root"], env={"DATABASE_URL": "sqlite:////nonexistent/x.db"}
     )
     assert result.exit_code == 2 and "Invalid value for '--role'" in result.output
+
+
+def test_cli_revoke_an_id_no_database_can_hold(runner, cli_env):
+    result = runner.invoke(cli, ["keys", "revoke", "99999999999999999999"], env=cli_env)
+    assert result.exit_code == 2 and "is not in the range 1<=x<=9223372036854775807" in result.output

@@ -154,7 +154,7 @@ def test_wrong_credentials_fail_without_retry(app_config, fake):
             "'+1415555' is not an E.164 number such as +14155550100: too short",
         ),
         ({"to_number": SENDER, "content": "x", "agent_number": "+19999999999"}, "is not one of this environment's"),
-        ({"to_number": SENDER}, "give either content or template"),
+        ({"to_number": SENDER}, "give the text as content, or a template with variables"),
         ({"to_number": SENDER, "content": "hi\u0000"}, "content must not contain NUL characters"),
         ({"to_number": SENDER, "template": ["x"]}, "template must be a string, got an array"),
         ({"to_number": SENDER, "template": {"a": 1}}, "template must be a string, got an object"),
@@ -163,7 +163,7 @@ def test_wrong_credentials_fail_without_retry(app_config, fake):
             {"to_number": SENDER, "template": "reservation_confirmation", "variables": {"name": ["x"]}},
             "variables.name must be a string or a number, got an array",
         ),
-        ({"to_number": SENDER, "content": "x", "template": "reservation_confirmation"}, "give either content"),
+        ({"to_number": SENDER, "content": "x", "template": "reservation_confirmation"}, "not both"),
         ({"to_number": SENDER, "content": "  "}, "content must be a non-empty string"),
         ({"to_number": SENDER, "template": "nope"}, "unknown template 'nope'"),
         (
