@@ -21,7 +21,9 @@ import hmac
 import json
 import os
 import socket
+import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 SEEN: dict[str, dict] = {}  # delivery id -> answer (keep this in a database in a real agent)
 
@@ -74,11 +76,18 @@ def main() -> None:
         default=os.environ.get("GATEWAY_AGENT_SECRET"),
         help="the gateway's GATEWAY_AGENT_SECRET (default: that environment variable)",
     )
+    parser.add_argument("--ready-file", type=Path, help="create this file once listening (make run waits for it)")
     args = parser.parse_args()
     if not args.secret:
         parser.error("give --secret or set GATEWAY_AGENT_SECRET")
-    server = ThreadingHTTPServer((args.host, args.port), make_handler(args.secret))
-    print(f"echo agent on http://{args.host}:{args.port}/agent")
+    try:
+        server = ThreadingHTTPServer((args.host, args.port), make_handler(args.secret))
+    except OSError as exc:
+        reason = f"{exc.strerror} (with make run, choose another port: AGENT_PORT=9001)"
+        sys.exit(f"echo agent: cannot listen on {args.host}:{args.port}: {reason}")
+    print(f"echo agent on http://{args.host}:{args.port}/agent", flush=True)
+    if args.ready_file:
+        args.ready_file.touch()
     server.serve_forever()
 
 

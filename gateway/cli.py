@@ -184,6 +184,10 @@ def serve(host: str, port: int) -> None:
             err=True,
         )
     click.echo(f"Gateway webhook: http://{host}:{port}/twilio/sms", err=True)
+    click.echo(
+        f"Console:         http://{host}:{port}/console (sign in with a key: gateway keys create --role auditor)",
+        err=True,
+    )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the gateway logs each request itself
     run_simple(host, port, app, threaded=True, use_reloader=False)
 

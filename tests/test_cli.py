@@ -4,7 +4,6 @@ import csv
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,6 @@ import urllib.request
 import pytest
 
 from gateway.cli import cli
-from gateway.masking import mask_number
 from gateway.store.migrations.postgres import VERSION as POSTGRES_VERSION
 from gateway.store.migrations.sqlite import VERSION as SQLITE_VERSION
 
@@ -234,55 +232,6 @@ def test_serve_with_dev_token_and_simulate(tmp_path, runner):
 def simulate_args(body: str, port: int) -> list[str]:
     """`gateway simulate` arguments for a local gateway on ``port``."""
     return ["simulate", body, "--from", SENDER, "--to", TWILIO_NUMBER, "--url", f"http://127.0.0.1:{port}/twilio/sms"]
-
-
-@pytest.mark.slow
-def test_make_run_shows_a_whole_round_trip(tmp_path):
-    """`make run` (already installed), nothing configured: server, worker and echo agent; a simulated
-    SMS reaches the agent and its reply comes back through the outbound path (printed, not sent)."""
-    if not (ROOT / ".venv" / ".installed").exists():
-        pytest.skip("make run needs the virtualenv that make test builds")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "TWILIO_", "DATABASE_URL", "PROM"))}
-    env["GATEWAY_INSTANCE_PATH"] = str(tmp_path / "instance")
-    log = tmp_path / "run.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                "make",
-                "--no-print-directory",
-                "run",
-                f"PORT={port}",
-                f"AGENT_PORT={free_port()}",
-                f"METRICS_DIR={tmp_path / 'metrics'}",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_healthy(port, proc, log, 60)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-            assert b"gateway_outbound_suppressed_total 0.0" in response.read()
-        simulated = subprocess.run(
-            [str(ROOT / ".venv" / "bin" / "gateway"), *simulate_args("hello there", port)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert simulated.returncode == 0, simulated.stderr
-        expected = f"SMS (console backend, not sent) to {mask_number(SENDER)} from {TWILIO_NUMBER}: Echo: hello there"
-        deadline = time.monotonic() + 60
-        while expected not in log.read_text():
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
-    assert list((tmp_path / "metrics").glob("*.db")), "the server wrote its counters to the shared directory"
 
 
 @pytest.mark.parametrize("number", ["4155550100", "+1 415 555 0100", "+1415555", "hello"])
