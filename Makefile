@@ -11,7 +11,7 @@ TEST_STAMP := $(VENV)/.installed
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: run test lint browser bench clean
+.PHONY: run test lint browser bench readme clean
 
 $(BIN)/python:
 	@[ -n "$(firstword $(PYTHON))" ] || { echo "make: needs Python 3.11 or newer on the PATH (or PYTHON=/path/to/python)"; exit 1; }
@@ -77,6 +77,10 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/export.py
 	$(BIN)/python bench/forward.py
 	$(BIN)/python bench/lookup.py
+
+# Runs every README sample marked <!-- sample: NAME --> and writes its real output.
+readme: $(TEST_STAMP)
+	$(BIN)/python -m tests.readme_samples
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
