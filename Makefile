@@ -77,6 +77,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/export.py
 	$(BIN)/python bench/forward.py
 	$(BIN)/python bench/lookup.py
+	$(BIN)/python bench/console.py
 
 # Runs every README sample marked <!-- sample: NAME --> and writes its real output.
 readme: $(TEST_STAMP)

@@ -23,29 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.store import Store  # noqa: E402
 from tests import postgres  # noqa: E402
-
-TWILIO = ["+15005550006", "+15005550007"]
-
-
-def load(store: Store, count: int) -> None:
-    """``count`` opt-outs, numbers +1200000000 onwards, alternating between two Twilio numbers."""
-    columns = ["number", "twilio_number", "opted_out_at", "source", "message_sid", "event_id"]
-    rows = (
-        (f"+1{200_000_000 + n:09d}", TWILIO[n % 2], "2026-01-01T00:00:00.000000Z", "import", None, None)
-        for n in range(count)
-    )
-    with store.backend.bulk_load() as tx:
-        batch = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) == 10_000:
-                tx.insert_many("opt_outs", columns, batch)
-                batch = []
-        if batch:
-            tx.insert_many("opt_outs", columns, batch)
-    if store.kind == "postgresql":
-        with store.backend.read() as tx:
-            tx.execute("ANALYZE opt_outs")
+from tests.database import TWILIO, load_opt_outs  # noqa: E402
 
 
 def lookups(store: Store, count: int, rounds: int = 4000) -> dict:
@@ -82,7 +60,7 @@ def main() -> None:
                 url = f"sqlite:///{work / f'{size}.db'}" if kind == "sqlite" else server.new_schema()[1]
                 store = Store(url)
                 store.init_schema()
-                load(store, size)
+                load_opt_outs(store, size)
                 results.setdefault(kind, {})[size] = lookups(store, size)
                 store.close()
     finally:

@@ -24,33 +24,62 @@ def daily_series(counts: Sequence[tuple[str, str, int]], end: date, days: int) -
     return series
 
 
-def bar_chart(series: Sequence[tuple[str, int, int]], width: int = 720, height: int = 160) -> str:
-    """Paired bars per day (opt-outs, opt-ins), with an accessible title and description."""
-    top = max([1, *(max(out, into) for _, out, into in series)])
-    left, bottom, inner_height = 32, 20, height - 30
+def axis_ticks(maximum: int, most: int = 5) -> list[int]:
+    """Round values from 0 to at least ``maximum``: steps of 1, 2 or 5 times a power of ten, at most ``most``."""
+    maximum = max(1, maximum)
+    scale = 1
+    while True:
+        for step in (scale, 2 * scale, 5 * scale):
+            if -(-maximum // step) <= most:
+                return list(range(0, -(-maximum // step) * step + 1, step))
+        scale *= 10
+
+
+def bar_chart(series: Sequence[tuple[str, int, int]], width: int = 720, height: int = 180, name: str = "chart") -> str:
+    """Paired bars per day (opt-outs, opt-ins) on labelled axes, with an accessible title and description.
+
+    Drawn for one shape (``width`` x ``height`` units): a page shows a wide
+    one on a desktop and a narrow one on a phone, each ``name`` d apart.
+    """
+    ticks = axis_ticks(max([0, *(max(out, into) for _, out, into in series)]))
+    top = ticks[-1]
+    left, bottom, upper = 52, 38, 8
+    inner_height = height - bottom - upper
+    base = height - bottom
     slot = (width - left) / max(1, len(series))
     bar = max(1.0, slot * 0.38)
     total_out = sum(out for _, out, _ in series)
     total_in = sum(into for _, _, into in series)
     first, last = (series[0][0], series[-1][0]) if series else ("", "")
     parts = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-title chart-desc" '
-        'xmlns="http://www.w3.org/2000/svg">',
-        '<title id="chart-title">Opt-outs and opt-ins per day</title>',
-        f'<desc id="chart-desc">{escape(first)} to {escape(last)}: {total_out} opt-outs, {total_in} opt-ins.</desc>',
-        f'<line class="axis" x1="{left}" y1="{height - bottom}" x2="{width}" y2="{height - bottom}"/>',
-        f'<text class="tick" x="{left - 6}" y="{height - bottom}" text-anchor="end">0</text>',
-        f'<text class="tick" x="{left - 6}" y="{height - bottom - inner_height + 8}" text-anchor="end">{top}</text>',
+        f'<svg class="chart {name}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-labelledby="{name}-title {name}-desc" xmlns="http://www.w3.org/2000/svg">',
+        f'<title id="{name}-title">Opt-outs and opt-ins per day</title>',
+        f'<desc id="{name}-desc">{escape(first)} to {escape(last)}: {total_out} opt-outs, {total_in} opt-ins.</desc>',
     ]
+    for value in ticks:
+        y = base - inner_height * value / top
+        parts.append(
+            f'<line class="{"axis" if value == 0 else "grid"}" x1="{left}" y1="{y:.1f}" x2="{width}" y2="{y:.1f}"/>'
+        )
+        parts.append(f'<text class="tick" x="{left - 6}" y="{y + 3:.1f}" text-anchor="end">{value}</text>')
+    parts.append(
+        f'<text class="axis-title" x="12" y="{upper + inner_height / 2:.1f}" text-anchor="middle" '
+        f'transform="rotate(-90 12 {upper + inner_height / 2:.1f})">Changes per day</text>'
+    )
+    parts.append(
+        f'<text class="axis-title" x="{left + (width - left) / 2:.1f}" y="{height - 2}" text-anchor="middle">'
+        "Day (UTC)</text>"
+    )
     for index, (day, out, into) in enumerate(series):
         x = left + index * slot + slot * 0.1
         for shift, value, css, label in ((0, out, "bar-out", "opt-outs"), (bar, into, "bar-in", "opt-ins")):
             h = inner_height * value / top
             parts.append(
-                f'<rect class="{css}" x="{x + shift:.1f}" y="{height - bottom - h:.1f}" width="{bar:.1f}" '
+                f'<rect class="{css}" x="{x + shift:.1f}" y="{base - h:.1f}" width="{bar:.1f}" '
                 f'height="{h:.1f}"><title>{escape(day)}: {value} {label}</title></rect>'
             )
         if index % max(1, len(series) // 6) == 0:
-            parts.append(f'<text class="tick" x="{x:.1f}" y="{height - 4}">{escape(day[5:])}</text>')
+            parts.append(f'<text class="tick" x="{x:.1f}" y="{base + 14}">{escape(day[5:])}</text>')
     parts.append("</svg>")
     return "".join(parts)

@@ -14,7 +14,7 @@ import hmac
 import io
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,15 +35,15 @@ from flask import (
 )
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
-from . import chart, keys, numbers, revocation, schemas, services
+from . import chart, keys, numbers, revocation, schemas, services, timestamps
 from .messages import has_nul
-from .store import EVENT_COLUMNS, OPT_OUT_COLUMNS
+from .store import EVENT_COLUMNS, LIST_KEY, OPT_OUT_COLUMNS
 from .timestamps import parse_bound
 
 bp = Blueprint("console", __name__, url_prefix="/console")
 PAGE_SIZE = 50
-MAX_PAGE = 10**9  # beyond every record, and within what the databases take as an offset
 CHART_DAYS = 30
+CURSOR_SEPARATOR = "|"  # in no timestamp and no E.164 number
 
 
 class SessionInterface(SecureCookieSessionInterface):
@@ -97,6 +97,11 @@ def csrf_token() -> str:
 @bp.app_context_processor
 def _template_helpers() -> dict[str, Any]:
     return {"csrf_token": csrf_token}
+
+
+@bp.app_template_filter("readable")
+def _readable(stamp: str | None) -> str:
+    return timestamps.readable(stamp)
 
 
 @bp.before_request
@@ -176,24 +181,65 @@ def _filters() -> tuple[dict[str, str | None], list[str]]:
     return values, problems
 
 
+def _cursor(name: str, problems: list[str]) -> tuple[str, str, str] | None:
+    """A place in the opt-out list from the query string: the :data:`LIST_KEY` of a row, or None."""
+    raw = request.args.get(name)
+    if not raw:
+        return None
+    parts = tuple(raw.split(CURSOR_SEPARATOR))
+    try:
+        # Only compared, as parameters, with stored values: any short text without NUL is safe to try.
+        if len(parts) != len(LIST_KEY) or has_nul(*parts) or max(map(len, parts)) > 64:
+            raise ValueError
+        timestamps.parse(parts[0])
+    except ValueError:
+        problems.append(f"{name}: not a place in this list; showing the first page")
+        return None
+    return parts  # type: ignore[return-value]
+
+
+def _page_url(**changes: str) -> str:
+    """This list with its filters, at another page."""
+    args = {k: v for k, v in request.args.to_dict(flat=True).items() if k not in ("after", "before", "page")}
+    return url_for("console.opt_outs", **args, **changes)
+
+
 @bp.get("/opt-outs")
 @signed_in
 def opt_outs():
     filters, problems = _filters()
-    page = min(max(1, request.args.get("page", 1, type=int) or 1), MAX_PAGE)
-    rows = services.store().current_opt_outs(**filters, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
+    after, before = _cursor("after", problems), _cursor("before", problems)
+    last = request.args.get("page") == "last" and not (after or before)
+    store = services.store()
+    rows = store.current_opt_outs(**filters, limit=PAGE_SIZE, after=after, before=before, last=last)
+    total = store.count_opt_outs(**filters)
+    if last:
+        start = max(0, total - len(rows))
+    elif rows:
+        start = store.count_opt_outs(**filters, before=tuple(rows[0][k] for k in LIST_KEY))
+    else:
+        start = total if after else 0
+    key = CURSOR_SEPARATOR.join
+    earlier, later = start > 0, start + len(rows) < total
+    links = {
+        "First": _page_url() if earlier else None,
+        "Previous": _page_url(before=key(rows[0][k] for k in LIST_KEY)) if earlier and rows else None,
+        "Next": _page_url(after=key(rows[-1][k] for k in LIST_KEY)) if later and rows else None,
+        "Last": _page_url(page="last") if later else None,
+    }
     today = datetime.now(UTC).date()
     series = chart.daily_series(
-        services.store().daily_state_changes((today - timedelta(days=CHART_DAYS - 1)).isoformat()), today, CHART_DAYS
+        store.daily_state_changes((today - timedelta(days=CHART_DAYS - 1)).isoformat()), today, CHART_DAYS
     )
     return render_template(
         "console/opt_outs.html",
-        rows=rows[:PAGE_SIZE],
-        page=page,
-        more=len(rows) > PAGE_SIZE,
+        rows=rows,
+        start=start,
+        total=total,
+        links=links,
         args=request.args,
         problems=problems,
-        chart=chart.bar_chart(series),
+        charts=[chart.bar_chart(series, name="wide"), chart.bar_chart(series, 380, 240, name="narrow")],
         series=series,
     )
 
@@ -204,16 +250,27 @@ def opt_outs_csv():
     filters, problems = _filters()
     if problems:
         abort(400, description="; ".join(problems))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=OPT_OUT_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(services.store().current_opt_outs(**filters))
+    rows = services.store().iter_opt_outs(**filters)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return Response(
-        buffer.getvalue(),
+        _csv_lines(rows, OPT_OUT_COLUMNS),
         content_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="opt-outs-{stamp}.csv"'},
     )
+
+
+def _csv_lines(rows: Iterable[dict[str, Any]], columns: list[str], batch: int = 500) -> Iterator[str]:
+    """CSV text a few hundred rows at a time: a 100,000-row download never sits whole in memory."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for count, row in enumerate(rows, start=1):
+        writer.writerow(row)
+        if count % batch == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
 
 
 @bp.get("/numbers")

@@ -17,6 +17,22 @@ def parse(stamp: str) -> datetime:
     return datetime.strptime(stamp, FORMAT).replace(tzinfo=UTC)
 
 
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def readable(stamp: str | None) -> str:
+    """A stored timestamp as people read it: ``1 Dec 2026, 00:05:38 UTC``.
+
+    The same in every locale (the exact value stays in the page's markup, the
+    CSV and the export). Text that is not a stored timestamp comes back as is.
+    """
+    try:
+        moment = parse(stamp)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return stamp or ""
+    return f"{moment.day} {MONTHS[moment.month - 1]} {moment.year}, {moment:%H:%M:%S} UTC"
+
+
 def parse_bound(text: str, end_of_day: bool = False) -> str:
     """Turn a user's date or date-time into the stored form, for range filters.
 

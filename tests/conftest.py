@@ -29,6 +29,8 @@ from .database import RawDatabase
 from .fake_twilio import FakeTwilio
 
 ROOT = Path(__file__).resolve().parent.parent
+# What a run leaves for people to look at (the console's screenshots); CI can keep the folder.
+ARTEFACTS = Path(os.environ.get("GATEWAY_TEST_ARTEFACTS") or ROOT / "test-artefacts")
 TOKEN = "0123456789abcdef0123456789abcdef"
 TWILIO_NUMBER = "+15005550006"
 OTHER_TWILIO_NUMBER = "+15005550007"

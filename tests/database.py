@@ -7,11 +7,16 @@ edit the event log past its append-only guard, refuse inserts, drop a table.
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 
+from gateway.store import Store
 from gateway.store.sqlite import database_path
+from gateway.timestamps import FORMAT
+
+TWILIO = ("+15005550006", "+15005550007")
 
 
 class RawDatabase:
@@ -66,3 +71,35 @@ class RawDatabase:
             self.execute("DROP TRIGGER refuse")
         else:
             self.execute(f"DROP TRIGGER refuse ON {table}", "DROP FUNCTION refuse()")
+
+
+def load_opt_outs(store: Store, count: int, spread: bool = False) -> None:
+    """``count`` opt-outs, numbers +1200000000 onwards, alternating between two Twilio numbers.
+
+    All at one moment, or with ``spread`` a second apart (a list in time order).
+    """
+    columns = ["number", "twilio_number", "opted_out_at", "source", "message_sid", "event_id"]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = (
+        (
+            f"+1{200_000_000 + n:09d}",
+            TWILIO[n % 2],
+            (start + timedelta(seconds=n if spread else 0)).strftime(FORMAT),
+            "import",
+            None,
+            None,
+        )
+        for n in range(count)
+    )
+    with store.backend.bulk_load() as tx:
+        batch = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) == 10_000:
+                tx.insert_many("opt_outs", columns, batch)
+                batch = []
+        if batch:
+            tx.insert_many("opt_outs", columns, batch)
+    if store.kind == "postgresql":
+        with store.backend.read() as tx:
+            tx.execute("ANALYZE opt_outs")

@@ -1,12 +1,13 @@
 """The console through the Flask client: sessions, CSRF, roles, headers."""
 
+import html
 import re
 
 import pytest
 from flask import request
 from flask.sessions import NullSession
 
-from gateway import keys
+from gateway import imports, keys
 
 from .conftest import SENDER
 
@@ -196,7 +197,7 @@ def test_filters_and_bad_dates(console, make_key, twilio):
     key, _ = make_key("auditor")
     sign_in(console, key)
     page = console.get("/console/opt-outs?number=%2B14155550999", base_url=BASE)
-    assert "+14155550999" in page.text and SENDER not in page.text.split("<table>", 2)[-1]
+    assert "+14155550999" in page.text and SENDER not in page.text.split('<table class="stack">', 2)[-1]
     bad = console.get("/console/opt-outs?since=someday", base_url=BASE)
     assert bad.status_code == 200 and "since: not a date" in bad.text
     assert console.get("/console/opt-outs.csv?since=someday", base_url=BASE).status_code == 400
@@ -224,7 +225,7 @@ def test_timeline_of_a_malformed_number_is_an_error_and_of_an_unknown_one_says_s
 def test_numbers_no_database_can_hold_are_not_a_server_error(console, make_key):
     key, _ = make_key("admin")
     sign_in(console, key)
-    assert console.get("/console/opt-outs?page=99999999999999999999", base_url=BASE).status_code == 200
+    assert console.get("/console/opt-outs?page=99999999999999999999", base_url=BASE).status_code == 200  # ignored
     token = csrf(console, "/console/candidates")
     answer = console.post(
         "/console/candidates/99999999999999999999/confirm",
@@ -233,3 +234,105 @@ def test_numbers_no_database_can_hold_are_not_a_server_error(console, make_key):
         follow_redirects=True,
     )
     assert answer.status_code == 200 and "no revocation candidate 99999999999999999999" in answer.text
+
+
+def _listed(page) -> list[str]:
+    return re.findall(r'<td data-label="Number"><a href="/console/numbers/[^"]+">(\+\d+)</a></td>', page.text)
+
+
+def _link(page, label) -> str | None:
+    found = re.search(rf'<a href="([^"]+)">{label}</a>', page.text)
+    return html.unescape(found.group(1)) if found else None
+
+
+def test_the_opt_out_list_pages_by_its_order(console, make_key, store):
+    rows = [
+        imports.ImportRow(
+            n + 2, f"+1415555{n:04d}", "+15005550006", f"2024-01-01T00:{n // 60:02d}:{n % 60:02d}.000000Z"
+        )
+        for n in range(120)
+    ]
+    store.import_opt_outs(rows, "crm")
+    key, _ = make_key("auditor")
+    sign_in(console, key)
+    first = console.get("/console/opt-outs", base_url=BASE)
+    assert "1–50 of 120 opted-out pairs" in first.text
+    assert _link(first, "First") is None and _link(first, "Previous") is None and _link(first, "Last")
+    seen, page = [], first
+    while True:
+        seen += _listed(page)
+        if not (after := _link(page, "Next")):
+            break
+        page = console.get(after, base_url=BASE)
+    assert seen == [row.number for row in rows]  # every pair once, in time order
+    assert "101–120 of 120" in page.text and _link(page, "Last") is None
+    last = console.get(_link(first, "Last"), base_url=BASE)  # the final 50, wherever the walk's pages fell
+    assert "71–120 of 120" in last.text and _listed(last) == [row.number for row in rows[70:]]
+    back = console.get(_link(last, "Previous"), base_url=BASE)
+    assert "21–70 of 120" in back.text and _listed(back) == [row.number for row in rows[20:70]]
+    assert _link(back, "First") == "/console/opt-outs"
+
+
+def test_filters_carry_across_pages(console, make_key, store):
+    rows = [imports.ImportRow(n + 2, f"+1415555{n:04d}", f"+1500555000{6 + n % 2}", None) for n in range(120)]
+    store.import_opt_outs(rows, "crm")
+    key, _ = make_key("auditor")
+    sign_in(console, key)
+    first = console.get("/console/opt-outs?twilio_number=%2B15005550007", base_url=BASE)
+    assert "1–50 of 60 opted-out pairs" in first.text
+    second = console.get(_link(first, "Next"), base_url=BASE)
+    assert "51–60 of 60" in second.text and len(_listed(second)) == 10
+    assert "twilio_number=%2B15005550007" in _link(second, "First")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "after=garbage",
+        "before=2024-01-01T00:00:00.000000Z|+1415%00|+15005550006",
+        f"before=2024-01-01T00:00:00.000000Z|{'1' * 65}|+15005550006",
+        "after=2024-13-01T00:00:00.000000Z|+14155550100|+15005550006",
+        "after=a|b|c|d",
+    ],
+)
+def test_a_page_that_is_no_place_in_the_list_shows_the_first(console, make_key, twilio, query):
+    twilio.sms("STOP")
+    key, _ = make_key("auditor")
+    sign_in(console, key)
+    page = console.get(f"/console/opt-outs?{query}", base_url=BASE)
+    assert page.status_code == 200 and "not a place in this list; showing the first page" in page.text
+    assert _listed(page) == [SENDER]
+
+
+def test_times_read_easily_and_keep_their_exact_value(console, make_key, store):
+    store.import_opt_outs([imports.ImportRow(2, SENDER, "+15005550006", "2024-03-05T17:04:09.123456Z")], "crm")
+    key, _ = make_key("auditor")
+    sign_in(console, key)
+    page = console.get("/console/opt-outs", base_url=BASE)
+    assert (
+        '<time datetime="2024-03-05T17:04:09.123Z" title="2024-03-05T17:04:09.123456Z">5 Mar 2024, 17:04:09 UTC</time>'
+        in page.text
+    )
+    assert '<th scope="col">MessageSid</th>' in page.text
+    timeline = console.get(f"/console/numbers/{SENDER}", base_url=BASE)
+    assert "(since <time" in timeline.text and "5 Mar 2024, 17:04:09 UTC" in timeline.text
+
+
+def test_each_candidate_asks_for_a_name_once(console, make_key, twilio, store):
+    twilio.sms("opt me out")
+    twilio.sms("please stop texting me", sender="+14155550111")
+    key, _ = make_key("admin")
+    sign_in(console, key)
+    page = console.get("/console/candidates", base_url=BASE)
+    assert page.text.count(">Your name</label>") == 2 and page.text.count('name="by"') == 2
+    assert page.text.count('formaction="/console/candidates/') == 2  # Dismiss shares the row's form
+    token = csrf(console, "/console/candidates")
+    done = console.post(
+        "/console/candidates/2/dismiss",
+        data={"by": "Sam", "note": "a complaint about another firm", "csrf_token": token},
+        base_url=BASE,
+        follow_redirects=True,
+    )
+    assert "Candidate 2 dismissed by Sam." in done.text
+    assert len(re.findall(r'<time datetime="[^"]+" title="[^"]+Z">\d+ \w{3} \d{4}, [\d:]+ UTC</time>', page.text)) == 2
+    assert len(re.findall(r'<time datetime="\d{4}-\d\d-\d\d">', page.text)) == 2  # due dates

@@ -11,7 +11,8 @@ import pytest
 from gateway import keys
 from gateway.store import Store
 
-from .conftest import Gunicorn, sign, sms_params
+from .conftest import ARTEFACTS, Gunicorn, sign, sms_params
+from .database import load_opt_outs
 
 pytestmark = pytest.mark.slow
 
@@ -93,9 +94,10 @@ def test_auditor_journey(browser, site, tmp_path):
     sign_in(page, base, made["auditor"])
     page.wait_for_url(base + "/console/opt-outs")
     assert page.get_by_role("heading", name="Current opt-outs").is_visible()
-    assert page.locator("svg.chart rect.bar-out").count() == 30  # one bar a day for 30 days
-    assert page.locator("svg.chart rect.bar-in").count() == 30
-    today_bar = page.locator("svg.chart rect.bar-out").last
+    assert page.locator("svg.chart.wide rect.bar-out").count() == 30  # one bar a day for 30 days
+    assert page.locator("svg.chart.wide rect.bar-in").count() == 30
+    assert page.locator("svg.chart.narrow").is_hidden()  # drawn for phones
+    today_bar = page.locator("svg.chart.wide rect.bar-out").last
     assert today_bar.locator("title").text_content().endswith(": 2 opt-outs")
     rows = page.locator("table:not(.compact) tbody tr")
     assert rows.count() == 2
@@ -149,3 +151,86 @@ def test_admin_confirms_a_candidate(browser, site, tmp_path):
     assert "Dana Reyes" in page.content()
     page.screenshot(path=str(tmp_path / "timeline.png"), full_page=True)
     page.close()
+
+
+WIDTHS = {"desktop": 1280, "phone": 390}
+PAGES = {
+    "opt-outs": "/console/opt-outs",
+    "candidates": "/console/candidates",
+    "integrity": "/console/integrity",
+    "timeline": "/console/numbers/%2B14155550102",
+}
+# Layout faults a person would see: the page scrolls sideways, a time breaks across lines, a control is off-screen.
+LAYOUT = """() => ({
+    overflow: document.documentElement.scrollWidth - window.innerWidth,
+    brokenTimes: [...document.querySelectorAll('time')]
+        .filter(t => t.getClientRects().length > 1).map(t => t.textContent),
+    times: document.querySelectorAll('time').length,
+    clipped: [...document.querySelectorAll('.scroll')].filter(e => e.scrollWidth > e.clientWidth).length,
+    outOfReach: [...document.querySelectorAll('main a, main button, main input')]
+        .filter(e => { const r = e.getBoundingClientRect(); return r.width && r.right > window.innerWidth + 1; })
+        .map(e => e.textContent || e.name),
+})"""
+
+
+@pytest.mark.parametrize("device", WIDTHS)
+def test_every_page_fits_a_desktop_and_a_phone(browser, site, device):
+    base, made, _ = site
+    width = WIDTHS[device]
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    folder = ARTEFACTS / "console"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.goto(base + "/console/sign-in")
+    page.screenshot(path=str(folder / f"sign-in-{width}.png"), full_page=True)
+    sign_in(page, base, made["admin"])
+    page.wait_for_url(base + "/console/opt-outs")
+    for name, path in PAGES.items():
+        page.goto(base + path)
+        layout = page.evaluate(LAYOUT)
+        page.screenshot(path=str(folder / f"{name}-{width}.png"), full_page=True)
+        assert layout["overflow"] <= 0, f"{name} scrolls sideways by {layout['overflow']} px at {width} px"
+        assert layout["brokenTimes"] == [], f"{name} breaks times across lines at {width} px"
+        assert layout["outOfReach"] == [], f"{name} puts controls off-screen at {width} px"
+        assert layout["clipped"] == 0, f"{name} has a table wider than the page at {width} px"
+        assert name == "integrity" or layout["times"] > 0, f"{name} shows no times"
+    page.goto(base + "/console/candidates")
+    assert page.get_by_label("Your name").count() == 1  # one candidate, one name field
+    page.goto(base + "/console/opt-outs")
+    first_time = page.locator("table:not(.compact) time").first
+    assert first_time.get_attribute("title").endswith("Z")  # the exact stored value, on hover
+    context.close()
+
+
+def test_a_hundred_thousand_opt_outs_page_in_the_browser(browser, tmp_path):
+    from playwright.sync_api import expect
+
+    server = Gunicorn(tmp_path, workers=2)
+    store = Store(server.db_url)
+    load_opt_outs(store, 100_000, spread=True)
+    key = keys.new_key()
+    store.add_api_key(keys.hash_key(key), "auditor")
+    base = server.base.replace("127.0.0.1", "localhost")
+    page = browser.new_page()
+    try:
+        sign_in(page, base, key)
+        page.wait_for_url(base + "/console/opt-outs")
+        caption = page.locator("table:not(.compact) caption")
+        rows = page.locator("table:not(.compact) tbody tr")
+        expect(caption).to_have_text("1–50 of 100,000 opted-out pairs")
+        assert rows.count() == 50
+        page.get_by_role("link", name="Next").click()
+        expect(caption).to_have_text("51–100 of 100,000 opted-out pairs")
+        expect(rows.first.locator("a")).to_have_text("+1200000050")
+        page.get_by_role("link", name="Last").click()
+        expect(caption).to_have_text("99,951–100,000 of 100,000 opted-out pairs")
+        expect(rows.last.locator("a")).to_have_text("+1200099999")
+        page.get_by_role("link", name="Previous").click()
+        expect(caption).to_have_text("99,901–99,950 of 100,000 opted-out pairs")
+        page.get_by_role("link", name="First").click()
+        expect(rows.first.locator("a")).to_have_text("+1200000000")
+        page.screenshot(path=str(ARTEFACTS / "console" / "opt-outs-100k-1280.png"))
+    finally:
+        page.close()
+        store.close()
+        server.stop()

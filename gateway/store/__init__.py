@@ -34,7 +34,7 @@ from .inbound import InboundRecords
 from .keys import KeyRecords
 from .ledger import EVENT_COLUMNS, EXPORT_COLUMNS, LedgerRecords
 from .migrations import TABLES
-from .optouts import OPT_OUT_COLUMNS, OptOutRecords
+from .optouts import LIST_KEY, OPT_OUT_COLUMNS, OptOutRecords
 from .outbound import OutboundRecords
 from .queue import QueueRecords
 from .sessions import SessionRecords
@@ -43,6 +43,7 @@ __all__ = [
     "DURABILITY",
     "EVENT_COLUMNS",
     "EXPORT_COLUMNS",
+    "LIST_KEY",
     "OPT_OUT_COLUMNS",
     "SchemaMismatch",
     "Store",

@@ -26,11 +26,17 @@ def plus_seconds(stamp: str, seconds: float) -> str:
 
 
 def where(*conditions: tuple[str, object]) -> tuple[str, list[object]]:
-    """`` WHERE`` text for the conditions whose value is not None (each ``"column = ?"``), and its parameters."""
+    """`` WHERE`` text for the conditions whose value is not None (each ``"column = ?"``), and its parameters.
+
+    A tuple value fills as many ``?`` as it holds (``"(a, b) > (?, ?)"``).
+    """
     used = [(clause, value) for clause, value in conditions if value is not None]
     if not used:
         return "", []
-    return " WHERE " + " AND ".join(clause for clause, _ in used), [value for _, value in used]
+    params: list[object] = []
+    for _, value in used:
+        params.extend(value) if isinstance(value, tuple) else params.append(value)
+    return " WHERE " + " AND ".join(clause for clause, _ in used), params
 
 
 def page(limit: int | None, offset: int = 0) -> tuple[str, list[int]]:

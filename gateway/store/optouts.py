@@ -8,7 +8,7 @@ conversation is the ``opt_out_scope`` rule (:mod:`gateway.scope`).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -19,6 +19,27 @@ from .base import Records, page, where
 from .ledger import append_event
 
 OPT_OUT_COLUMNS = ["number", "twilio_number", "opted_out_at", "source", "message_sid"]
+# The order of the opt-out list, and what names a place in it (a page's first or last row).
+LIST_KEY = ("opted_out_at", "number", "twilio_number")
+_KEY = f"({', '.join(LIST_KEY)})"
+
+
+def _list_filter(
+    number: str | None,
+    twilio_number: str | None,
+    since: str | None,
+    until: str | None,
+    after: tuple[str, str, str] | None = None,
+    before: tuple[str, str, str] | None = None,
+) -> tuple[str, list[object]]:
+    return where(
+        ("number = ?", number),
+        ("twilio_number = ?", twilio_number),
+        ("opted_out_at >= ?", since),
+        ("opted_out_at <= ?", until),
+        (f"{_KEY} > (?, ?, ?)", tuple(after) if after is not None else None),
+        (f"{_KEY} < (?, ?, ?)", tuple(before) if before is not None else None),
+    )
 
 
 @lru_cache(maxsize=1024)
@@ -126,21 +147,57 @@ class OptOutRecords(Records):
         until: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        after: tuple[str, str, str] | None = None,
+        before: tuple[str, str, str] | None = None,
+        last: bool = False,
     ) -> list[dict[str, Any]]:
-        """Current opt-outs, oldest first; ``since``/``until`` are inclusive stored timestamps."""
-        clause, params = where(
-            ("number = ?", number),
-            ("twilio_number = ?", twilio_number),
-            ("opted_out_at >= ?", since),
-            ("opted_out_at <= ?", until),
-        )
+        """Current opt-outs in :data:`LIST_KEY` order; ``since``/``until`` are inclusive stored timestamps.
+
+        ``after`` and ``before`` are a row's :data:`LIST_KEY` values: the rows
+        after it, or the ``limit`` rows just before it; ``last`` the final
+        ``limit`` rows. Either way in ascending order, found through the index
+        on the key, so the 2,000th page costs what the first does.
+        """
+        clause, params = _list_filter(number, twilio_number, since, until, after=after, before=before)
+        backwards = before is not None or last
         limits, more = page(limit, offset)
+        order = ", ".join(f"{column} DESC" if backwards else column for column in LIST_KEY)
         with self.backend.read() as tx:
-            return tx.query(
-                f"SELECT {', '.join(OPT_OUT_COLUMNS)} FROM opt_outs{clause} "  # noqa: S608
-                f"ORDER BY opted_out_at, number, twilio_number{limits}",
+            rows = tx.query(
+                f"SELECT {', '.join(OPT_OUT_COLUMNS)} FROM opt_outs{clause} ORDER BY {order}{limits}",  # noqa: S608
                 params + more,
             )
+        return rows[::-1] if backwards else rows
+
+    def iter_opt_outs(
+        self,
+        number: str | None = None,
+        twilio_number: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching current opt-out in :data:`LIST_KEY` order, from one snapshot, in bounded memory."""
+        clause, params = _list_filter(number, twilio_number, since, until)
+        order = ", ".join(LIST_KEY)
+        with self.backend.snapshot() as tx:
+            for row in tx.stream(
+                f"SELECT {', '.join(OPT_OUT_COLUMNS)} FROM opt_outs{clause} ORDER BY {order}",  # noqa: S608
+                params,
+            ):
+                yield dict(zip(OPT_OUT_COLUMNS, row, strict=True))
+
+    def count_opt_outs(
+        self,
+        number: str | None = None,
+        twilio_number: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        before: tuple[str, str, str] | None = None,
+    ) -> int:
+        """How many current opt-outs match (and come before the row keyed ``before``: a page's place)."""
+        clause, params = _list_filter(number, twilio_number, since, until, before=before)
+        with self.backend.read() as tx:
+            return tx.scalar(f"SELECT COUNT(*) FROM opt_outs{clause}", params)  # noqa: S608
 
     def record_manual(self, number: str, twilio_number: str, opted_out: bool, reason: str, by: str) -> dict[str, Any]:
         """Record a revocation (or re-consent) received by other means: a call, an email."""

@@ -1,6 +1,7 @@
 """Opt-out records in the store, on both backends."""
 
 from gateway import imports
+from gateway.store import LIST_KEY
 
 from .conftest import process
 
@@ -28,3 +29,51 @@ def test_import_keeps_earlier_records_and_dates(db):
     assert dates["+14155550101"] == "2024-02-01T00:00:00.000000Z"  # the list's own date
     assert dates["+14155550100"] != "2024-01-01T00:00:00.000000Z"  # the earlier STOP keeps its record
     assert [e["source"] for e in db.events()] == ["keyword", "import", "import"]
+
+
+def _many(db, count=23):
+    """``count`` opt-outs over two Twilio numbers, five to a timestamp (ties ordered by number, then Twilio number)."""
+    twilio = ("+15005550006", "+15005550007")
+    stamp = "2024-01-0{}T00:00:00.000000Z"
+    rows = [
+        imports.ImportRow(n + 2, f"+1415555{n // 2:04d}", twilio[n % 2], stamp.format(1 + n // 5)) for n in range(count)
+    ]
+    db.import_opt_outs(rows, "crm")
+    return db.current_opt_outs()
+
+
+def _key(row):
+    return tuple(row[k] for k in LIST_KEY)
+
+
+def test_the_list_is_in_key_order_and_pages_walk_it_both_ways(db):
+    everything = _many(db)
+    assert len(everything) == 23 and [_key(r) for r in everything] == sorted(_key(r) for r in everything)
+    forward, after = [], None
+    while page := db.current_opt_outs(limit=5, after=after):
+        assert len(page) <= 5
+        forward += page
+        after = _key(page[-1])
+    assert forward == everything
+    backward, page = [], db.current_opt_outs(limit=5, last=True)
+    assert page == everything[-5:]
+    while page:
+        backward = page + backward
+        page = db.current_opt_outs(limit=5, before=_key(page[0]))
+    assert backward == everything
+
+
+def test_counts_give_a_page_its_place(db):
+    everything = _many(db)
+    assert db.count_opt_outs() == 23
+    assert db.count_opt_outs(before=_key(everything[10])) == 10
+    assert db.count_opt_outs(twilio_number="+15005550007") == 11
+    assert db.count_opt_outs(since="2024-01-03T00:00:00.000000Z", until="2024-01-04T00:00:00.000000Z") == 10
+    narrowed = db.current_opt_outs(twilio_number="+15005550007", limit=3, after=_key(everything[0]))
+    assert [r["twilio_number"] for r in narrowed] == ["+15005550007"] * 3
+
+
+def test_iter_opt_outs_is_the_whole_list(db):
+    everything = _many(db)
+    assert list(db.iter_opt_outs()) == everything
+    assert list(db.iter_opt_outs(number="+14155550003")) == db.current_opt_outs(number="+14155550003")

@@ -12,12 +12,12 @@ import sqlite_utils
 
 from ... import ledger
 
-VERSION = 6
+VERSION = 7
 
 
 def migrate(db: sqlite_utils.Database, version: int) -> None:
     """Bring a database at ``version`` (0: empty) to :data:`VERSION`."""
-    steps = (_create_v1, _migrate_v2, _migrate_v3, _migrate_v4, _migrate_v5, _migrate_v6)
+    steps = (_create_v1, _migrate_v2, _migrate_v3, _migrate_v4, _migrate_v5, _migrate_v6, _migrate_v7)
     for number, step in enumerate(steps, start=1):
         if version < number:
             step(db)
@@ -305,7 +305,15 @@ def _migrate_v6(db: sqlite_utils.Database) -> None:
     db.execute(HEALTH_PROBE)
 
 
+def _migrate_v7(db: sqlite_utils.Database) -> None:
+    db.execute(OPT_OUTS_IN_ORDER)
+
+
 HEALTH_PROBE = "CREATE TABLE IF NOT EXISTS health_probe (id INTEGER PRIMARY KEY, probed_at TEXT NOT NULL)"
+
+
+# The opt-out list's order (``LIST_KEY``): any page of it is an index range, not a sort of every row.
+OPT_OUTS_IN_ORDER = "CREATE INDEX IF NOT EXISTS opt_outs_in_order ON opt_outs (opted_out_at, number, twilio_number)"
 
 
 def _inbound_indexes(db: sqlite_utils.Database) -> None:
