@@ -2,8 +2,9 @@
 #   make run    virtualenv + what running needs + database, then serve on 127.0.0.1:8000
 #   make test   virtualenv + test dependencies (and Debian's chromium), then lint and the whole suite
 # PYTHON is the newest python3.X (3.11 or newer) on the PATH; set PYTHON=/path/to/python to choose.
-PYTHON ?= $(shell for v in 3.15 3.14 3.13 3.12 3.11; do command -v python$$v >/dev/null 2>&1 && { echo python$$v; break; }; done; \
-	python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo python3)
+# A candidate counts only if it runs: a pyenv shim for a version that is not selected is on the PATH but fails.
+PYTHON ?= $(shell for p in python3.15 python3.14 python3.13 python3.12 python3.11 python3; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo $$p; break; }; done)
 VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run

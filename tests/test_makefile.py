@@ -141,6 +141,9 @@ def test_make_picks_the_newest_python_311_or_newer(tmp_path):
     bin_dir.mkdir()
     for name in ("python3.11", "python3.13", "python3.12"):
         (bin_dir / name).symlink_to(os.sys.executable)
+    shim = bin_dir / "python3.14"  # a pyenv shim for a version not selected: on the PATH, but it fails
+    shim.write_text("#!/bin/sh\necho 'pyenv: python3.14: command not found' >&2\nexit 127\n")
+    shim.chmod(0o755)
     result = _dry_run(tmp_path, f"{bin_dir}:/usr/bin:/bin")
     assert result.returncode == 0 and f"python3.13 -m venv {tmp_path / 'venv'}" in result.stdout
     chosen = _dry_run(tmp_path, f"{bin_dir}:/usr/bin:/bin", f"PYTHON={bin_dir / 'python3.11'}")
