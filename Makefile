@@ -12,7 +12,7 @@ TEST_STAMP := $(VENV)/.installed
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: run test lint browser bench readme clean
+.PHONY: run test lint browser bench readme mutation clean
 
 $(BIN)/python:
 	@[ -n "$(firstword $(PYTHON))" ] || { echo "make: needs Python 3.11 or newer on the PATH (or PYTHON=/path/to/python)"; exit 1; }
@@ -79,6 +79,10 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/forward.py
 	$(BIN)/python bench/lookup.py
 	$(BIN)/python bench/console.py
+
+# Mutation testing of the pure modules and the signature check, each against its own tests.
+mutation: $(TEST_STAMP)
+	$(BIN)/python -m tests.mutation
 
 # Runs every README sample marked <!-- sample: NAME --> and writes its real output.
 readme: $(TEST_STAMP)

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, config, console, delivery, health, logs, metrics, services, webhook
+from . import api, config, console, health, logs, metrics, services, statuscallback, webhook
 from .config import ConfigError
 from .store import StoreUnavailable, from_settings
 
@@ -49,7 +49,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(webhook.bp)
     app.register_blueprint(health.bp)
-    app.register_blueprint(delivery.bp)
+    app.register_blueprint(statuscallback.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(console.bp)
     app.session_interface = console.SessionInterface()

@@ -232,6 +232,12 @@ def _params(pairs: Sequence[str]) -> list[tuple[str, str]]:
 )
 @click.option("--sid", help="MessageSid to send [default: a new random SM... id]; repeat one to test duplicates.")
 @click.option(
+    "--account-sid",
+    envvar="TWILIO_ACCOUNT_SID",
+    help="AccountSid to send: with [accounts], the account whose --token signs "
+    "[default: $TWILIO_ACCOUNT_SID, else AC followed by 32 zeros].",
+)
+@click.option(
     "--param",
     "extra",
     multiple=True,
@@ -239,7 +245,14 @@ def _params(pairs: Sequence[str]) -> list[tuple[str, str]]:
     help="Extra form parameter, e.g. OptOutType=STOP. Repeatable.",
 )
 def simulate(
-    body: str, from_number: str, to_number: str, url: str, token: str | None, sid: str | None, extra: Sequence[str]
+    body: str,
+    from_number: str,
+    to_number: str,
+    url: str,
+    token: str | None,
+    sid: str | None,
+    account_sid: str | None,
+    extra: Sequence[str],
 ) -> None:
     """Send a correctly signed inbound SMS webhook and print the TwiML reply.
 
@@ -256,7 +269,7 @@ def simulate(
         )
     params = [
         ("MessageSid", sid or "SM" + secrets.token_hex(16)),
-        ("AccountSid", "AC" + "0" * 32),
+        ("AccountSid", account_sid or "AC" + "0" * 32),
         ("From", from_number),
         ("To", to_number),
         ("Body", body),

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import numbers, smstemplates, store
+from . import accounts, numbers, smstemplates, store
 from .keywords import KINDS, KeywordBook, KeywordSet
 from .revocation import Detector
 from .scope import SCOPES, Scope
@@ -88,7 +88,9 @@ def _read_toml(path: Path, setting: str) -> dict[str, Any]:
 
 
 # The keys a configuration file may set: every setting, by its lower-case name, and the two tables.
-FILE_KEYS = frozenset({key.lower() for key in _ENV if key != "SENDERS_OVERRIDE"} | {"senders", "messaging_services"})
+FILE_KEYS = frozenset(
+    {key.lower() for key in _ENV if key != "SENDERS_OVERRIDE"} | {"senders", "messaging_services", "accounts"}
+)
 
 
 class Layers(dict):
@@ -278,10 +280,11 @@ def load(
     primary = str(raw.get("TWILIO_AUTH_TOKEN") or "").strip()
     secondary = str(raw.get("TWILIO_SECONDARY_AUTH_TOKEN") or "").strip()
     settings["DEV_TOKEN"] = False
-    if not primary and raw.get("ALLOW_DEV_TOKEN"):
+    routed = bool(raw.get("ACCOUNTS"))  # [accounts]: each account brings its own tokens
+    if not primary and raw.get("ALLOW_DEV_TOKEN") and not routed:
         primary = dev_token(instance_path) or ""
         settings["DEV_TOKEN"] = True
-    if require_token and not primary:
+    if require_token and not primary and not routed:
         raise ConfigError(
             "TWILIO_AUTH_TOKEN is not set: without it the gateway cannot verify that "
             "requests come from Twilio (for local development use `gateway serve` or `make run`)"
@@ -298,36 +301,40 @@ def load(
     if secure not in ("true", "false", "1", "0"):
         raise ConfigError(f"{raw.source('COOKIE_SECURE')}: expected true or false, got {secure!r}")
     settings["SESSION_COOKIE_SECURE"] = secure in ("true", "1")
-    settings["SCOPE"] = _scope(raw)
     settings.update(_agent(raw))
     settings.update(_outbound(raw, settings, environ))
+    services = _services(raw.get("MESSAGING_SERVICES"), raw.source("MESSAGING_SERVICES"))
+    settings["ACCOUNTS"] = _accounts(raw, settings, environ, services)
+    settings["SENDERS"] = settings["ACCOUNTS"].senders
+    settings["SCOPE"] = _scope(raw, services)
     return settings
 
 
-def _scope(raw: Layers) -> Scope:
-    """``opt_out_scope`` and the ``[messaging_services]`` table (SID -> its numbers)."""
+def _scope(raw: Layers, services: dict[str, list[str]]) -> Scope:
+    """``opt_out_scope`` over the Messaging Services of every account (SID -> its numbers)."""
     mode = str(raw.get("OPT_OUT_SCOPE") or "pair").strip().lower()
     if mode not in SCOPES:
         raise ConfigError(f"{raw.source('OPT_OUT_SCOPE')}: expected one of {', '.join(SCOPES)}, got {mode!r}")
-    services = raw.get("MESSAGING_SERVICES") or {}
+    return Scope.build(mode, services)
+
+
+def _services(services: Any, where: str) -> dict[str, list[str]]:
+    """A ``[messaging_services]`` table (SID -> its numbers), checked; ``where`` names it in errors."""
+    services = services or {}
     if not isinstance(services, dict):
-        raise ConfigError(f"{raw.source('MESSAGING_SERVICES')}: expected a table of Messaging Service SID = [numbers]")
+        raise ConfigError(f"{where}: expected a table of Messaging Service SID = [numbers]")
     for sid, members in services.items():
-        if not re.fullmatch(r"MG[0-9a-fA-F]{32}", sid):
-            raise ConfigError(
-                f"{raw.source('MESSAGING_SERVICES')}: {sid!r} is not a Messaging Service SID (MG + 32 hex characters)"
-            )
+        if not SERVICE_SID.match(sid):
+            raise ConfigError(f"{where}: {sid!r} is not a Messaging Service SID (MG + 32 hex characters)")
         if not isinstance(members, list) or not members:
-            raise ConfigError(
-                f'{raw.source("MESSAGING_SERVICES")}.{sid}: expected a list of E.164 numbers such as "+14155550100"'
-            )
+            raise ConfigError(f'{where}.{sid}: expected a list of E.164 numbers such as "+14155550100"')
         for member in members:
             if numbers.problem(member):
                 raise ConfigError(
-                    f"{raw.source('MESSAGING_SERVICES')}.{sid}: {member!r} is not an E.164 number such as "
+                    f"{where}.{sid}: {member!r} is not an E.164 number such as "
                     f"{numbers.EXAMPLE}: {numbers.problem(member)}"
                 )
-    return Scope.build(mode, services)
+    return dict(services)
 
 
 def _agent(raw: Layers) -> dict[str, Any]:
@@ -372,10 +379,21 @@ ENVIRONMENTS = ("dev", "sandbox", "live")
 SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
 
 
+def _check_senders(senders: Any, where: str) -> None:
+    if not isinstance(senders, list):
+        raise ConfigError(f"{where}: expected a list of E.164 numbers and Messaging Service SIDs")
+    for sender in senders:
+        if not isinstance(sender, str) or not (SERVICE_SID.match(sender) or numbers.is_e164(sender)):
+            raise ConfigError(
+                f"{where}: {sender!r} is neither an E.164 number (+14155550100) "
+                "nor a Messaging Service SID (MG + 32 hex characters)"
+            )
+
+
 def _outbound(raw: Layers, settings: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
     """Settings for sending: account, API base, environment, senders, status callback."""
     account = str(raw.get("TWILIO_ACCOUNT_SID") or "").strip() or None
-    if account and not re.fullmatch(r"AC[0-9a-fA-F]{32}", account):
+    if account and not accounts.ACCOUNT_SID.fullmatch(account):
         raise ConfigError(f"{raw.source('TWILIO_ACCOUNT_SID')}: expected AC followed by 32 hex characters")
     env = str(raw.get("ENV") or "dev").strip().lower()
     if env not in ENVIRONMENTS:
@@ -386,13 +404,9 @@ def _outbound(raw: Layers, settings: dict[str, Any], environ: Mapping[str, str])
     senders = list(senders_table.get(env) or [])
     if raw.get("SENDERS_OVERRIDE"):
         senders = [s.strip() for s in str(raw["SENDERS_OVERRIDE"]).split(",") if s.strip()]
-    for sender in senders:
-        if not isinstance(sender, str) or not (SERVICE_SID.match(sender) or numbers.is_e164(sender)):
-            where = raw.source("SENDERS_OVERRIDE") if raw.get("SENDERS_OVERRIDE") else f"{raw.source('SENDERS')}.{env}"
-            raise ConfigError(
-                f"{where}: {sender!r} is neither an E.164 number (+14155550100) "
-                "nor a Messaging Service SID (MG + 32 hex characters)"
-            )
+    _check_senders(
+        senders, raw.source("SENDERS_OVERRIDE") if raw.get("SENDERS_OVERRIDE") else f"{raw.source('SENDERS')}.{env}"
+    )
     api_base = str(raw.get("TWILIO_API_BASE") or "").strip() or None
     if api_base and urlsplit(api_base).scheme not in ("http", "https"):
         raise ConfigError(f"{raw.source('TWILIO_API_BASE')}: expected an http(s) URL, got {api_base!r}")
@@ -427,3 +441,105 @@ def _outbound(raw: Layers, settings: dict[str, Any], environ: Mapping[str, str])
         "RATE_LIMIT_PER_SECOND": _as_float(raw, "RATE_LIMIT_PER_SECOND", 0.01, 100_000),
         "RATE_LIMIT_BURST": _as_int(raw, "RATE_LIMIT_BURST", 1, 1_000_000),
     }
+
+
+ACCOUNT_KEYS = (
+    "account_sid",
+    "auth_token_env",
+    "auth_token_file",
+    "secondary_auth_token_env",
+    "secondary_auth_token_file",
+    "senders",
+    "messaging_services",
+)
+
+
+def _accounts(
+    raw: Layers, settings: dict[str, Any], environ: Mapping[str, str], services: dict[str, list[str]]
+) -> accounts.Accounts:
+    """The Twilio accounts: today's single-account settings, and each ``[accounts.NAME]`` table.
+
+    Each account's Messaging Services join ``services``, so opt-out scope knows them.
+    """
+    single_senders = list(settings["SENDERS"])
+    table = raw.get("ACCOUNTS") or {}
+    if not table:
+        return accounts.Accounts.single(settings["TWILIO_ACCOUNT_SID"], settings["AUTH_TOKENS"], single_senders)
+    where = raw.source("ACCOUNTS")
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table of accounts, [accounts.NAME] each")
+    found = []
+    sid, tokens = settings["TWILIO_ACCOUNT_SID"], settings["AUTH_TOKENS"]
+    if sid or tokens or single_senders:
+        if not (sid and tokens):
+            raise ConfigError(
+                f"{where}: with [accounts], the single-account settings (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, "
+                f"[senders]) describe one more account, {accounts.DEFAULT!r}, and need both its SID and its token"
+            )
+        found.append(accounts.Account(accounts.DEFAULT, sid, tokens, tuple(single_senders)))
+    for name, section in table.items():
+        found.append(_account(name, section, f"{where}.{name}", settings["ENV"], environ, services))
+    try:
+        return accounts.Accounts(tuple(found), routed=True)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _account(
+    name: str, section: Any, where: str, env: str, environ: Mapping[str, str], services: dict[str, list[str]]
+) -> accounts.Account:
+    if not accounts.NAME.fullmatch(name):
+        raise ConfigError(f"{where}: a name is 1 to 32 of a-z, 0-9, _ and -, starting with a letter or digit")
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: expected a table with account_sid, auth_token_env or auth_token_file, senders")
+    for key in section:
+        if key in ("auth_token", "secondary_auth_token"):
+            raise ConfigError(
+                f"{where}.{key}: a token is never written in a configuration file; name the environment variable "
+                f"({key}_env) or the file ({key}_file) that holds it"
+            )
+        if key not in ACCOUNT_KEYS:
+            raise ConfigError(f"{where}: unknown setting {key!r} (an account takes {', '.join(ACCOUNT_KEYS)})")
+    sid = section.get("account_sid")
+    if not isinstance(sid, str) or not accounts.ACCOUNT_SID.fullmatch(sid):
+        raise ConfigError(f"{where}.account_sid: expected AC followed by 32 hex characters, got {sid!r}")
+    primary = _secret(section, "auth_token", where, environ)
+    if not primary:
+        raise ConfigError(f"{where}: needs auth_token_env (an environment variable) or auth_token_file (a file)")
+    secondary = _secret(section, "secondary_auth_token", where, environ, required=False)
+    table = section.get("senders", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}.senders: expected a table of dev, sandbox and live lists")
+    senders = table.get(env, [])
+    _check_senders(senders, f"{where}.senders.{env}")
+    own = _services(section.get("messaging_services"), f"{where}.messaging_services")
+    for sid_of_service, members in own.items():
+        if sid_of_service in services:
+            raise ConfigError(f"{where}.messaging_services: {sid_of_service} is configured for another account too")
+        services[sid_of_service] = members
+    members = tuple(number for listed in own.values() for number in listed if number not in senders)
+    return accounts.Account(name, sid, tuple(filter(None, (primary, secondary))), tuple(senders), members)
+
+
+def _secret(section: dict, key: str, where: str, environ: Mapping[str, str], required: bool = True) -> str | None:
+    """A token named by ``KEY_env`` (an environment variable) or ``KEY_file`` (a file), or None.
+
+    An optional one (the secondary token, set only while rotating) may name a variable that is unset.
+    """
+    variable, path = section.get(f"{key}_env"), section.get(f"{key}_file")
+    if variable is not None and path is not None:
+        raise ConfigError(f"{where}: give {key}_env or {key}_file, not both")
+    if variable is not None:
+        value = environ.get(str(variable), "").strip()
+        if not value and required:
+            raise ConfigError(f"{where}.{key}_env: the environment variable {variable} is not set")
+        return value or None
+    if path is not None:
+        try:
+            value = Path(str(path)).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{where}.{key}_file: cannot read {path}: {exc.strerror}") from None
+        if not value:
+            raise ConfigError(f"{where}.{key}_file: {path} is empty")
+        return value
+    return None

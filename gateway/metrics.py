@@ -174,5 +174,5 @@ def _count(response: Response) -> None:
     outcome = g.get("outcome") or ("ok" if response.status_code < 400 else "rejected")
     if request.endpoint == "webhook.inbound_sms":
         INBOUND.labels("duplicate" if outcome.endswith(" duplicate") else outcome).inc()
-    elif request.endpoint == "delivery.status_callback" and response.status_code == 204:
+    elif request.endpoint == "status_callback.status_callback" and response.status_code == 204:
         STATUS_CALLBACKS.labels(g.get("callback_status", "unknown")).inc()

@@ -18,8 +18,10 @@ from typing import Any
 
 import requests
 from twilio.base.exceptions import TwilioRestException
+from twilio.rest import Client
 
 from . import events, numbers, segments, twilioapi
+from .accounts import Account, Accounts
 from .masking import mask_number
 from .messages import OutboundText, unstorable
 from .metrics import SEND_FAILURES
@@ -62,20 +64,26 @@ class Outbound:
         self.store = store
         self.senders: tuple[str, ...] = config["SENDERS"]
         self.templates = config["TEMPLATES"]
-        self.account_sid = config["TWILIO_ACCOUNT_SID"]
+        self.accounts: Accounts = config["ACCOUNTS"]
         # A generated local development token cannot talk to Twilio.
-        self.auth_token = None if config.get("DEV_TOKEN") else (config.get("AUTH_TOKENS") or (None,))[0]
+        self.dev_token = bool(config.get("DEV_TOKEN"))
         self.backoff_base = 1.0  # seconds; doubled per attempt
         self.api_base = config["TWILIO_API_BASE"]
         self.status_callback = config["STATUS_CALLBACK_URL"]
         self.max_age = timedelta(seconds=config["OUTBOUND_MAX_AGE_SECONDS"])
         self.console = config["SMS_BACKEND"] == "console"
-        self._client = None
+        self._clients: dict[str, Client] = {}
+
+    def credentials(self, account: Account | None) -> tuple[str, str] | None:
+        """(Account SID, auth token) that send for ``account``, or None when it cannot send."""
+        if account is None or not account.sid or not account.tokens or self.dev_token:
+            return None
+        return account.sid, account.tokens[0]
 
     @property
     def can_send(self) -> bool:
-        """Messages can leave: Twilio credentials, or the console backend."""
-        return self.console or bool(self.account_sid and self.auth_token)
+        """Messages can leave: Twilio credentials of some account, or the console backend."""
+        return self.console or any(self.credentials(account) for account in self.accounts.accounts)
 
     @property
     def enabled(self) -> bool:
@@ -83,7 +91,7 @@ class Outbound:
         return self.can_send and bool(self.senders)
 
     def why_disabled(self) -> str:
-        if not self.can_send and not self.account_sid:
+        if not self.can_send and not any(account.sid for account in self.accounts.accounts):
             return "outbound sending is not configured: set TWILIO_ACCOUNT_SID"
         if not self.can_send:
             return "no auth token to send with: set TWILIO_AUTH_TOKEN"
@@ -165,11 +173,12 @@ class Outbound:
 
     # -- sending ----------------------------------------------------------------
 
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = twilioapi.make_client(self.account_sid, self.auth_token, self.api_base)
-        return self._client
+    def client(self, account: Account) -> Client:
+        """The REST client of ``account`` (made once); ``account`` must have credentials."""
+        if account.name not in self._clients:
+            sid, token = self.credentials(account) or ("", "")
+            self._clients[account.name] = twilioapi.make_client(sid, token, self.api_base)
+        return self._clients[account.name]
 
     def dispatch_once(self, limit: int = 20, lease_seconds: float = 60.0) -> int:
         """Send every due message (at most ``limit``); return how many were attempted."""
@@ -189,12 +198,20 @@ class Outbound:
             params["from_"] = message["sender"]
         if self.status_callback:
             params["status_callback"] = self.status_callback
+        account = self.accounts.owner_of(message["sender"])
+        if self.credentials(account) is None:
+            SEND_FAILURES.labels("refused").inc()
+            reason = f"the sender {message['sender']} belongs to no account of this gateway that can send"
+            self.store.finish_outbound(message["id"], "failed", error_message=reason)
+            log.error("outbound %s failed: %s; list it among an account's senders", message["id"], reason)
+            return
+        client = self.client(account)
         try:
-            sent = self.client.messages.create(**params)
+            sent = client.messages.create(**params)
         except TwilioRestException as exc:
             if exc.status == 429 or exc.status >= 500:
                 SEND_FAILURES.labels("throttled" if exc.status == 429 else "server_error").inc()
-                self._retry(message, f"HTTP {exc.status}", twilioapi.retry_after(self.client))
+                self._retry(message, f"HTTP {exc.status}", twilioapi.retry_after(client))
                 return
             SEND_FAILURES.labels("refused").inc()
             self.store.finish_outbound(message["id"], "failed", error_code=exc.code, error_message=str(exc.msg)[:500])

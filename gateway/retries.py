@@ -10,9 +10,11 @@ MAX_DELAY = 300.0  # seconds
 
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header, if it holds a number."""
+    if value is None:
+        return None
     try:
-        return max(0.0, float(value)) if value is not None and value != "" else None
-    except ValueError:
+        return max(0.0, float(value))
+    except ValueError:  # empty, or an HTTP date: no number to wait for
         return None
 
 

@@ -18,6 +18,8 @@ from urllib.parse import quote
 from flask import abort, current_app, g, request
 from twilio.request_validator import RequestValidator
 
+from .accounts import Account
+
 HEADER = "X-Twilio-Signature"
 
 log = logging.getLogger(__name__)
@@ -75,8 +77,15 @@ def sign(url: str, params: Sequence[tuple[str, str]], token: str) -> str:
 
 @dataclass(frozen=True)
 class Check:
+    """The outcome for one request: valid or not, the URL(s) checked, and the account whose tokens were used.
+
+    ``account`` is None when the request names no account this gateway serves
+    (with several accounts): then no token was tried at all.
+    """
+
     valid: bool
     url: str
+    account: Account | None = None
 
 
 def _raw_target(environ: dict) -> tuple[str, str]:
@@ -114,11 +123,12 @@ def check_request(given: str | None = None) -> Check:
         path,
         query,
     )
-    signature, tokens = request.headers.get(HEADER), config["AUTH_TOKENS"]
+    account = config["ACCOUNTS"].for_request(request.form.get("AccountSid"))
+    signature, tokens = request.headers.get(HEADER), account.tokens if account else ()
     for candidate in dict.fromkeys(filter(None, (given, url))):
         if is_valid(candidate, request.form, signature, tokens):
-            return Check(True, candidate)
-    return Check(False, " or ".join(dict.fromkeys(filter(None, (given, url)))))
+            return Check(True, candidate, account)
+    return Check(False, " or ".join(dict.fromkeys(filter(None, (given, url)))), account)
 
 
 def twilio_signed(view: Callable) -> Callable:
@@ -140,6 +150,16 @@ def _guarded(view: Callable, setting: str | None) -> Callable:
             if not request.headers.get(HEADER):
                 log.warning("rejected %s %s: no X-Twilio-Signature", request.method, request.path)
                 abort(403, description="missing X-Twilio-Signature")
+            if result.account is None:
+                named = request.form.get("AccountSid")
+                log.warning(
+                    "rejected %s %s: %s; add the account under [accounts] in the configuration file "
+                    "(GATEWAY_CONFIG_FILE) with its auth token, or point the number's webhook elsewhere",
+                    request.method,
+                    request.path,
+                    f"AccountSid {named[:40]!r} is not one of this gateway's accounts" if named else "no AccountSid",
+                )
+                abort(403, description="invalid X-Twilio-Signature")  # as for a bad signature: no SID is confirmed
             hint = (
                 "if Twilio calls a different public URL (ngrok, a proxy or load balancer), "
                 "set GATEWAY_PUBLIC_URL to that base URL or GATEWAY_TRUST_PROXY to the "

@@ -50,12 +50,13 @@ def _key(match: re.Match[str]) -> str:
 
 
 def _position(text: str, index: int) -> str:
-    line = text.count("\n", 0, index) + 1
-    column = index - (text.rfind("\n", 0, index) + 1) + 1
+    before = text[:index]
+    line = before.count("\n") + 1
+    column = index - (before.rfind("\n") + 1) + 1
     return f"line {line}, column {column}"
 
 
-def parse(name: str, title: str, body: str, source: str = "<template>") -> Template:
+def parse(name: str, title: object, body: object, source: str = "<template>") -> Template:
     """Validate one template; raise TemplateError with the file and position."""
     if not isinstance(title, str) or not title.strip():
         raise TemplateError(f"{source}: title is missing")
@@ -67,7 +68,7 @@ def parse(name: str, title: str, body: str, source: str = "<template>") -> Templ
         raise TemplateError(f"{source}: body is {len(body)} characters, at most {MAX_BODY}")
     valid = {m.start(): m for m in TOKEN.finditer(body)}
     for opener in _OPENERS.finditer(body):
-        if opener.start() not in valid and not any(m.start() < opener.start() < m.end() for m in valid.values()):
+        if opener.start() not in valid:  # no token holds another opener: ${name} and {{kind:name}} cannot
             snippet = body[opener.start() : opener.start() + 24].split("\n")[0]
             raise TemplateError(
                 f"{source}: body {_position(body, opener.start())}: unknown token syntax {snippet!r} "
@@ -84,10 +85,11 @@ def load_dir(directory: Path) -> dict[str, Template]:
         return templates
     for path in sorted(directory.glob("*.toml")):
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            with path.open("rb") as handle:  # TOML is UTF-8 by definition, whatever the locale
+                data = tomllib.load(handle)
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise TemplateError(f"{path}: not valid TOML: {exc}") from None
-        template = parse(path.stem, data.get("title", ""), data.get("body", ""), str(path))
+        template = parse(path.stem, data.get("title"), data.get("body"), str(path))
         if template.title in templates:
             raise TemplateError(f"{path}: title {template.title!r} is already used by another template")
         templates[template.title] = template

@@ -45,10 +45,11 @@ def parse_bound(text: str, end_of_day: bool = False) -> str:
     try:
         if len(value) == 10:
             moment = datetime.max.time() if end_of_day else datetime.min.time()
-            parsed = datetime.combine(date.fromisoformat(value), moment, UTC)
+            parsed = datetime.combine(date.fromisoformat(value), moment)  # a day is taken as UTC
         else:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-            parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+            parsed = datetime.fromisoformat(value.upper())  # Python reads a trailing Z, not z
+            if parsed.tzinfo is not None:  # an explicit offset: convert; none: the time is UTC already
+                parsed = parsed.astimezone(UTC)
     except ValueError:
         raise ValueError(f"not a date or ISO 8601 date-time: {text!r}") from None
     return parsed.strftime(FORMAT)

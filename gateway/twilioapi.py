@@ -31,8 +31,8 @@ class GatewayHttpClient(TwilioHttpClient):
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
         if self.base_url:
-            parts = urlsplit(url)
-            url = self.base_url + parts.path + (f"?{parts.query}" if parts.query else "")
+            netloc = urlsplit(url).netloc
+            url = self.base_url + url[url.index(netloc) + len(netloc) :]  # path and query exactly as built
         self.last_response = None
         self.last_response = super().request(method, url, *args, **kwargs)
         return self.last_response

@@ -154,6 +154,68 @@ def outbound_config(db_url: str, fake: FakeTwilio, senders: str = f"{TWILIO_NUMB
     }
 
 
+# Three Twilio accounts: the main one (today's single-account settings) and two subaccounts.
+BRAND_ACCOUNT, REGION_ACCOUNT = "AC" + "b" * 32, "AC" + "c" * 32
+BRAND_TOKEN, REGION_TOKEN, REGION_NEXT_TOKEN = "b" * 32, "c" * 32, "d" * 32
+BRAND_NUMBER, REGION_NUMBER = OTHER_TWILIO_NUMBER, "+15005550008"
+
+
+def three_accounts(tmp_path: Path) -> dict[str, str]:
+    """Environment for three accounts: a configuration file naming each subaccount's token files.
+
+    The main account is ACCOUNT with TOKEN and TWILIO_NUMBER; ``brand`` owns
+    BRAND_NUMBER; ``region`` owns REGION_NUMBER and is mid-rotation (two tokens).
+    """
+    for name, token in (("brand", BRAND_TOKEN), ("region", REGION_TOKEN), ("region-next", REGION_NEXT_TOKEN)):
+        (tmp_path / f"{name}.token").write_text(token + "\n")
+    path = tmp_path / "accounts.toml"
+    path.write_text(
+        f'''[accounts.brand]
+account_sid = "{BRAND_ACCOUNT}"
+auth_token_file = "{tmp_path / "brand.token"}"
+senders = {{ dev = ["{BRAND_NUMBER}"] }}
+
+[accounts.region]
+account_sid = "{REGION_ACCOUNT}"
+auth_token_file = "{tmp_path / "region.token"}"
+secondary_auth_token_file = "{tmp_path / "region-next.token"}"
+senders = {{ dev = ["{REGION_NUMBER}"] }}
+'''
+    )
+    return {
+        "GATEWAY_CONFIG_FILE": str(path),
+        "TWILIO_ACCOUNT_SID": ACCOUNT,
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "GATEWAY_SENDERS": TWILIO_NUMBER,
+    }
+
+
+@pytest.fixture
+def outbound(app):
+    """The app's sending path, retrying at once (tests need no real backoff)."""
+    sender = services.of(app).outbound
+    sender.backoff_base = 0.01
+    return sender
+
+
+@pytest.fixture
+def accounts_app(tmp_path, monkeypatch, db_url):
+    """Three accounts (the main one and two subaccounts) sending to one fake Twilio that knows each token."""
+    fake = FakeTwilio(ACCOUNT, TOKEN, {BRAND_ACCOUNT: BRAND_TOKEN, REGION_ACCOUNT: REGION_TOKEN})
+    for name, value in three_accounts(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    app = create_app(
+        {
+            "DATABASE_URL": db_url,
+            "TWILIO_API_BASE": fake.base_url,
+            "STATUS_CALLBACK_URL": "https://gw.example.com/twilio/status",
+        }
+    )
+    yield app, fake
+    services.of(app).store.close()
+    fake.close()
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
@@ -164,8 +226,15 @@ def sign(url: str, params: list[tuple[str, str]], token: str = TOKEN) -> str:
     return signature.sign(url, params, token)
 
 
-def sms_params(body: str, sender: str = SENDER, to: str = TWILIO_NUMBER, sid: str | None = None, **extra: str):
-    """The form fields of an inbound SMS webhook, as Twilio sends them."""
+def sms_params(
+    body: str,
+    sender: str = SENDER,
+    to: str = TWILIO_NUMBER,
+    sid: str | None = None,
+    account: str | None = "AC" + "1" * 32,
+    **extra: str,
+):
+    """The form fields of an inbound SMS webhook, as Twilio sends them (``account=None``: no AccountSid)."""
     sid = sid or new_sid()
     return [
         ("ToCountry", "US"),
@@ -177,7 +246,7 @@ def sms_params(body: str, sender: str = SENDER, to: str = TWILIO_NUMBER, sid: st
         ("To", to),
         ("NumSegments", "1"),
         ("MessageSid", sid),
-        ("AccountSid", "AC" + "1" * 32),
+        *([("AccountSid", account)] if account else []),
         ("From", sender),
         ("ApiVersion", "2010-04-01"),
         *extra.items(),
@@ -329,11 +398,13 @@ def wait_for(condition, seconds: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def post_webhook(base: str, params, path: str = "/twilio/sms", timeout: float = 60) -> tuple[int, str]:
+def post_webhook(
+    base: str, params, path: str = "/twilio/sms", timeout: float = 60, token: str = TOKEN
+) -> tuple[int, str]:
     """POST a webhook signed like Twilio to a live server; (status, body), or (0, reason) if unreachable."""
     url = base + path
     request = urllib.request.Request(
-        url, data=urlencode(params).encode(), method="POST", headers={"X-Twilio-Signature": sign(url, params)}
+        url, data=urlencode(params).encode(), method="POST", headers={"X-Twilio-Signature": sign(url, params, token)}
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -1,7 +1,8 @@
 """A local HTTP server that answers like Twilio's Messages API.
 
-Real HTTP on loopback, for the real twilio client to talk to. It checks
-Basic auth, records every request, and can be told to fail the next
+Real HTTP on loopback, for the real twilio client to talk to. It serves
+one account or several (subaccounts, each with its own auth token), checks
+Basic auth against the account named in the path, records every request, and can be told to fail the next
 requests with 429 (with Retry-After) or 5xx, or to refuse recipients with
 Twilio's error 21610 (unsubscribed recipient).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,9 +30,14 @@ def send_json(handler: BaseHTTPRequestHandler, status: int, body: object, header
     handler.wfile.write(data)
 
 
+MESSAGES = re.compile(r"/2010-04-01/Accounts/(AC[0-9a-fA-F]{32})/Messages\.json")
+
+
 class FakeTwilio:
-    def __init__(self, account_sid: str, auth_token: str):
+    def __init__(self, account_sid: str, auth_token: str, more: dict[str, str] | None = None):
+        """A fake for the account ``account_sid``, and for the others in ``more`` (SID -> auth token)."""
         self.account_sid, self.auth_token = account_sid, auth_token
+        self.accounts = {account_sid: auth_token, **(more or {})}
         self.requests: list[dict] = []
         self.failures: list[tuple[int, dict]] = []  # (status, headers) for the next requests
         self.unsubscribed: set[str] = set()
@@ -44,14 +51,16 @@ class FakeTwilio:
             def do_POST(self):  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length", 0))
                 form = dict(parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True))
-                expected = "Basic " + base64.b64encode(f"{fake.account_sid}:{fake.auth_token}".encode()).decode()
+                found = MESSAGES.fullmatch(self.path)
+                account = found.group(1) if found else None
                 with fake.lock:
-                    fake.requests.append({"path": self.path, "form": form})
+                    fake.requests.append({"path": self.path, "form": form, "account": account})
                     failure = fake.failures.pop(0) if fake.failures else None
+                if account not in fake.accounts:
+                    return self.reply(404, {"code": 20404, "message": "not found", "status": 404})
+                expected = "Basic " + base64.b64encode(f"{account}:{fake.accounts[account]}".encode()).decode()
                 if self.headers.get("Authorization") != expected:
                     return self.reply(401, {"code": 20003, "message": "Authenticate", "status": 401})
-                if self.path != f"/2010-04-01/Accounts/{fake.account_sid}/Messages.json":
-                    return self.reply(404, {"code": 20404, "message": "not found", "status": 404})
                 if failure:
                     status, headers = failure
                     return self.reply(
@@ -72,7 +81,7 @@ class FakeTwilio:
                     201,
                     {
                         "sid": sid,
-                        "account_sid": fake.account_sid,
+                        "account_sid": account,
                         "to": form.get("To"),
                         "from": form.get("From"),
                         "messaging_service_sid": form.get("MessagingServiceSid"),

@@ -7,7 +7,6 @@ import pytest
 
 from gateway import keys
 from gateway.cli import cli
-from gateway.revocation import with_deadline
 
 from .conftest import SENDER, TWILIO_NUMBER, new_sid
 
@@ -123,18 +122,6 @@ def test_dismiss_needs_a_note(runner, env, twilio):
     twilio.sms("opt me out")
     result = runner.invoke(cli, ["optouts", "dismiss", "1", "--by", "x"], env=env)
     assert result.exit_code == 2 and "Missing option '--note'" in result.output
-
-
-def test_deadline_arithmetic():
-    row = {"received_at": "2026-11-20T15:00:00.000000Z", "status": "open"}  # a Friday
-    assert with_deadline(row, date(2026, 11, 23), 10) == {
-        **row,
-        "age_business_days": 1,
-        "due_by": "2026-12-04",
-        "overdue": False,
-    }
-    assert with_deadline(row, date(2026, 12, 7), 10)["overdue"] is True
-    assert with_deadline({**row, "status": "confirmed"}, date(2026, 12, 7), 10)["overdue"] is False
 
 
 # -- API ----------------------------------------------------------------------------------

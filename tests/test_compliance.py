@@ -1,6 +1,6 @@
 import pytest
 
-from gateway.compliance import decide, upstream_kind
+from gateway.compliance import Decision, decide, upstream_kind
 
 REPLIES = {"stop": "R-STOP", "start": "R-START", "help": "R-HELP"}
 
@@ -32,6 +32,38 @@ def test_decide(kind, opted_out, upstream, outcome, event, source, after, change
         reply,
         enqueue,
     )
+
+
+def test_by_default_the_gateway_itself_replies():
+    assert decide("stop", False, REPLIES).reply == "R-STOP"
+    assert decide("stop", False, REPLIES).source == "keyword"
+
+
+@pytest.mark.parametrize("opted_out", [False, True])
+def test_a_revocation_candidate_is_delivered_flagged_unless_the_pair_is_opted_out(opted_out):
+    decision = decide(None, opted_out, REPLIES, candidate="stop_contacting")
+    if opted_out:  # dropped like any other message: the opt-out already covers it
+        assert (decision.outcome, decision.event, decision.enqueue, decision.candidate) == (
+            "dropped",
+            "dropped",
+            False,
+            None,
+        )
+    else:
+        assert decision == Decision(
+            outcome="candidate",
+            event="revocation_candidate",
+            source="pattern",
+            opted_out=False,
+            state_changed=False,
+            reply=None,
+            enqueue=True,
+            candidate="stop_contacting",
+        )
+
+
+def test_a_keyword_is_never_a_candidate():
+    assert decide("stop", False, REPLIES, candidate="stop_contacting").candidate is None
 
 
 @pytest.mark.parametrize(

@@ -204,3 +204,131 @@ def test_the_environment_overrides_a_file_and_is_named_when_wrong(tmp_path):
 def test_a_public_url_that_could_never_match_is_refused_at_start_up(tmp_path, url):
     with pytest.raises(ConfigError, match="GATEWAY_PUBLIC_URL: "):
         settings(tmp_path, environ={"TWILIO_AUTH_TOKEN": "t", "GATEWAY_PUBLIC_URL": url})
+
+
+# -- several Twilio accounts -----------------------------------------------------
+
+BRAND_SID, REGION_SID = "AC" + "2" * 32, "AC" + "3" * 32
+BRAND_SERVICE = "MG" + "4" * 32
+
+
+def _accounts_file(tmp_path, body):
+    path = tmp_path / "accounts.toml"
+    path.write_text(body)
+    return {"GATEWAY_CONFIG_FILE": str(path)}
+
+
+ACCOUNTS_TOML = f"""
+[accounts.brand]
+account_sid = "{BRAND_SID}"
+auth_token_env = "BRAND_TOKEN"
+secondary_auth_token_env = "BRAND_NEXT_TOKEN"
+senders = {{ dev = ["+15005550007"], live = ["+15005550009"] }}
+messaging_services = {{ "{BRAND_SERVICE}" = ["+15005550010", "+15005550007"] }}
+
+[accounts.region]
+account_sid = "{REGION_SID}"
+auth_token_file = "TOKEN_FILE"
+"""
+
+
+def test_accounts_come_from_the_file_with_tokens_from_the_environment_or_a_file(tmp_path):
+    token_file = tmp_path / "region-token"
+    token_file.write_text("region-token\n")
+    environ = {
+        **_accounts_file(tmp_path, ACCOUNTS_TOML.replace("TOKEN_FILE", str(token_file))),
+        "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
+        "TWILIO_AUTH_TOKEN": "main-token",
+        "GATEWAY_SENDERS": "+15005550006",
+        "BRAND_TOKEN": "brand-token",
+        "BRAND_NEXT_TOKEN": "brand-next",
+    }
+    result = settings(tmp_path, environ=environ)
+    accounts = result["ACCOUNTS"]
+    assert accounts.routed
+    assert [(a.name, a.sid, a.tokens, a.senders, a.numbers) for a in accounts.accounts] == [
+        ("default", "AC" + "1" * 32, ("main-token",), ("+15005550006",), ()),
+        ("brand", BRAND_SID, ("brand-token", "brand-next"), ("+15005550007",), ("+15005550010",)),
+        ("region", REGION_SID, ("region-token",), (), ()),
+    ]
+    assert result["SENDERS"] == ("+15005550006", "+15005550007")
+    assert result["SCOPE"].service_of("+15005550010") == BRAND_SERVICE
+    live = settings(tmp_path, environ={**environ, "GATEWAY_ENV": "live", "GATEWAY_SENDERS": "+15005550006"})
+    assert live["ACCOUNTS"].by_sid(BRAND_SID).senders == ("+15005550009",)
+
+
+def test_with_accounts_no_single_account_token_is_needed(tmp_path):
+    environ = {**_accounts_file(tmp_path, ACCOUNTS_TOML.split("[accounts.region]")[0]), "BRAND_TOKEN": "b"}
+    result = settings(tmp_path, environ=environ)
+    assert [a.name for a in result["ACCOUNTS"].accounts] == ["brand"] and result["AUTH_TOKENS"] == ()
+    served = settings(tmp_path, {"ALLOW_DEV_TOKEN": True}, environ=environ)
+    assert not served["DEV_TOKEN"] and not (tmp_path / "instance" / DEV_TOKEN_FILE).exists()
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ('auth_token = "x"', "accounts.b.auth_token: a token is never written in a configuration file"),
+        ('secondary_auth_token = "x"', "accounts.b.secondary_auth_token: a token is never written"),
+        ('token = "x"', "accounts.b: unknown setting 'token' (an account takes account_sid, auth_token_env"),
+        ('auth_token_file = "/nonexistent/token"', "accounts.b.auth_token_file: cannot read /nonexistent/token"),
+        ('auth_token_file = "EMPTY"', "accounts.b.auth_token_file: EMPTY is empty"),
+        ('auth_token_file = "EMPTY"\nsenders = 3', "accounts.b.auth_token_file: EMPTY is empty"),
+        ('auth_token_env = "UNSET"', "accounts.b.auth_token_env: the environment variable UNSET is not set"),
+        ('auth_token_env = "B"\nauth_token_file = "x"', "accounts.b: give auth_token_env or auth_token_file, not both"),
+        ("senders = 3", "accounts.b.senders: expected a table of dev, sandbox and live lists"),
+        ('senders = { dev = "+15005550007" }', "accounts.b.senders.dev: expected a list of E.164 numbers"),
+        ('senders = { dev = ["4155550100"] }', "accounts.b.senders.dev: '4155550100' is neither an E.164 number"),
+        ('messaging_services = { "MG1" = ["+15005550007"] }', "accounts.b.messaging_services: 'MG1' is not a"),
+    ],
+)
+def test_a_bad_account_is_refused_naming_the_file_and_the_key(tmp_path, section, message):
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    token = "" if "auth_token_env" in section or "auth_token_file" in section else 'auth_token_env = "B"\n'
+    body = f'[accounts.b]\naccount_sid = "{BRAND_SID}"\n{token}{section}\n'
+    environ = {**_accounts_file(tmp_path, body.replace("EMPTY", str(empty))), "B": "b"}
+    with pytest.raises(ConfigError) as raised:
+        settings(tmp_path, environ=environ)
+    assert str(raised.value).startswith(f"{tmp_path / 'accounts.toml'}: accounts.b")
+    assert message.replace("EMPTY", str(empty)) in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "environ", "message"),
+    [
+        ("accounts = 3", {}, "expected a table of accounts, [accounts.NAME] each"),
+        ("[accounts]\nB = { }", {}, "accounts.B: a name is 1 to 32 of a-z, 0-9, _ and -"),
+        ("[accounts]\nb = 3", {}, "accounts.b: expected a table with account_sid"),
+        ('[accounts.b]\naccount_sid = "AC1"', {}, "accounts.b.account_sid: expected AC followed by 32 hex"),
+        (f'[accounts.b]\naccount_sid = "{BRAND_SID}"', {}, "accounts.b: needs auth_token_env (an environment"),
+        (
+            f'[accounts.b]\naccount_sid = "{BRAND_SID}"\nauth_token_env = "T"',
+            {"T": "t", "TWILIO_AUTH_TOKEN": "main"},
+            "the single-account settings (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, [senders]) describe one more account",
+        ),
+        (
+            f'[accounts.b]\naccount_sid = "{BRAND_SID}"\nauth_token_env = "T"\n'
+            f'[accounts.c]\naccount_sid = "{BRAND_SID}"\nauth_token_env = "T"',
+            {"T": "t"},
+            f"SID {BRAND_SID} belongs to both account 'b' and account 'c'",
+        ),
+        (
+            f'[accounts.b]\naccount_sid = "{BRAND_SID}"\nauth_token_env = "T"\nsenders = {{ dev = ["+15005550007"] }}\n'
+            f'[accounts.c]\naccount_sid = "{REGION_SID}"\nauth_token_env = "T"\nsenders = {{ dev = ["+15005550007"] }}',
+            {"T": "t"},
+            "+15005550007 belongs to both account 'b' and account 'c'",
+        ),
+        (
+            f'messaging_services = {{ "{BRAND_SERVICE}" = ["+15005550010"] }}\n'
+            f'[accounts.b]\naccount_sid = "{BRAND_SID}"\nauth_token_env = "T"\n'
+            f'messaging_services = {{ "{BRAND_SERVICE}" = ["+15005550010"] }}',
+            {"T": "t"},
+            f"accounts.b.messaging_services: {BRAND_SERVICE} is configured for another account too",
+        ),
+    ],
+)
+def test_the_accounts_table_is_checked_whole(tmp_path, body, environ, message):
+    with pytest.raises(ConfigError) as raised:
+        settings(tmp_path, environ={**_accounts_file(tmp_path, body), **environ})
+    assert message in str(raised.value)

@@ -136,6 +136,23 @@ def test_post_without_csrf_is_rejected(console, make_key):
     assert response.status_code == 400 and "the form has expired" in response.text
 
 
+def test_a_token_from_another_session_is_rejected(console, app, make_key):
+    key, _ = make_key("admin")
+    other = app.test_client()
+    foreign = csrf(other)  # a valid token, of someone else's session
+    csrf(console)
+    response = console.post("/console/sign-in", data={"key": key, "csrf_token": foreign}, base_url=BASE)
+    assert response.status_code == 400 and "the form has expired" in response.text
+
+
+def test_a_token_without_a_session_is_rejected(console, app, make_key):
+    key, _ = make_key("admin")
+    foreign = csrf(app.test_client())
+    response = console.post("/console/sign-in", data={"key": key, "csrf_token": foreign}, base_url=BASE)
+    assert response.status_code == 400
+    assert console.post("/console/sign-in", data={"key": key, "csrf_token": ""}, base_url=BASE).status_code == 400
+
+
 def test_revoking_the_key_ends_the_session(console, make_key, store):
     key, key_id = make_key("auditor")
     sign_in(console, key)

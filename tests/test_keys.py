@@ -1,3 +1,6 @@
+import hashlib
+import re
+
 import pytest
 
 from gateway import keys
@@ -6,7 +9,14 @@ from gateway.cli import cli
 
 def test_new_keys_are_random_and_prefixed():
     first, second = keys.new_key(), keys.new_key()
-    assert first != second and first.startswith("gwk_") and len(first) > 40
+    assert first != second
+    for key in (first, second):  # 32 random bytes, URL-safe: 43 characters after the prefix
+        assert re.fullmatch(r"gwk_[A-Za-z0-9_-]{43}", key)
+
+
+def test_only_a_sha256_hash_is_kept():
+    assert keys.hash_key("gwk_example") == hashlib.sha256(b"gwk_example").hexdigest()
+    assert keys.hash_key("gwk_é") == hashlib.sha256("gwk_é".encode()).hexdigest()
 
 
 def test_find_role_checks_every_entry():

@@ -1,7 +1,7 @@
 import pytest
 
 from gateway.config import CONFIG_DIR, load_keywords
-from gateway.keywords import HELP, START, STOP, KeywordSet, normalize
+from gateway.keywords import HELP, START, STOP, KeywordBook, KeywordSet, normalize
 
 BOOK = load_keywords(CONFIG_DIR / "keywords.toml")
 DEFAULT = BOOK.default
@@ -122,3 +122,34 @@ def test_default_replies_are_exact():
         "start": "You have been resubscribed and will receive messages again.",
         "help": "Reply STOP to unsubscribe or START to resubscribe.",
     }
+
+
+REPLIES = {"stop": "a", "start": "b", "help": "c"}
+
+
+@pytest.mark.parametrize(("word", "shown"), [(3, "3"), ("  ", "'  '"), ("!", "'!'"), (None, "None")])
+def test_a_keyword_that_is_empty_or_not_text_is_refused(word, shown):
+    with pytest.raises(ValueError) as info:
+        KeywordSet.build({"stop": ["stop"], "help": [word]}, REPLIES)
+    assert str(info.value) == f"help keyword {shown} is empty or not a string"
+
+
+def test_the_stop_set_must_not_be_empty():
+    with pytest.raises(ValueError) as info:
+        KeywordSet.build({"start": ["start"]}, REPLIES)
+    assert str(info.value) == "the stop keyword set must not be empty"
+
+
+def test_a_set_keeps_its_replies_and_may_leave_kinds_out():
+    keywords = KeywordSet.build({"stop": ["quit"]}, REPLIES)
+    assert keywords.replies == REPLIES and keywords.match("start") is None
+    direct = KeywordSet({"stop": frozenset({"quit"})}, REPLIES)  # no start or help words at all
+    assert direct.match("QUIT") == STOP and direct.match("help") is None
+
+
+def test_a_twilio_number_can_have_its_own_keywords():
+    spanish = KeywordSet.build({"stop": ["alto"]}, REPLIES)
+    book = KeywordBook(DEFAULT, {"+15005550007": spanish})
+    assert book.for_number("+15005550007") is spanish
+    assert book.for_number("+15005550006") is DEFAULT
+    assert KeywordBook(DEFAULT).for_number("+15005550007") is DEFAULT

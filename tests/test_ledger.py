@@ -4,6 +4,10 @@ The stored chain (appends, tampering, concurrent writers, the CLI) is tested
 on both backends in tests/store/test_ledger.py.
 """
 
+import hashlib
+
+import pytest
+
 from gateway import ledger
 
 
@@ -31,6 +35,14 @@ def test_canonical_encoding_is_stable():
     assert ledger.event_hash(event, ledger.GENESIS) != ledger.event_hash({**event, "body": "STOP"}, ledger.GENESIS)
 
 
+def test_canonical_encoding_of_a_structured_detail_has_no_spaces_and_keeps_key_order():
+    event = {"id": 2, "state_changed": 0, "detail": {"error_code": 21610, "note": "é"}}
+    assert (
+        ledger.canonical(event, "f" * 64)
+        == ('[2,null,null,null,null,null,null,0,null,{"error_code":21610,"note":"é"},"' + "f" * 64 + '"]').encode()
+    )
+
+
 def _chain(count):
     events, prev = [], ledger.GENESIS
     for n in range(1, count + 1):
@@ -52,24 +64,66 @@ def _chain(count):
     return events
 
 
+def test_event_hash_is_sha256_of_the_canonical_bytes_after_the_previous_hash():
+    event = _chain(1)[0]
+    prev = "f" * 64
+    assert ledger.event_hash(event, prev) == hashlib.sha256(ledger.canonical(event, prev)).hexdigest()
+    assert ledger.canonical(event, prev).endswith(b',"' + prev.encode() + b'"]')
+
+
 def test_verify_walks_a_chain_to_its_head():
     events = _chain(3)
     result = ledger.verify(iter(events), (3, events[-1]["hash"]))
-    assert result.ok and result.checked == 3 and result.head == events[-1]["hash"]
+    assert result == ledger.Verification(True, 3, events[-1]["hash"])
+    assert result.summary() == f"ledger intact: 3 events checked, head {events[-1]['hash']}"
+    assert result.as_dict() == {
+        "ok": True,
+        "events_checked": 3,
+        "head": events[-1]["hash"],
+        "broken_event": None,
+        "reason": None,
+    }
 
 
-def test_verify_names_the_first_broken_event():
+@pytest.mark.parametrize("head", [None, (0, ledger.GENESIS)])
+def test_an_empty_ledger_is_intact(head):
+    assert ledger.verify(iter([]), head) == ledger.Verification(True, 0, ledger.GENESIS)
+
+
+def test_verify_names_the_first_edited_event():
     events = _chain(3)
     events[1] = {**events[1], "body": "edited"}
     result = ledger.verify(iter(events), (3, events[-1]["hash"]))
-    assert not result.ok and result.broken_id == 2 and "edited" in result.reason
-    assert result.summary().startswith("ledger BROKEN at event 2")
+    edited = "its hash does not match its contents (edited)"
+    assert result == ledger.Verification(False, 1, events[0]["hash"], 2, edited)
+    assert result.summary() == f"ledger BROKEN at event 2: {edited} (1 events before it intact)"
+    assert result.as_dict() == {
+        "ok": False,
+        "events_checked": 1,
+        "head": events[0]["hash"],
+        "broken_event": 2,
+        "reason": edited,
+    }
+
+
+def test_verify_names_the_event_after_a_deleted_one():
+    events = _chain(3)
+    result = ledger.verify(iter([events[0], events[2]]), (3, events[-1]["hash"]))
+    link = "its link to the previous event does not match (an event before it was deleted or inserted)"
+    assert result == ledger.Verification(False, 1, events[0]["hash"], 3, link)
 
 
 def test_verify_catches_deleted_newest_events():
     events = _chain(3)
     result = ledger.verify(iter(events[:2]), (3, events[-1]["hash"]))
-    assert not result.ok and "recorded head is event 3" in result.reason
+    reason = "the chain ends at event 2 but the recorded head is event 3 (events deleted)"
+    assert result == ledger.Verification(False, 2, events[1]["hash"], 3, reason)
+
+
+def test_verify_catches_a_head_that_does_not_match_the_last_hash():
+    events = _chain(2)
+    assert not ledger.verify(iter(events), (2, "e" * 64)).ok
+    assert not ledger.verify(iter([]), (1, ledger.GENESIS)).ok
 
 
 def test_state_changed_is_hashed_as_a_number():

@@ -2,42 +2,33 @@
 
 import logging
 import time
-import urllib.error
-import urllib.request
-from urllib.parse import urlencode
 
 import pytest
 
 from gateway import create_app, keys, services
 from gateway.cli import cli
-from gateway.messages import OutboundText
 from gateway.outbound import send_sms, send_sms_template
-from gateway.store import Store
 
 from .conftest import (
     ACCOUNT,
-    FORM,
+    BRAND_ACCOUNT,
+    BRAND_NUMBER,
+    BRAND_TOKEN,
+    REGION_ACCOUNT,
+    REGION_NUMBER,
     SENDER,
     SERVICE,
     TOKEN,
     TWILIO_NUMBER,
-    Gunicorn,
     TwilioSender,
     outbound_config,
-    sign,
+    sms_params,
 )
 
 
 @pytest.fixture
 def app_config(db_url, fake):
     return outbound_config(db_url, fake)
-
-
-@pytest.fixture
-def outbound(app):
-    sender = services.of(app).outbound
-    sender.backoff_base = 0.01
-    return sender
 
 
 @pytest.fixture
@@ -273,73 +264,6 @@ def test_python_api(app, outbound, fake, caplog):
     assert outbound.dispatch_once() == 2
 
 
-# -- status callbacks ---------------------------------------------------------------
-
-
-def post_status(client, sid, status, error_code=None):
-    params = [("MessageSid", sid), ("MessageStatus", status), ("AccountSid", ACCOUNT)]
-    if error_code:
-        params.append(("ErrorCode", str(error_code)))
-    return TwilioSender(client).post(params, url="http://localhost/twilio/status")
-
-
-def sent_message(outbound, store, to=SENDER):
-    queued = outbound.queue(to, content="hello")
-    outbound.dispatch_once()
-    return store.outbound(queued["id"])
-
-
-def test_status_transitions_deduplicated_and_never_backwards(client, outbound, store):
-    sid = sent_message(outbound, store)["message_sid"]
-    for status in ("sent", "sent", "delivered", "sent", "queued"):
-        assert post_status(client, sid, status).status_code == 204
-    row = store.outbound_by_sid(sid)
-    assert row["status"] == "delivered"
-    assert [r["status"] for r in store.status_history(sid)] == ["sent", "delivered", "queued"]
-
-
-def test_status_callback_21610_opts_the_pair_out(client, outbound, store):
-    sid = sent_message(outbound, store)["message_sid"]
-    assert post_status(client, sid, "undelivered", 21610).status_code == 204
-    assert store.is_opted_out(SENDER, TWILIO_NUMBER)
-    assert store.current_opt_outs()[0]["source"] == "carrier"
-    assert post_status(client, sid, "undelivered", 21610).status_code == 204  # duplicate: one event
-    assert [e["event"] for e in store.events()] == ["opt_out"]
-
-
-def test_a2p_errors_are_explained(client, outbound, store, caplog):
-    sid = sent_message(outbound, store)["message_sid"]
-    with caplog.at_level(logging.WARNING, logger="gateway"):
-        post_status(client, sid, "failed", 30034)
-    assert "A2P 10DLC" in caplog.text
-    assert store.outbound_by_sid(sid)["error_code"] == 30034
-
-
-def test_status_callback_signature_is_checked(client, outbound, store):
-    sid = sent_message(outbound, store)["message_sid"]
-    params = [("MessageSid", sid), ("MessageStatus", "delivered")]
-    forged = client.post(
-        "/twilio/status",
-        data=urlencode(params),
-        content_type=FORM,
-        headers={"X-Twilio-Signature": sign("http://localhost/twilio/status", params, "f" * 32)},
-    )
-    assert forged.status_code == 403
-    assert store.outbound_by_sid(sid)["status"] == "queued"
-
-
-@pytest.mark.parametrize(
-    ("params", "message"),
-    [
-        ([("MessageStatus", "sent")], "missing required parameter(s): MessageSid and MessageStatus"),
-        ([("MessageSid", "SM1"), ("MessageStatus", "sent"), ("ErrorCode", "x")], "ErrorCode must be a number"),
-    ],
-)
-def test_status_callback_bad_requests(client, params, message):
-    response = TwilioSender(client).post(params, url="http://localhost/twilio/status")
-    assert response.status_code == 400 and message in response.text
-
-
 def test_worker_command_sends(runner, outbound, fake, db_url, app_config, monkeypatch):
     outbound.queue(SENDER, content="from the worker")
     env = {
@@ -383,42 +307,43 @@ def test_api_refuses_deeply_nested_json(client, sender_key, fake):
     assert response.status_code == 400 and response.json["message"] == "the JSON body is nested too deeply"
 
 
-@pytest.mark.slow
-def test_status_callbacks_behind_a_proxy_are_checked_against_the_url_the_gateway_gave(tmp_path, db_url, fake, runner):
-    """With GATEWAY_STATUS_CALLBACK_URL and no public URL, a proxy maps Twilio's calls to /twilio/status on
-    another host, scheme and path: the signature is over the URL the gateway handed Twilio, and is checked so."""
-    given = "https://sms.example.com/hooks/twilio-status?tenant=acme"
-    env = {
-        "TWILIO_ACCOUNT_SID": ACCOUNT,
-        "GATEWAY_TWILIO_API_BASE": fake.base_url,
-        "GATEWAY_SENDERS": TWILIO_NUMBER,
-        "GATEWAY_STATUS_CALLBACK_URL": given,
-    }
-    server = Gunicorn(tmp_path, workers=2, env=env, db_url=db_url)
-    try:
-        store = Store(db_url)
-        store.queue_outbound(SENDER, TWILIO_NUMBER, OutboundText("hi", "GSM-7", 1), "api")
-        sent = runner.invoke(cli, ["worker", "--once"], env={"DATABASE_URL": db_url, "TWILIO_AUTH_TOKEN": TOKEN, **env})
-        assert sent.exit_code == 0 and fake.requests[0]["form"]["StatusCallback"] == given
-        sid = store.list_outbound()[0]["message_sid"]
-        callback = [("MessageSid", sid), ("MessageStatus", "delivered"), ("AccountSid", ACCOUNT)]
-        url = f"{server.base}/twilio/status"
-        forged = urllib.request.Request(
-            url,
-            data=urlencode(callback).encode(),
-            headers={"X-Twilio-Signature": sign(url.replace("127", "128"), callback)},
-        )
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(forged, timeout=30)
-        refused.value.close()
-        assert refused.value.code == 403 and store.list_outbound()[0]["status"] == "queued"
-        proxied = urllib.request.Request(
-            url, data=urlencode(callback).encode(), headers={"X-Twilio-Signature": sign(given, callback)}
-        )
-        with urllib.request.urlopen(proxied, timeout=30) as answer:
-            assert answer.status == 204
-        assert store.list_outbound()[0]["status"] == "delivered"
-        store.close()
-    finally:
-        server.stop()
-    assert "Traceback" not in server.log.read_text()
+# -- several accounts ------------------------------------------------------------------
+
+
+NUMBERS = (TWILIO_NUMBER, BRAND_NUMBER, REGION_NUMBER)
+
+
+def test_each_message_leaves_with_the_credentials_of_the_account_that_owns_its_sender(accounts_app):
+    app, fake = accounts_app
+    outbound, store = services.of(app).outbound, services.of(app).store
+    queued = [outbound.queue(SENDER, content=f"from {number}", agent_number=number) for number in NUMBERS]
+    assert outbound.dispatch_once() == 3
+    # The fake answers 401 to a wrong account/token pair, so each was sent with its own account's token.
+    assert sorted((r["account"], r["form"]["From"]) for r in fake.requests) == sorted(
+        [(ACCOUNT, TWILIO_NUMBER), (BRAND_ACCOUNT, BRAND_NUMBER), (REGION_ACCOUNT, REGION_NUMBER)]
+    )
+    assert {store.outbound(q["id"])["status"] for q in queued} == {"queued"}
+
+
+def test_a_stop_in_one_account_suppresses_only_that_accounts_sends(accounts_app):
+    app, fake = accounts_app
+    outbound = services.of(app).outbound
+    stop = sms_params("STOP", to=BRAND_NUMBER, account=BRAND_ACCOUNT)
+    assert TwilioSender(app.test_client()).post(stop, token=BRAND_TOKEN).status_code == 200
+    statuses = {number: outbound.queue(SENDER, content="hi", agent_number=number)["status"] for number in NUMBERS}
+    assert statuses == {TWILIO_NUMBER: "queued", BRAND_NUMBER: "suppressed", REGION_NUMBER: "queued"}
+    assert outbound.dispatch_once() == 2
+    assert sorted(r["account"] for r in fake.requests) == sorted([ACCOUNT, REGION_ACCOUNT])
+
+
+def test_a_reply_from_a_number_no_account_owns_fails_with_the_reason(accounts_app, caplog):
+    app, fake = accounts_app
+    outbound, store = services.of(app).outbound, services.of(app).store
+    queued = outbound.reply(SENDER, "+15005550099", "hi")
+    with caplog.at_level(logging.ERROR, logger="gateway"):
+        assert outbound.dispatch_once() == 1
+    row = store.outbound(queued["id"])
+    reason = "the sender +15005550099 belongs to no account of this gateway that can send"
+    assert (row["status"], row["error_message"]) == ("failed", reason)
+    assert fake.requests == []
+    assert f"outbound {queued['id']} failed: {reason}; list it among an account's senders" in caplog.text

@@ -11,6 +11,10 @@ LIMIT = Limit(rate=10.0, burst=20)
     ("tokens", "updated", "now", "left", "wait"),
     [
         (None, None, 100.0, 19.0, 0.0),  # a new bucket starts full
+        (None, 90.0, 100.0, 19.0, 0.0),  # half a record is a new bucket too
+        (3.0, None, 100.0, 19.0, 0.0),
+        (1.0 - 1e-9, 100.0, 100.0, 0.0, 0.0),  # a token due but for float rounding is granted
+        (1.0 - 1e-6, 100.0, 100.0, 1.0 - 1e-6, 1e-7),
         (20.0, 100.0, 100.0, 19.0, 0.0),
         (1.0, 100.0, 100.0, 0.0, 0.0),  # the last token
         (0.0, 100.0, 100.0, 0.0, 0.1),  # empty: wait for one token

@@ -11,7 +11,8 @@ DAY = timedelta(days=1)
 
 
 @pytest.mark.parametrize(
-    ("value", "seconds"), [(None, None), ("", None), ("7", 7.0), ("1.5", 1.5), ("-3", 0.0), ("soon", None)]
+    ("value", "seconds"),
+    [(None, None), ("", None), ("7", 7.0), ("1.5", 1.5), ("-3", 0.0), ("soon", None), (" 2 ", 2.0)],
 )
 def test_parse_retry_after(value, seconds):
     assert parse_retry_after(value) == seconds
@@ -29,3 +30,10 @@ def test_retry_after_is_a_floor():
 
 def test_gives_up_past_the_maximum_age():
     assert next_attempt(1.0, 1, 120.0, NOW - DAY + timedelta(seconds=60), DAY, NOW) is None
+
+
+def test_an_attempt_exactly_at_the_maximum_age_is_still_made():
+    since = NOW - timedelta(seconds=10)
+    max_age = timedelta(seconds=10 + 400)  # the retry lands on its last moment
+    assert next_attempt(1.0, 1, 400.0, since, max_age, NOW) == (NOW + timedelta(seconds=400), 400.0)
+    assert next_attempt(1.0, 1, 400.001, since, max_age, NOW) is None

@@ -29,7 +29,10 @@ def test_cover(mode, via, hint, expected):
     assert Scope.build(mode, {SERVICE: [A, B]}).cover(via, hint) == expected
 
 
-def test_unknown_scope_is_refused():
+def test_unknown_scope_is_refused_naming_the_choices():
+    with pytest.raises(ValueError) as info:
+        Scope("number")
+    assert str(info.value) == "opt_out_scope must be one of pair, messaging_service, got 'number'"
     with pytest.raises(ValueError, match="opt_out_scope"):
         Scope("everything")
 

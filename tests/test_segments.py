@@ -27,6 +27,11 @@ from gateway.segments import analyse
         ("😀" * 35, "UCS-2", 1, 70),  # each emoji is a surrogate pair
         ("😀" * 36, "UCS-2", 2, 72),
         ("a" * 66 + "😀" + "a" * 66, "UCS-2", 3, 134),  # the pair does not fit after 66 units
+        # The limits of the Basic Multilingual Plane: U+FFFF is one UTF-16 unit, U+10000 the first pair.
+        ("\uffff" * 70, "UCS-2", 1, 70),
+        ("\U00010000" * 35, "UCS-2", 1, 70),
+        ("\U00010000" * 36, "UCS-2", 2, 72),
+        ("\U00010001" + "я", "UCS-2", 1, 3),
     ],
 )
 def test_analyse(text, encoding, segments, units):

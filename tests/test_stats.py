@@ -43,6 +43,22 @@ def test_summary_counts_each_message_once_by_its_status():
     ]
 
 
+def test_rows_of_one_status_add_up_and_read_counts_as_delivered():
+    rows = [
+        ("2026-11-22", TWILIO_NUMBER, "delivered", True, 1, 1),
+        ("2026-11-23", TWILIO_NUMBER, "read", True, 1, None),  # WhatsApp's read: delivered; no segment count
+        ("2026-11-22", TWILIO_NUMBER, "undelivered", True, 2, 2),
+        ("2026-11-23", TWILIO_NUMBER, "undelivered", True, 2, 2),
+        ("2026-11-22", TWILIO_NUMBER, "queued", False, 1, 1),
+        ("2026-11-23", TWILIO_NUMBER, "queued", False, 2, 1),
+        ("2026-11-23", TWILIO_NUMBER, "queued", True, 5, 5),  # handed to Twilio, which has not sent it yet
+    ]
+    totals = summarise(rows)["totals"]
+    assert (totals["delivered"], totals["undelivered"], totals["pending"]) == (2, 4, 3)
+    assert (totals["sent"], totals["segments"]) == (11, 10)
+    assert totals["delivery_rate"] == 0.3333  # 2 of 6, to four places
+
+
 def test_empty_summary():
     assert summarise([])["totals"]["delivery_rate"] is None
 

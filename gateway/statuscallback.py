@@ -11,7 +11,7 @@ from .messages import storable
 from .outbound import hint, status_rank
 from .signature import twilio_signed_at
 
-bp = Blueprint("delivery", __name__)
+bp = Blueprint("status_callback", __name__)
 log = logging.getLogger(__name__)
 
 
