@@ -16,15 +16,21 @@ from typing import Any
 
 GENESIS = "0" * 64
 
-# The fields an event's hash covers, in this order. Adding a field is a new
-# chain version; never reorder.
+# The fields an event's hash covers, in this order. Never reorder.
 FIELDS = ("id", "event", "number", "twilio_number", "body", "message_sid", "source", "state_changed", "at", "detail")
+# Fields added since: covered as one object of those that are set, after FIELDS, so an event
+# written before they existed (or without them) hashes exactly as it always did.
+LATER_FIELDS = ("account",)
 
 
 def canonical(event: Mapping[str, Any], prev_hash: str) -> bytes:
-    """Deterministic bytes for an event: JSON array of FIELDS then prev_hash."""
+    """Deterministic bytes for an event: a JSON array of FIELDS, the later fields that are set
+    (as an object, when any is), then prev_hash."""
     values = [event.get(name) for name in FIELDS]
     values[FIELDS.index("state_changed")] = int(bool(values[FIELDS.index("state_changed")]))
+    later = {name: event[name] for name in LATER_FIELDS if event.get(name) is not None}
+    if later:
+        values.append(later)
     return json.dumps([*values, prev_hash], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 

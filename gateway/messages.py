@@ -61,6 +61,11 @@ class InboundMessage:
             [(storable(key), storable(value)) for key, value in params],
         )
 
+    @property
+    def account(self) -> str | None:
+        """The Twilio account the message came through: its ``AccountSid``, which Twilio signed."""
+        return self.param("AccountSid")
+
     def param(self, name: str) -> str | None:
         """The first non-empty value of form field ``name``."""
         return next((value for key, value in self.params if key == name and value), None)

@@ -163,6 +163,9 @@ def test_database_outage_mid_burst(tmp_path: Path, cluster, cluster_url):
     delivery = worker(
         cluster_url, agent.url, tmp_path, "worker", GATEWAY_LOG_LEVEL="INFO", GATEWAY_AGENT_LEASE_SECONDS="5"
     )
+    # The outage is of a running worker: one that cannot open the database at start stops, by design.
+    started = tmp_path / "worker.log"
+    wait_for(lambda: "worker: not sending SMS" in started.read_text(), 60, "the worker to start")
     answers: dict[str, list[tuple[int, str]]] = defaultdict(list)
     messages = [
         sms_params("STOP" if n % 3 == 0 else f"message {n}", sender=f"+1415556{n % 50:04d}", sid=new_sid())

@@ -43,6 +43,21 @@ def test_canonical_encoding_of_a_structured_detail_has_no_spaces_and_keeps_key_o
     )
 
 
+def test_an_events_account_is_covered_after_its_fields_and_only_when_set():
+    event = {"id": 1, "event": "opt_out", "state_changed": 1, "account": "AC" + "b" * 32}
+    assert (
+        ledger.canonical(event, "0" * 64)
+        == (
+            '[1,"opt_out",null,null,null,null,null,1,null,null,{"account":"AC' + "b" * 32 + '"},"' + "0" * 64 + '"]'
+        ).encode()
+    )
+    without = {**event, "account": None}
+    assert ledger.canonical(without, "0" * 64) == ledger.canonical(
+        {"id": 1, "event": "opt_out", "state_changed": 1}, "0" * 64
+    )
+    assert ledger.event_hash(event, "0" * 64) != ledger.event_hash(without, "0" * 64)  # removing it is seen
+
+
 def _chain(count):
     events, prev = [], ledger.GENESIS
     for n in range(1, count + 1):

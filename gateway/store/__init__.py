@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..accounts import Accounts
 from ..scope import Scope
 from ..timestamps import utcnow
 from .backend import Backend, SchemaMismatch, StoreError, StoreUnavailable
@@ -116,6 +117,7 @@ class Store(
         clock: Callable[[], str] = utcnow,
         durability: str = "full",
         scope: Scope | None = None,
+        accounts: Accounts | None = None,
         *,
         pool_size: int = 4,
         pool_timeout: float = 5.0,
@@ -127,6 +129,7 @@ class Store(
         self.durability = durability
         self.clock = clock
         self.scope = scope or Scope()
+        self.accounts = accounts or Accounts.single(None, (), ())
 
     @property
     def kind(self) -> str:
@@ -186,6 +189,7 @@ def from_settings(settings: Mapping[str, Any], readonly: bool = False) -> Store:
         settings["BUSY_TIMEOUT_MS"],
         durability=settings["DURABILITY"],
         scope=settings["SCOPE"],
+        accounts=settings["ACCOUNTS"],
         pool_size=settings.get("DATABASE_POOL_SIZE", 4),
         pool_timeout=settings.get("DATABASE_POOL_TIMEOUT_SECONDS", 5.0),
         readonly=readonly,

@@ -1,10 +1,11 @@
-"""What every record area relies on: the backend, the clock, the opt-out scope, the durability."""
+"""What every record area relies on: the backend, the clock, the opt-out scope, the accounts, the durability."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from ..accounts import Accounts
 from ..scope import Scope
 from ..timestamps import FORMAT
 from .backend import Backend
@@ -16,7 +17,13 @@ class Records:
     backend: Backend
     clock: Callable[[], str]
     scope: Scope
+    accounts: Accounts
     durability: str
+
+    def account_of(self, via: str) -> str | None:
+        """The Account SID of the account that owns ``via`` (a Twilio number or MG SID), if known."""
+        owner = self.accounts.owner_of(via)
+        return owner.sid if owner else None
 
 
 def plus_seconds(stamp: str, seconds: float) -> str:

@@ -42,8 +42,9 @@ class CandidateRecords(Records):
             if number is None:
                 raise LookupError(f"no revocation candidate {candidate_id}")
             tx.lock_numbers(number)
-            twilio_number, status, resolved_by, resolved_at = tx.one(
-                "SELECT twilio_number, status, resolved_by, resolved_at FROM revocation_candidates WHERE id = ?",
+            twilio_number, status, resolved_by, resolved_at, account = tx.one(
+                "SELECT twilio_number, status, resolved_by, resolved_at, account FROM revocation_candidates "
+                "WHERE id = ?",
                 (candidate_id,),
             )
             if status != "open":
@@ -51,7 +52,9 @@ class CandidateRecords(Records):
             now = self.clock()
             detail = {"candidate": candidate_id, "by": by, "reason": note or ("confirmed" if confirm else "dismissed")}
             if confirm:
-                result = record_change(tx, self.scope, number, twilio_number, True, events.MANUAL, now, detail)
+                result = record_change(
+                    tx, self.scope, number, twilio_number, True, events.MANUAL, now, detail, account=account
+                )
             else:
                 event_id = append_event(
                     tx,
@@ -62,6 +65,7 @@ class CandidateRecords(Records):
                     state_changed=False,
                     at=now,
                     detail=json.dumps(detail, ensure_ascii=False),
+                    account=account,
                 )
                 result = {"event_id": event_id, "state_changed": False, "at": now}
             tx.execute(

@@ -63,7 +63,11 @@ class InboundRecords(Records):
         covers the pair (or the MessageSid is taken): the common case, in one statement."""
         service = message.param("MessagingServiceSid")
         uncovered = not_covered(self.scope, message.from_number, message.to_number, service)
-        return self._claim_sql(message, decision, self.clock(), unless=uncovered)
+        return self._claim_sql(message, decision, self.clock(), self._account(message), unless=uncovered)
+
+    def _account(self, message: InboundMessage) -> str | None:
+        """The message's account: the AccountSid Twilio signed, else the one that owns its number."""
+        return message.account or self.account_of(message.to_number)
 
     def _process(self, tx: Tx, message: InboundMessage, decide: Callable[[bool], Decision]) -> Processed:
         """Read the pair's state, decide, claim the MessageSid atomically, write."""
@@ -72,9 +76,10 @@ class InboundRecords(Records):
         service = message.param("MessagingServiceSid")
         blocked = covering(tx, self.scope, message.from_number, message.to_number, service)
         decision = decide(blocked is not None)
-        if tx.one(*self._claim_sql(message, decision, now)) is None:
+        account = self._account(message)
+        if tx.one(*self._claim_sql(message, decision, now, account)) is None:
             return self._first(tx, message)
-        self._apply(tx, message, decision, now, service)
+        self._apply(tx, message, decision, now, service, account)
         return Processed(decision.outcome, decision.reply, duplicate=False, logged=decision.event is not None)
 
     @staticmethod
@@ -85,7 +90,11 @@ class InboundRecords(Records):
 
     @staticmethod
     def _claim_sql(
-        message: InboundMessage, decision: Decision, now: str, unless: tuple[str, tuple] = ("1 = 1", ())
+        message: InboundMessage,
+        decision: Decision,
+        now: str,
+        account: str | None,
+        unless: tuple[str, tuple] = ("1 = 1", ()),
     ) -> tuple[str, tuple]:
         """The insert of the message's one row, unless its MessageSid is taken (or ``unless`` fails): the
         claim, the outcome, and, when it is for the agent, its place in the queue (the pair's head if
@@ -99,24 +108,28 @@ class InboundRecords(Records):
             now,
             decision.outcome,
             decision.reply,
+            account,
         )
         condition, condition_params = unless
         if decision.enqueue:
             flags = '["revocation_candidate"]' if decision.candidate else "[]"
             sql = (
                 "INSERT INTO inbound_messages (message_sid, from_number, to_number, body, params, received_at, "  # noqa: S608
-                "outcome, reply, status, flags, next_attempt_at, head) "
-                f"SELECT ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, {queue.HEAD} WHERE {condition} "
+                "outcome, reply, account, status, flags, next_attempt_at, head) "
+                f"SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, {queue.HEAD} WHERE {condition} "
                 "ON CONFLICT DO NOTHING RETURNING id"
             )
             return sql, (*row, flags, now, *pair, *condition_params)
         sql = (
             "INSERT INTO inbound_messages (message_sid, from_number, to_number, body, params, received_at, "  # noqa: S608
-            f"outcome, reply) SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE {condition} ON CONFLICT DO NOTHING RETURNING id"
+            f"outcome, reply, account) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {condition} "
+            "ON CONFLICT DO NOTHING RETURNING id"
         )
         return sql, (*row, *condition_params)
 
-    def _apply(self, tx: Tx, message: InboundMessage, decision: Decision, now: str, service: str | None) -> None:
+    def _apply(
+        self, tx: Tx, message: InboundMessage, decision: Decision, now: str, service: str | None, account: str | None
+    ) -> None:
         event_id = None
         if decision.event:
             event_id = append_event(
@@ -130,11 +143,12 @@ class InboundRecords(Records):
                 state_changed=decision.state_changed,
                 at=now,
                 detail=json.dumps({"pattern": decision.candidate}) if decision.candidate else None,
+                account=account,
             )
         if decision.candidate:
             tx.execute(
                 "INSERT INTO revocation_candidates (message_sid, number, twilio_number, body, pattern, received_at, "
-                "event_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "event_id, account) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     message.message_sid,
                     message.from_number,
@@ -143,6 +157,7 @@ class InboundRecords(Records):
                     decision.candidate,
                     now,
                     event_id,
+                    account,
                 ),
             )
         if decision.state_changed:
@@ -157,6 +172,7 @@ class InboundRecords(Records):
                 message.message_sid,
                 event_id,
                 service,
+                account,
             )
 
     def processed(self, message_sid: str) -> dict[str, Any] | None:

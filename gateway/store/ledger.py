@@ -30,7 +30,7 @@ EVENT_COLUMNS = [
     "detail",
     "hash",
 ]
-EXPORT_COLUMNS = [*ledger.FIELDS, "prev_hash", "hash"]
+EXPORT_COLUMNS = [*ledger.FIELDS, *ledger.LATER_FIELDS, "prev_hash", "hash"]
 _STATE_EVENTS = "event IN ('" + "', '".join(events.STATE_EVENTS) + "')"
 
 
@@ -43,7 +43,7 @@ def append_event(tx: Tx, **fields: Any) -> int:
         "SELECT last_event_id, hash, (SELECT COALESCE(MAX(id), 0) FROM events) FROM ledger_head "  # noqa: S608
         f"WHERE id = 1{tx.for_update}"
     )
-    event = {name: fields.get(name) for name in ledger.FIELDS}
+    event = {name: fields.get(name) for name in (*ledger.FIELDS, *ledger.LATER_FIELDS)}
     event["id"] = max(last_id, max_id) + 1
     event["state_changed"] = int(bool(event["state_changed"]))
     event["hash"] = ledger.event_hash(event, prev_hash)

@@ -79,12 +79,13 @@ def set_state(
     message_sid: str | None,
     event_id: int | None,
     service_hint: str | None = None,
+    account: str | None = None,
 ) -> None:
     """Opt the pair out (remembering its Messaging Service), or clear every opt-out covering it."""
     if opted_out:
         tx.execute(
             "INSERT INTO opt_outs (number, twilio_number, opted_out_at, source, message_sid, event_id, "
-            "messaging_service_sid) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "messaging_service_sid, account) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (
                 number,
                 twilio_number,
@@ -93,6 +94,7 @@ def set_state(
                 message_sid,
                 event_id,
                 scope.service_of(twilio_number, service_hint),
+                account,
             ),
         )
         return
@@ -111,6 +113,7 @@ def record_change(
     detail: dict[str, Any],
     message_sid: str | None = None,
     state_at: str | None = None,
+    account: str | None = None,
 ) -> dict[str, Any]:
     """Record an opt-out or opt-in made other than by keyword: always an event, a state change if it is one.
 
@@ -127,9 +130,12 @@ def record_change(
         state_changed=changed,
         at=at,
         detail=json.dumps(detail, ensure_ascii=False),
+        account=account,
     )
     if changed:
-        set_state(tx, scope, number, twilio_number, opted_out, state_at or at, source, message_sid, event_id)
+        set_state(
+            tx, scope, number, twilio_number, opted_out, state_at or at, source, message_sid, event_id, None, account
+        )
     return {"event_id": event_id, "state_changed": changed, "at": at}
 
 
@@ -212,15 +218,25 @@ class OptOutRecords(Records):
                 events.MANUAL,
                 self.clock(),
                 {"reason": reason, "by": by},
+                account=self.account_of(twilio_number),
             )
 
     def record_carrier_opt_out(self, number: str, twilio_number: str, detail: dict[str, Any]) -> bool:
         """Twilio refused a send with 21610: the recipient opted out upstream. Record it (source carrier)."""
         with self.backend.write() as tx:
             tx.lock_numbers(number)
-            return record_change(tx, self.scope, number, twilio_number, True, events.CARRIER, self.clock(), detail)[
-                "state_changed"
-            ]
+            change = record_change(
+                tx,
+                self.scope,
+                number,
+                twilio_number,
+                True,
+                events.CARRIER,
+                self.clock(),
+                detail,
+                account=self.account_of(twilio_number),
+            )
+            return change["state_changed"]
 
     def import_opt_outs(self, rows: Sequence[Any], name: str) -> dict[str, int]:
         """Record imported opt-outs in one transaction: all rows or none.
@@ -244,6 +260,7 @@ class OptOutRecords(Records):
                     now,
                     detail,
                     state_at=row.opted_out_at,
+                    account=self.account_of(row.twilio_number),
                 )
                 added += result["state_changed"]
         return {"rows": len(rows), "opted_out": added, "already_opted_out": len(rows) - added}

@@ -33,13 +33,15 @@ def insert_outbound(
     text: OutboundText,
     source: str,
     template: str | None,
+    account: str | None,
 ) -> tuple[int, str]:
     """Insert one outbound message, ``queued`` or, when an opt-out covers the pair, ``suppressed``."""
     blocked = covering(tx, scope, to_number, sender)
     status = "suppressed" if blocked else "queued"
     message_id = tx.scalar(
         "INSERT INTO outbound_messages (to_number, sender, body, template, encoding, segments, status, "
-        "next_attempt_at, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        "next_attempt_at, source, created_at, updated_at, account) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "RETURNING id",
         (
             to_number,
             sender,
@@ -52,6 +54,7 @@ def insert_outbound(
             source,
             now,
             now,
+            account,
         ),
     )
     if blocked:
@@ -65,6 +68,7 @@ def insert_outbound(
             state_changed=False,
             at=now,
             detail=json.dumps({"outbound_id": message_id, "sender": sender}),
+            account=account,
         )
     else:
         tx.execute(
@@ -86,13 +90,14 @@ def queue_message(
     source: str,
     template: str | None,
     new_session: bool,
+    account: str | None,
 ) -> dict[str, Any]:
     """Queue (or suppress) one message; a queued one resumes the pair's session, or replaces it."""
-    message_id, status = insert_outbound(tx, scope, now, to_number, sender, text, source, template)
+    message_id, status = insert_outbound(tx, scope, now, to_number, sender, text, source, template, account)
     if status == "queued":
         if new_session:
             sessions.close_open_session(tx, to_number, sender, now, "replaced")
-        sessions.open_session(tx, to_number, sender, now, engaged=False)
+        sessions.open_session(tx, to_number, sender, now, engaged=False, account=account)
     return {"id": message_id, "status": status, "created_at": now}
 
 
@@ -113,7 +118,18 @@ class OutboundRecords(Records):
         """
         with self.backend.write() as tx:
             tx.lock_numbers(to_number)
-            return queue_message(tx, self.scope, self.clock(), to_number, sender, text, source, template, new_session)
+            return queue_message(
+                tx,
+                self.scope,
+                self.clock(),
+                to_number,
+                sender,
+                text,
+                source,
+                template,
+                new_session,
+                self.account_of(sender),
+            )
 
     def pair(self, number: str, twilio_number: str) -> dict[str, Any] | None:
         """What the gateway knows of one conversation pair (its latest outbound message)."""
@@ -131,12 +147,12 @@ class OutboundRecords(Records):
         with self.backend.write() as tx:
             now = self.clock()
             rows = tx.execute(
-                "SELECT id, to_number, sender, body, attempts, created_at FROM outbound_messages "  # noqa: S608
+                "SELECT id, to_number, sender, body, attempts, created_at, account FROM outbound_messages "  # noqa: S608
                 f"WHERE {_CLAIMABLE} ORDER BY id LIMIT ?{tx.skip_locked}",
                 (now, now, limit),
             ).fetchall()
             until = plus_seconds(now, lease_seconds)
-            for message_id, to_number, sender, body, attempts, created_at in rows:
+            for message_id, to_number, sender, body, attempts, created_at, account in rows:
                 blocked = covering(tx, self.scope, to_number, sender)
                 if blocked:
                     tx.execute(
@@ -154,6 +170,7 @@ class OutboundRecords(Records):
                         state_changed=False,
                         at=now,
                         detail=json.dumps({"outbound_id": message_id, "sender": sender, "at_send_time": True}),
+                        account=account,
                     )
                     continue
                 tx.execute(
@@ -258,7 +275,8 @@ class OutboundRecords(Records):
                 (message_sid, status, error_code, now),
             )
             row = tx.one(
-                "SELECT id, to_number, sender, status FROM outbound_messages WHERE message_sid = ?", (message_sid,)
+                "SELECT id, to_number, sender, status, account FROM outbound_messages WHERE message_sid = ?",
+                (message_sid,),
             )
             moved = False
             if fresh and row and rank(status) > rank(row[3]):
@@ -271,6 +289,15 @@ class OutboundRecords(Records):
             opted_out = False
             if fresh and row and error_code == 21610 and row[2].startswith("+"):
                 opted_out = record_change(
-                    tx, self.scope, row[1], row[2], True, events.CARRIER, now, {"error_code": 21610}, message_sid
+                    tx,
+                    self.scope,
+                    row[1],
+                    row[2],
+                    True,
+                    events.CARRIER,
+                    now,
+                    {"error_code": 21610},
+                    message_sid,
+                    account=row[4],
                 )["state_changed"]
         return {"duplicate": not fresh, "known": row is not None, "moved": moved, "opted_out": opted_out}

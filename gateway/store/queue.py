@@ -41,7 +41,7 @@ HEAD = (
 )
 _CLAIM_COLUMNS = (
     "id, message_sid, from_number, to_number, body, params, received_at, flags, attempts, "
-    "COALESCE(retry_from, received_at), kind, session_id"
+    "COALESCE(retry_from, received_at), kind, session_id, account"
 )
 
 
@@ -49,8 +49,9 @@ def queue_session_event(tx: Tx, kind: str, session_id: int, number: str, twilio_
     """Queue a session event for the agent, due now, behind the pair's earlier messages."""
     tx.execute(
         "INSERT INTO inbound_messages (message_sid, kind, from_number, to_number, received_at, status, "  # noqa: S608
-        f"next_attempt_at, session_id, head) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, {HEAD})",
-        (f"{kind}:{session_id}", kind, number, twilio_number, at, at, session_id, number, twilio_number),
+        f"next_attempt_at, session_id, head, account) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, {HEAD}, "
+        "(SELECT account FROM sessions WHERE id = ?))",
+        (f"{kind}:{session_id}", kind, number, twilio_number, at, at, session_id, number, twilio_number, session_id),
     )
 
 
@@ -115,7 +116,7 @@ class QueueRecords(Records):
                 if row is None:
                     continue
                 queue_id, sid, from_number, to_number, body, params, received_at, flags, attempts, since = row[:10]
-                kind, session_id = row[10:]
+                kind, session_id, account = row[10:]
                 params = [tuple(pair) for pair in json.loads(params)]
                 session = None
                 service = next((value for key, value in params if key == "MessagingServiceSid" and value), None)
@@ -134,10 +135,13 @@ class QueueRecords(Records):
                         state_changed=False,
                         at=now,
                         detail=json.dumps({"at_delivery": True}),
+                        account=account,
                     )
                     continue
                 else:
-                    session_id = sessions.open_session(tx, from_number, to_number, received_at, engaged=True)
+                    session_id = sessions.open_session(
+                        tx, from_number, to_number, received_at, engaged=True, account=account
+                    )
                 tx.execute(
                     "UPDATE inbound_messages SET lease_until = ?, next_attempt_at = ?, attempts = attempts + 1, "
                     "session_id = ? WHERE id = ?",
@@ -180,14 +184,23 @@ class QueueRecords(Records):
         if outcome not in ("delivered", "retry", "dead"):
             raise ValueError(f"unknown delivery outcome {outcome!r}")
         with self.backend.write(durable=False) as tx:
-            number = tx.scalar("SELECT from_number FROM inbound_messages WHERE id = ?", (queue_id,))
+            number, account = tx.one("SELECT from_number, account FROM inbound_messages WHERE id = ?", (queue_id,))
             tx.lock_numbers(number)
             if outcome == "delivered":
                 leave_queue(tx, queue_id, "status = 'delivered', delivered_at = ?, last_error = NULL", (self.clock(),))
                 if reply is not None:
                     to_number, sender, text = reply
                     return outbound.queue_message(
-                        tx, self.scope, self.clock(), to_number, sender, text, events.AGENT, None, new_session=False
+                        tx,
+                        self.scope,
+                        self.clock(),
+                        to_number,
+                        sender,
+                        text,
+                        events.AGENT,
+                        None,
+                        new_session=False,
+                        account=account or self.account_of(sender),
                     )
             elif outcome == "retry":
                 tx.execute(

@@ -52,7 +52,7 @@ def _open_session_id(tx: Tx, number: str, twilio_number: str) -> int | None:
     )
 
 
-def open_session(tx: Tx, number: str, twilio_number: str, at: str, engaged: bool) -> int:
+def open_session(tx: Tx, number: str, twilio_number: str, at: str, engaged: bool, account: str | None = None) -> int:
     """The pair's open session, resumed at ``at``, or a new one.
 
     ``engaged`` means the user wrote: the session is engaged, and a warned
@@ -71,9 +71,9 @@ def open_session(tx: Tx, number: str, twilio_number: str, at: str, engaged: bool
             tx.execute(f"UPDATE sessions SET {later} WHERE id = ?", (at, at, session_id))  # noqa: S608
         return session_id
     return tx.scalar(
-        "INSERT INTO sessions (number, twilio_number, state, engaged, opened_at, last_activity_at) "
-        "VALUES (?, ?, 'active', ?, ?, ?) RETURNING id",
-        (number, twilio_number, int(engaged), at, at),
+        "INSERT INTO sessions (number, twilio_number, state, engaged, opened_at, last_activity_at, account) "
+        "VALUES (?, ?, 'active', ?, ?, ?, ?) RETURNING id",
+        (number, twilio_number, int(engaged), at, at, account),
     )
 
 
@@ -113,9 +113,10 @@ class SessionRecords(Records):
         with self.backend.read() as tx:
             return dict(tx.execute("SELECT state, COUNT(*) FROM sessions GROUP BY state").fetchall())
 
-    def _due(self, tx: Tx, condition: str, order: str, cutoff: str, limit: int) -> list[tuple[int, str, str]]:
+    def _due(self, tx: Tx, condition: str, order: str, cutoff: str, limit: int) -> list[tuple[int, str, str, str]]:
         return tx.execute(
-            f"SELECT id, number, twilio_number FROM sessions AS s WHERE {condition} ORDER BY {order} LIMIT ?",  # noqa: S608
+            f"SELECT id, number, twilio_number, account FROM sessions AS s WHERE {condition} "  # noqa: S608
+            f"ORDER BY {order} LIMIT ?",
             (cutoff, limit),
         ).fetchall()
 
@@ -142,13 +143,13 @@ class SessionRecords(Records):
         with self.backend.write() as tx:
             now = self.clock()
             cutoff, close_at = plus_seconds(now, -idle_seconds), plus_seconds(now, grace_seconds)
-            for session_id, number, twilio_number in self._due(tx, _IDLE, "last_activity_at", cutoff, limit):
+            for session_id, number, twilio_number, account in self._due(tx, _IDLE, "last_activity_at", cutoff, limit):
                 if not self._claimed(tx, session_id, number, _IDLE, cutoff):
                     continue
                 outbound_id = None
                 if warning is not None:
                     outbound_id, _ = outbound.insert_outbound(
-                        tx, self.scope, now, number, twilio_number, warning, events.SESSION_WARNING, None
+                        tx, self.scope, now, number, twilio_number, warning, events.SESSION_WARNING, None, account
                     )
                 tx.execute(
                     "UPDATE sessions SET state = 'warned', warned_at = ?, close_at = ?, warning_outbound_id = ? "
@@ -166,7 +167,7 @@ class SessionRecords(Records):
         closed = []
         with self.backend.write() as tx:
             now = self.clock()
-            for session_id, number, twilio_number in self._due(tx, _EXPIRED, "close_at", now, limit):
+            for session_id, number, twilio_number, _ in self._due(tx, _EXPIRED, "close_at", now, limit):
                 if not self._claimed(tx, session_id, number, _EXPIRED, now):
                     continue
                 close_session(tx, session_id, number, twilio_number, now, "inactivity")

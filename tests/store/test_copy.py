@@ -5,18 +5,27 @@ from __future__ import annotations
 import pytest
 
 from gateway import imports
+from gateway.accounts import Account, Accounts
 from gateway.cli import cli
 from gateway.messages import OutboundText
 from gateway.outbound import status_rank
 from gateway.ratelimit import Limit
 from gateway.store import Store
 from gateway.store.copy import CopyError, copy_records
-from gateway.store.migrations import TABLES
+from gateway.store.migrations import ACCOUNT_TABLES, TABLES
 
 from ..database import RawDatabase
 from .conftest import process
 
 TEXT = OutboundText("Your table is ready.", "GSM-7", 1)
+# Two accounts, one number each: every record that belongs to an account carries its SID.
+ACCOUNTS = Accounts(
+    (
+        Account("main", "AC" + "a" * 32, ("t",), ("+15005550006",)),
+        Account("brand", "AC" + "b" * 32, ("u",), ("+15005550007",)),
+    ),
+    routed=True,
+)
 
 
 class Clock:
@@ -86,7 +95,7 @@ def _names(raw: RawDatabase, table: str) -> list[str]:
 @pytest.fixture
 def source(sqlite_url):
     clock = Clock()
-    store = Store(sqlite_url, clock=clock)
+    store = Store(sqlite_url, clock=clock, accounts=ACCOUNTS)
     store.init_schema()
     populate(store, clock)
     store.close()
@@ -97,6 +106,10 @@ def test_every_table_has_rows_to_copy(source):
     store = Store(source)
     assert {table for table, count in store.table_counts().items() if count == 0} == set()
     store.close()
+    raw = RawDatabase(source)
+    for table in ACCOUNT_TABLES:  # and accounts to copy, in every table that keeps them
+        found = {row[0] for row in raw.execute(f"SELECT account FROM {table}")}
+        assert found - {None} <= {"AC" + "a" * 32, "AC" + "b" * 32} and found - {None}, table
 
 
 def test_sqlite_to_postgresql_and_back(source, pg_url, tmp_path, runner):

@@ -21,3 +21,7 @@ TABLES = {
     "rate_buckets": "bucket",
     "sessions": "id",
 }
+
+# The tables whose records belong to one Twilio account (the ``account`` column, an Account SID;
+# empty for records made before accounts were recorded, or without one).
+ACCOUNT_TABLES = ("events", "opt_outs", "inbound_messages", "revocation_candidates", "outbound_messages", "sessions")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...ledger import GENESIS
+from . import ACCOUNT_TABLES
 
 _V1 = [
     # The append-only, hash-chained event log.
@@ -166,7 +167,10 @@ _V2 = ["CREATE TABLE health_probe (id INTEGER PRIMARY KEY, probed_at TEXT NOT NU
 # The opt-out list's order (``LIST_KEY``): any page of it is an index range, not a sort of every row.
 _V3 = ["CREATE INDEX opt_outs_in_order ON opt_outs (opted_out_at, number, twilio_number)"]
 
-STEPS: Sequence[Sequence[str]] = (_V1, _V2, _V3)
+# Each record's Twilio account (an Account SID).
+_V4 = [f"ALTER TABLE {table} ADD COLUMN account TEXT" for table in ACCOUNT_TABLES]
+
+STEPS: Sequence[Sequence[str]] = (_V1, _V2, _V3, _V4)
 VERSION = len(STEPS)
 
 # Tables whose ids come from an identity column (``gateway db copy`` moves them past copied rows).

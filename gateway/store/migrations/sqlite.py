@@ -11,13 +11,14 @@ from typing import Any
 import sqlite_utils
 
 from ... import ledger
+from . import ACCOUNT_TABLES
 
-VERSION = 7
+VERSION = 8
 
 
 def migrate(db: sqlite_utils.Database, version: int) -> None:
     """Bring a database at ``version`` (0: empty) to :data:`VERSION`."""
-    steps = (_create_v1, _migrate_v2, _migrate_v3, _migrate_v4, _migrate_v5, _migrate_v6, _migrate_v7)
+    steps = (_create_v1, _migrate_v2, _migrate_v3, _migrate_v4, _migrate_v5, _migrate_v6, _migrate_v7, _migrate_v8)
     for number, step in enumerate(steps, start=1):
         if version < number:
             step(db)
@@ -307,6 +308,12 @@ def _migrate_v6(db: sqlite_utils.Database) -> None:
 
 def _migrate_v7(db: sqlite_utils.Database) -> None:
     db.execute(OPT_OUTS_IN_ORDER)
+
+
+def _migrate_v8(db: sqlite_utils.Database) -> None:
+    """Each record's Twilio account (an Account SID)."""
+    for table in ACCOUNT_TABLES:
+        _add_columns(db[table], {"account": str})
 
 
 HEALTH_PROBE = "CREATE TABLE IF NOT EXISTS health_probe (id INTEGER PRIMARY KEY, probed_at TEXT NOT NULL)"
