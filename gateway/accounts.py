@@ -77,6 +77,10 @@ class Accounts:
         """The account with this SID, or None."""
         return next((account for account in self.accounts if sid and account.sid == sid), None)
 
+    def named(self, given: str) -> Account | None:
+        """The account called ``given`` here, or with that SID (an account without a SID has no records of its own)."""
+        return next((a for a in self.accounts if a.sid and given in (a.name, a.sid)), None)
+
     def for_request(self, sid: str | None) -> Account | None:
         """The account whose tokens check a request naming ``sid`` (None: refuse it).
 

@@ -12,7 +12,10 @@ from . import keys, services
 
 
 def require_role(role: str) -> Callable:
-    """Decorate a view: no or unknown key is 401, a key without ``role`` is 403."""
+    """Decorate a view: no or unknown key is 401, a key without ``role`` is 403.
+
+    The key's grant (role and accounts) is ``g.grant`` for the view.
+    """
 
     def decorator(view: Callable) -> Callable:
         @functools.wraps(view)
@@ -22,14 +25,14 @@ def require_role(role: str) -> Callable:
                 g.outcome = "unauthenticated"
                 abort(401, description="missing API key: send Authorization: Bearer <key>")
             key = key.strip()
-            found = keys.find_role(key, services.store().active_api_keys())
+            found = keys.find(key, services.store().active_api_keys())
             if found is None:
                 g.outcome = "unauthenticated"
                 abort(401, description="unknown or revoked API key")
-            if not keys.allows(found, role):
+            if not keys.allows(found.role, role):
                 g.outcome = "forbidden"
-                abort(403, description=f"this key's role ({found}) may not do this; it needs {role}")
-            g.api_role = found
+                abort(403, description=f"this key's role ({found.role}) may not do this; it needs {role}")
+            g.grant = found
             g.api_key_hash = keys.hash_key(key)  # names the key (rate limits) without the secret
             return view(*args, **kwargs)
 

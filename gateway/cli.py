@@ -383,19 +383,36 @@ def keys_group() -> None:
     help="auditor: read-only; admin: also resolves candidates and records manual opt-outs; sender: the outbound API.",
 )
 @click.option("--label", type=TEXT, help="Who or what the key is for, e.g. 'compliance team'.")
-def keys_create(role: str, label: str | None) -> None:
+@click.option(
+    "--account",
+    "accounts",
+    multiple=True,
+    metavar="NAME_OR_SID",
+    help="Limit the key to this Twilio account's records and numbers (a name under [accounts], "
+    "'default', or an Account SID). Repeatable. Without it the key sees every account.",
+)
+def keys_create(role: str, label: str | None, accounts: Sequence[str]) -> None:
     """Create a key and print it once; it cannot be shown again."""
+    store = open_store(writes=True)
+    sids = []
+    for given in accounts:
+        found = store.accounts.named(given)
+        if found is None:
+            known = ", ".join(f"{a.name} ({a.sid})" for a in store.accounts.accounts if a.sid) or "none configured"
+            raise click.BadParameter(f"no account {given!r}; known: {known}", param_hint="--account")
+        sids.append(found.sid)
     key = keys.new_key()
-    key_id = open_store(writes=True).add_api_key(keys.hash_key(key), role, label)
+    key_id = store.add_api_key(keys.hash_key(key), role, label, sids or None)
     click.echo(key)
-    click.echo(f"Key {key_id} ({role}) created. Store it now: only its hash is kept.", err=True)
+    limited = f", limited to {', '.join(sorted(set(sids)))}" if sids else ""
+    click.echo(f"Key {key_id} ({role}{limited}) created. Store it now: only its hash is kept.", err=True)
 
 
 @keys_group.command("list")
 @FORMAT
 def keys_list(fmt: str) -> None:
-    """List keys (id, role, label, dates); never the keys themselves."""
-    _emit(open_store().list_api_keys(), ["id", "role", "label", "created_at", "revoked_at"], fmt)
+    """List keys (id, role, label, the accounts each is limited to, dates); never the keys themselves."""
+    _emit(open_store().list_api_keys(), ["id", "role", "label", "accounts", "created_at", "revoked_at"], fmt)
 
 
 @keys_group.command("revoke")

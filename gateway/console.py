@@ -119,19 +119,19 @@ def signed_in(view: Callable) -> Callable:
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         key_hash = session.get("key_hash")
-        active = dict(services.store().active_api_keys())
-        role = active.get(key_hash) if key_hash else None
+        active = {stored: (role, accounts) for stored, role, accounts in services.store().active_api_keys()}
+        role, accounts = active.get(key_hash, (None, None)) if key_hash else (None, None)
         if not keys.allows(role, "auditor"):
             session.pop("key_hash", None)
             return redirect(url_for("console.sign_in", next=request.full_path.rstrip("?")))
-        g.console_role = role
+        g.grant = keys.Grant.stored(role, accounts)
         return view(*args, **kwargs)
 
     return wrapper
 
 
 def _admin_only() -> None:
-    if not keys.allows(g.console_role, "admin"):
+    if not keys.allows(g.grant.role, "admin"):
         abort(403, description="only admin keys may resolve candidates")
 
 
@@ -145,8 +145,8 @@ def sign_in():
     error = None
     if request.method == "POST":
         key = request.form.get("key", "").strip()
-        role = keys.find_role(key, services.store().active_api_keys()) if key else None
-        if keys.allows(role, "auditor"):
+        grant = keys.find(key, services.store().active_api_keys()) if key else None
+        if keys.allows(grant.role if grant else None, "auditor"):
             session.clear()
             session.permanent = True
             session["key_hash"] = keys.hash_key(key)
@@ -208,6 +208,7 @@ def _page_url(**changes: str) -> str:
 @signed_in
 def opt_outs():
     filters, problems = _filters()
+    filters["accounts"] = g.grant.accounts
     after, before = _cursor("after", problems), _cursor("before", problems)
     last = request.args.get("page") == "last" and not (after or before)
     store = services.store()
@@ -229,7 +230,9 @@ def opt_outs():
     }
     today = datetime.now(UTC).date()
     series = chart.daily_series(
-        store.daily_state_changes((today - timedelta(days=CHART_DAYS - 1)).isoformat()), today, CHART_DAYS
+        store.daily_state_changes((today - timedelta(days=CHART_DAYS - 1)).isoformat(), g.grant.accounts),
+        today,
+        CHART_DAYS,
     )
     return render_template(
         "console/opt_outs.html",
@@ -250,7 +253,7 @@ def opt_outs_csv():
     filters, problems = _filters()
     if problems:
         abort(400, description="; ".join(problems))
-    rows = services.store().iter_opt_outs(**filters)
+    rows = services.store().iter_opt_outs(**filters, accounts=g.grant.accounts)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return Response(
         _csv_lines(rows, OPT_OUT_COLUMNS),
@@ -293,8 +296,8 @@ def timeline(number: str):
     reason = numbers.problem(number)
     if reason:
         abort(400, description=f"{number!r} is not an E.164 number such as {numbers.EXAMPLE}: {reason}")
-    events = services.store().history(number)
-    current = services.store().current_opt_outs(number=number)
+    events = services.store().history(number, accounts=g.grant.accounts)
+    current = services.store().current_opt_outs(number=number, accounts=g.grant.accounts)
     return render_template(
         "console/timeline.html", number=number, events=events, current=current, columns=EVENT_COLUMNS
     )
@@ -303,7 +306,7 @@ def timeline(number: str):
 @bp.get("/integrity")
 @signed_in
 def integrity():
-    return render_template("console/integrity.html", result=services.store().verify_ledger())
+    return render_template("console/integrity.html", result=services.store().verify_ledger(accounts=g.grant.accounts))
 
 
 @bp.get("/candidates")
@@ -313,12 +316,13 @@ def candidates():
     if status not in revocation.STATUSES:
         abort(400, description="status must be open, confirmed, dismissed or all")
     detector = current_app.config["REVOCATION"]
-    rows = revocation.with_deadlines(services.store().revocation_candidates(status), detector.business_days_to_honour)
+    found = services.store().revocation_candidates(status, accounts=g.grant.accounts)
+    rows = revocation.with_deadlines(found, detector.business_days_to_honour)
     return render_template(
         "console/candidates.html",
         rows=rows,
         status=status,
-        can_resolve=keys.allows(g.console_role, "admin"),
+        can_resolve=keys.allows(g.grant.role, "admin"),
         days=detector.business_days_to_honour,
     )
 
@@ -339,7 +343,7 @@ def resolve(candidate_id: int, action: str):
         flash("Say who you are" + (" and why it is not a revocation." if action == "dismiss" else "."), "error")
         return redirect(url_for("console.candidates"))
     try:
-        services.store().resolve_candidate(candidate_id, action == "confirm", person, note)
+        services.store().resolve_candidate(candidate_id, action == "confirm", person, note, g.grant.accounts)
     except (LookupError, ValueError) as exc:
         flash(str(exc.args[0]), "error")
     else:

@@ -4,13 +4,21 @@ Pure logic. Each event's hash covers a canonical encoding of its own fields
 and the previous event's hash, so editing, deleting, inserting or reordering
 any event breaks the chain from that point. The head (last id and hash) is
 kept apart so deleting the newest events is caught too.
+
+An event of a Twilio account (it has an ``account``) is hashed in two
+steps: a *digest* of its own fields, its account and a random salt, then
+the hash of that digest and the previous hash. So the whole chain can be
+checked from the digests of the events one may not read: an account's
+auditor checks its own events' contents, and every link, without seeing
+another account's fields (the salt keeps a digest from being guessed from
+likely values). Events without an account keep the original one-step hash.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,65 +26,98 @@ GENESIS = "0" * 64
 
 # The fields an event's hash covers, in this order. Never reorder.
 FIELDS = ("id", "event", "number", "twilio_number", "body", "message_sid", "source", "state_changed", "at", "detail")
-# Fields added since: covered as one object of those that are set, after FIELDS, so an event
-# written before they existed (or without them) hashes exactly as it always did.
-LATER_FIELDS = ("account",)
+# What an account's event adds to them (see the module's docstring).
+ACCOUNT_FIELDS = ("account", "salt")
+
+
+def _json(values: list[Any]) -> bytes:
+    return json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _values(event: Mapping[str, Any]) -> list[Any]:
+    values = [event.get(name) for name in FIELDS]
+    values[FIELDS.index("state_changed")] = int(bool(values[FIELDS.index("state_changed")]))
+    return values
 
 
 def canonical(event: Mapping[str, Any], prev_hash: str) -> bytes:
-    """Deterministic bytes for an event: a JSON array of FIELDS, the later fields that are set
-    (as an object, when any is), then prev_hash."""
-    values = [event.get(name) for name in FIELDS]
-    values[FIELDS.index("state_changed")] = int(bool(values[FIELDS.index("state_changed")]))
-    later = {name: event[name] for name in LATER_FIELDS if event.get(name) is not None}
-    if later:
-        values.append(later)
-    return json.dumps([*values, prev_hash], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Deterministic bytes for an event without an account: a JSON array of FIELDS, then prev_hash."""
+    return _json([*_values(event), prev_hash])
+
+
+def digest(event: Mapping[str, Any]) -> str:
+    """An account's event's own digest: SHA-256 over FIELDS, its account and its salt."""
+    return hashlib.sha256(_json([*_values(event), event["account"], event["salt"]])).hexdigest()
+
+
+def link_hash(event_digest: str, prev_hash: str) -> str:
+    """An account's event's hash: SHA-256 over its digest and the previous hash."""
+    return hashlib.sha256(_json(["digest", event_digest, prev_hash])).hexdigest()
 
 
 def event_hash(event: Mapping[str, Any], prev_hash: str) -> str:
-    return hashlib.sha256(canonical(event, prev_hash)).hexdigest()
+    """The hash ``event`` must have after ``prev_hash``.
+
+    An event given by its ``digest`` alone (another account's, in a per-account proof) is hashed from it.
+    """
+    if event.get("digest"):
+        return link_hash(event["digest"], prev_hash)
+    if event.get("account") is None:
+        return hashlib.sha256(canonical(event, prev_hash)).hexdigest()
+    return link_hash(digest(event), prev_hash)
 
 
 @dataclass(frozen=True)
 class Verification:
+    """The outcome of a walk. ``checked`` counts the events of the accounts asked about (all, when
+    none were named); ``others`` the events of other accounts, whose hashes were checked too."""
+
     ok: bool
     checked: int
     head: str
     broken_id: int | None = None
     reason: str | None = None
+    others: int = 0
 
     def summary(self) -> str:
+        also = f", and {self.others} of other accounts" if self.others else ""
         if self.ok:
-            return f"ledger intact: {self.checked} events checked, head {self.head}"
-        return f"ledger BROKEN at event {self.broken_id}: {self.reason} ({self.checked} events before it intact)"
+            return f"ledger intact: {self.checked} events checked{also}, head {self.head}"
+        return f"ledger BROKEN at event {self.broken_id}: {self.reason} ({self.checked} events before it intact{also})"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "events_checked": self.checked,
+            "other_accounts_events_checked": self.others,
             "head": self.head,
             "broken_event": self.broken_id,
             "reason": self.reason,
         }
 
 
-def verify(events: Iterable[Mapping[str, Any]], head: tuple[int, str] | None) -> Verification:
+def verify(
+    events: Iterable[Mapping[str, Any]], head: tuple[int, str] | None, accounts: Sequence[str] | None = None
+) -> Verification:
     """Walk events in id order and check every link; ``head`` is (last id, hash).
 
-    Streams: memory does not grow with the number of events.
+    Every event's hash is checked; with ``accounts``, those of other accounts
+    are counted apart (an auditor of those accounts learns how many there are,
+    never what they say). Streams: memory does not grow with the number of events.
     """
-    prev, checked, last_id = GENESIS, 0, 0
+    prev, checked, others, last_id = GENESIS, 0, 0, 0
     for event in events:
         event_id = event["id"]
         if event["prev_hash"] != prev:
             reason = "its link to the previous event does not match (an event before it was deleted or inserted)"
-            return Verification(False, checked, prev, event_id, reason)
+            return Verification(False, checked, prev, event_id, reason, others)
         if event_hash(event, prev) != event["hash"]:
-            return Verification(False, checked, prev, event_id, "its hash does not match its contents (edited)")
-        prev, last_id, checked = event["hash"], event_id, checked + 1
+            reason = "its hash does not match its contents (edited)"
+            return Verification(False, checked, prev, event_id, reason, others)
+        own = accounts is None or event.get("account") in accounts
+        prev, last_id, checked, others = event["hash"], event_id, checked + own, others + (not own)
     expected_id, expected_hash = head or (0, GENESIS)
     if (last_id, prev) != (expected_id, expected_hash):
         reason = f"the chain ends at event {last_id} but the recorded head is event {expected_id} (events deleted)"
-        return Verification(False, checked, prev, expected_id, reason)
-    return Verification(True, checked, prev)
+        return Verification(False, checked, prev, expected_id, reason, others)
+    return Verification(True, checked, prev, others=others)

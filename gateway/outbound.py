@@ -12,7 +12,7 @@ records Twilio's refusal 21610 as a carrier opt-out.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -107,18 +107,32 @@ class Outbound:
         variables: Mapping[str, object] | None = None,
         agent_number: str | None = None,
         source: str = events.API,
+        accounts: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        """Validate, render and queue one message; raise OutboundError for bad input."""
+        """Validate, render and queue one message; raise OutboundError for bad input.
+
+        ``accounts`` (Account SIDs) limits the senders to those accounts' (a key limited to them).
+        """
         if not self.enabled:
             raise OutboundError(self.why_disabled())
         to_number = e164(to_number, "to_number")
+        senders = self.senders_of(accounts)
         if agent_number is not None:
-            if agent_number not in self.senders:
+            if agent_number not in senders:
                 raise OutboundError(f"agent_number {agent_number!r} is not one of this environment's numbers")
             sender = agent_number
+        elif senders:
+            sender = senders[0]
         else:
-            sender = self.senders[0]
+            raise OutboundError("this key's accounts have no sender numbers in this environment")
         return self._enqueue(to_number, sender, self.text(self._render(content, template, variables)), template, source)
+
+    def senders_of(self, accounts: Sequence[str] | None) -> tuple[str, ...]:
+        """This environment's senders, or only those of ``accounts`` (in order: the first is their default)."""
+        if accounts is None:
+            return self.senders
+        owners = {sender: self.accounts.owner_of(sender) for sender in self.senders}
+        return tuple(sender for sender, owner in owners.items() if owner is not None and owner.sid in accounts)
 
     def reply(self, to_number: str, from_number: str, content: object) -> dict[str, Any]:
         """Queue the agent's reply to a user, from the Twilio number the user wrote to."""

@@ -219,6 +219,7 @@ OPERATIONS = (
                 {
                     "ok": {"type": "boolean"},
                     "events_checked": {"type": "integer"},
+                    "other_accounts_events_checked": {"type": "integer"},
                     "head": {"type": "string"},
                     "broken_event": {"type": ["integer", "null"]},
                     "reason": MAYBE_TEXT,
@@ -289,7 +290,7 @@ OPERATIONS = (
             "admin",
             (201, "The record, a chained event.", RECORDED),
             body=MANUAL,
-            errors=ADMIN_BODY_ERRORS,
+            errors=(*ADMIN_BODY_ERRORS, 404),
         )
         for kind, summary in (
             ("opt-outs", "Record a revocation received by other means (a call, an email)."),

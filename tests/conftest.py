@@ -14,13 +14,15 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from click.testing import CliRunner
 
-from gateway import create_app, services, signature
+from gateway import create_app, keys, services, signature
 from gateway.store import Store
 from gateway.store import postgres as postgres_backend
 
@@ -214,6 +216,57 @@ def accounts_app(tmp_path, monkeypatch, db_url):
     yield app, fake
     services.of(app).store.close()
     fake.close()
+
+
+@dataclass
+class TwoAccounts:
+    """Records of two subaccounts (brand and region) in one gateway, and keys limited to each or to none."""
+
+    app: Any
+    keys: dict[str, str]  # who -> key: brand_auditor, brand_admin, brand_sender, region_auditor, everyone
+    users: dict[str, str]  # brand_stop, brand_plea, region_stop, region_plea -> the person's number
+    candidates: dict[str, int]  # brand, region -> the id of its revocation candidate
+
+    # What must never appear in an answer to a key limited to brand.
+    @property
+    def region_marks(self) -> tuple[str, ...]:
+        return (REGION_NUMBER, REGION_ACCOUNT, self.users["region_stop"], self.users["region_plea"])
+
+
+@pytest.fixture
+def two_accounts(accounts_app) -> TwoAccounts:
+    app, _ = accounts_app
+    found = services.of(app)
+    users = {
+        "brand_stop": "+14155550111",
+        "brand_plea": "+14155550112",
+        "region_stop": "+14155550121",
+        "region_plea": "+14155550122",
+    }
+    webhook = TwilioSender(app.test_client())
+    for account, number, token, prefix in (
+        (BRAND_ACCOUNT, BRAND_NUMBER, BRAND_TOKEN, "brand"),
+        (REGION_ACCOUNT, REGION_NUMBER, REGION_TOKEN, "region"),
+    ):
+        for body, who in (("STOP", "stop"), ("please stop texting me", "plea")):
+            params = sms_params(body, sender=users[f"{prefix}_{who}"], to=number, account=account)
+            assert webhook.post(params, token=token).status_code == 200
+        found.outbound.queue("+14155550199", content=f"hello from {prefix}", agent_number=number)
+    made = {}
+    for who, role, accounts in (
+        ("brand_auditor", "auditor", [BRAND_ACCOUNT]),
+        ("brand_admin", "admin", [BRAND_ACCOUNT]),
+        ("brand_sender", "sender", [BRAND_ACCOUNT]),
+        ("region_auditor", "auditor", [REGION_ACCOUNT]),
+        ("everyone", "admin", None),
+    ):
+        made[who] = keys.new_key()
+        found.store.add_api_key(keys.hash_key(made[who]), role, who, accounts)
+    candidates = {
+        "brand" if row["twilio_number"] == BRAND_NUMBER else "region": row["id"]
+        for row in found.store.revocation_candidates()
+    }
+    return TwoAccounts(app, made, users, candidates)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from gateway import keys
 from gateway.store import Store
 
-from .conftest import SENDER, TWILIO_NUMBER, Gunicorn, post_webhook, sms_params
+from .conftest import BRAND_NUMBER, REGION_NUMBER, SENDER, TWILIO_NUMBER, Gunicorn, post_webhook, sms_params
 
 
 @pytest.fixture
@@ -208,3 +208,76 @@ def test_history_of_a_malformed_number_is_400(client, api_keys, number):
 def test_history_of_a_number_with_no_records_says_so(client, api_keys):
     body = client.get("/v1/opt-outs/+14155550177/history", headers=auth(api_keys["auditor"])).json
     assert body == {"number": "+14155550177", "records": 0, "data": []}
+
+
+# -- keys limited to accounts ------------------------------------------------------------
+
+READS = [
+    "/v1/opt-outs",
+    "/v1/opt-outs?format=csv",
+    "/v1/opt-outs/{region_stop}/history",
+    "/v1/opt-outs/{region_stop}/history?format=csv",
+    "/v1/opt-outs/{brand_stop}/history",
+    "/v1/audit/verify",
+    "/v1/stats",
+    "/v1/revocation-candidates?status=all",
+]
+
+
+@pytest.mark.parametrize("path", READS)
+def test_a_key_limited_to_one_account_reads_nothing_of_another(two_accounts, path):
+    url = path.format(**two_accounts.users)
+    client = two_accounts.app.test_client()
+    limited = client.get(url, headers=auth(two_accounts.keys["brand_auditor"]))
+    everyone = client.get(url, headers=auth(two_accounts.keys["everyone"]))
+    assert limited.status_code == everyone.status_code == 200
+    asked = url.split("/")[3] if "/history" in url else None  # a history answer names the number asked about
+    for mark in two_accounts.region_marks:
+        if mark != asked:
+            assert mark not in limited.text, (url, mark)
+    if "/history" not in url and "verify" not in url:
+        assert any(mark in everyone.text for mark in two_accounts.region_marks), url  # the records are there
+
+
+def test_what_a_limited_key_reads_is_its_own_accounts_whole(two_accounts):
+    client, key = two_accounts.app.test_client(), auth(two_accounts.keys["brand_auditor"])
+    listed = client.get("/v1/opt-outs", headers=key).json["data"]
+    assert [(row["number"], row["twilio_number"]) for row in listed] == [
+        (two_accounts.users["brand_stop"], BRAND_NUMBER)
+    ]
+    history = client.get(f"/v1/opt-outs/{two_accounts.users['region_stop']}/history", headers=key).json
+    assert history["records"] == 0 and history["data"] == []  # as for a number nobody recorded
+    verified = client.get("/v1/audit/verify", headers=key).json
+    everything = client.get("/v1/audit/verify", headers=auth(two_accounts.keys["everyone"])).json
+    assert verified["ok"] and verified["head"] == everything["head"]
+    assert verified["events_checked"] + verified["other_accounts_events_checked"] == everything["events_checked"]
+    assert verified["events_checked"] == 2  # the brand's opt-out and its candidate
+    stats = client.get("/v1/stats", headers=key).json
+    assert [row["twilio_number"] for row in stats["by_twilio_number"]] == [BRAND_NUMBER]
+    candidates = client.get("/v1/revocation-candidates?status=all", headers=key).json["data"]
+    assert [row["id"] for row in candidates] == [two_accounts.candidates["brand"]]
+
+
+def test_a_limited_admin_cannot_touch_another_accounts_records(two_accounts):
+    client, key = two_accounts.app.test_client(), auth(two_accounts.keys["brand_admin"])
+    region = two_accounts.candidates["region"]
+    confirm = client.post(f"/v1/revocation-candidates/{region}/confirm", json={"by": "ana"}, headers=key)
+    missing = client.post("/v1/revocation-candidates/999999/confirm", json={"by": "ana"}, headers=key)
+    assert confirm.status_code == missing.status_code == 404
+    assert confirm.json["message"].replace(str(region), "N") == missing.json["message"].replace("999999", "N")
+    manual = {"number": "+14155550130", "twilio_number": REGION_NUMBER, "reason": "call", "by": "ana"}
+    assert client.post("/v1/opt-outs", json=manual, headers=key).status_code == 404
+    own = client.post("/v1/opt-outs", json={**manual, "twilio_number": BRAND_NUMBER}, headers=key)
+    assert own.status_code == 201
+    brand = two_accounts.candidates["brand"]
+    assert client.post(f"/v1/revocation-candidates/{brand}/confirm", json={"by": "ana"}, headers=key).status_code == 200
+
+
+def test_a_limited_sender_sends_only_from_its_accounts_numbers(two_accounts):
+    client, key = two_accounts.app.test_client(), auth(two_accounts.keys["brand_sender"])
+    sent = client.post("/v1/outbound-sms", json={"to_number": "+14155550140", "content": "hi"}, headers=key)
+    assert sent.status_code == 202 and sent.json["sender"] == BRAND_NUMBER  # its accounts' first number
+    other = {"to_number": "+14155550140", "content": "hi", "agent_number": REGION_NUMBER}
+    refused = client.post("/v1/outbound-sms", json=other, headers=key)
+    assert refused.status_code == 400
+    assert refused.json["message"] == f"agent_number {REGION_NUMBER!r} is not one of this environment's numbers"

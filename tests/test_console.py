@@ -353,3 +353,56 @@ def test_each_candidate_asks_for_a_name_once(console, make_key, twilio, store):
     assert "Candidate 2 dismissed by Sam." in done.text
     assert len(re.findall(r'<time datetime="[^"]+" title="[^"]+Z">\d+ \w{3} \d{4}, [\d:]+ UTC</time>', page.text)) == 2
     assert len(re.findall(r'<time datetime="\d{4}-\d\d-\d\d">', page.text)) == 2  # due dates
+
+
+# -- a key limited to accounts ------------------------------------------------------------
+
+PAGES = [
+    "/console/opt-outs",
+    "/console/opt-outs.csv",
+    "/console/numbers/{region_stop}",
+    "/console/numbers/{brand_stop}",
+    "/console/integrity",
+    "/console/candidates?status=all",
+]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_a_console_signed_in_with_a_limited_key_shows_nothing_of_another_account(two_accounts, path):
+    url = path.format(**two_accounts.users)
+    limited, everyone = two_accounts.app.test_client(), two_accounts.app.test_client()
+    sign_in(limited, two_accounts.keys["brand_auditor"])
+    sign_in(everyone, two_accounts.keys["everyone"])
+    page, full = limited.get(url, base_url=BASE), everyone.get(url, base_url=BASE)
+    assert page.status_code == full.status_code == 200
+    asked = url.rsplit("/", 1)[-1] if "/numbers/" in url else None  # the timeline names the number asked about
+    for mark in two_accounts.region_marks:
+        if mark != asked:
+            assert mark not in page.text, (url, mark)
+    if "/numbers/" not in url and "integrity" not in url:
+        assert any(mark in full.text for mark in two_accounts.region_marks), url
+
+
+def test_the_limited_consoles_counts_are_its_own(two_accounts):
+    limited = two_accounts.app.test_client()
+    sign_in(limited, two_accounts.keys["brand_auditor"])
+    listing = limited.get("/console/opt-outs", base_url=BASE).text
+    assert "1–1 of 1 opted-out pair" in html.unescape(listing)
+    integrity = limited.get("/console/integrity", base_url=BASE).text
+    assert "2 events of your accounts checked, and 2 of other accounts" in integrity
+
+
+def test_a_limited_admin_cannot_resolve_another_accounts_candidate_in_the_console(two_accounts):
+    admin = two_accounts.app.test_client()
+    sign_in(admin, two_accounts.keys["brand_admin"])
+    region = two_accounts.candidates["region"]
+    token = csrf(admin, "/console/candidates")
+    answer = admin.post(
+        f"/console/candidates/{region}/confirm",
+        data={"by": "ana", "csrf_token": token},
+        base_url=BASE,
+        follow_redirects=True,
+    )
+    assert f"no revocation candidate {region}" in answer.text
+    store = two_accounts.app.extensions["gateway"].store
+    assert [c["status"] for c in store.revocation_candidates("all") if c["id"] == region] == ["open"]

@@ -6,6 +6,8 @@ import pytest
 from gateway import keys
 from gateway.cli import cli
 
+from .conftest import ACCOUNT, BRAND_ACCOUNT, REGION_ACCOUNT, three_accounts
+
 
 def test_new_keys_are_random_and_prefixed():
     first, second = keys.new_key(), keys.new_key()
@@ -19,13 +21,30 @@ def test_only_a_sha256_hash_is_kept():
     assert keys.hash_key("gwk_é") == hashlib.sha256("gwk_é".encode()).hexdigest()
 
 
-def test_find_role_checks_every_entry():
+def test_find_checks_every_entry_and_returns_the_keys_grant():
     auditor, admin = keys.new_key(), keys.new_key()
-    stored = [(keys.hash_key(auditor), "auditor"), (keys.hash_key(admin), "admin")]
-    assert keys.find_role(auditor, stored) == "auditor"
-    assert keys.find_role(admin, stored) == "admin"
-    assert keys.find_role("gwk_wrong", stored) is None
-    assert keys.find_role(auditor, []) is None
+    limited = keys.stored_accounts(["AC2", "AC1", "AC2"])
+    stored = [(keys.hash_key(auditor), "auditor", limited), (keys.hash_key(admin), "admin", None)]
+    assert limited == '["AC1", "AC2"]'
+    assert keys.find(auditor, stored) == keys.Grant("auditor", ("AC1", "AC2"))
+    assert keys.find(admin, stored) == keys.Grant("admin", None)
+    assert keys.find("gwk_wrong", stored) is None
+    assert keys.find(auditor, []) is None
+    assert keys.stored_accounts(None) is None
+
+
+@pytest.mark.parametrize(
+    ("accounts", "account", "seen"),
+    [
+        (None, "AC1", True),
+        (None, None, True),  # an unlimited key sees records made before accounts were recorded
+        (("AC1",), "AC1", True),
+        (("AC1",), "AC2", False),
+        (("AC1",), None, False),  # a limited key never sees a record without an account
+    ],
+)
+def test_a_limited_key_sees_only_its_accounts_records(accounts, account, seen):
+    assert keys.Grant("auditor", accounts).sees(account) is seen
 
 
 @pytest.mark.parametrize(
@@ -60,7 +79,7 @@ def test_cli_create_list_revoke(runner, cli_env, db_url):
     from gateway.store import Store
 
     store = Store(db_url)
-    assert store.active_api_keys() == [(keys.hash_key(key), "auditor")]
+    assert store.active_api_keys() == [(keys.hash_key(key), "auditor", None)]
     assert runner.invoke(cli, ["keys", "revoke", "1"], env=env).exit_code == 0
     assert store.active_api_keys() == []
     again = runner.invoke(cli, ["keys", "revoke", "1"], env=env)
@@ -77,3 +96,17 @@ def test_cli_rejects_unknown_role(runner):
 def test_cli_revoke_an_id_no_database_can_hold(runner, cli_env):
     result = runner.invoke(cli, ["keys", "revoke", "99999999999999999999"], env=cli_env)
     assert result.exit_code == 2 and "is not in the range 1<=x<=9223372036854775807" in result.output
+
+
+def test_cli_limits_a_key_to_accounts_by_name_or_sid(runner, cli_env, tmp_path, db_url):
+    env = {**cli_env, **three_accounts(tmp_path)}
+    made = runner.invoke(
+        cli, ["keys", "create", "--role", "auditor", "--account", "brand", "--account", REGION_ACCOUNT], env=env
+    )
+    assert made.exit_code == 0, made.output
+    assert f"limited to {BRAND_ACCOUNT}, {REGION_ACCOUNT}) created" in made.stderr
+    listed = runner.invoke(cli, ["keys", "list", "--format", "json"], env=env)
+    assert BRAND_ACCOUNT in listed.output and REGION_ACCOUNT in listed.output
+    unknown = runner.invoke(cli, ["keys", "create", "--role", "auditor", "--account", "nosuch"], env=env)
+    assert unknown.exit_code == 2
+    assert f"no account 'nosuch'; known: default ({ACCOUNT}), brand ({BRAND_ACCOUNT}), region" in unknown.output

@@ -43,19 +43,47 @@ def test_canonical_encoding_of_a_structured_detail_has_no_spaces_and_keeps_key_o
     )
 
 
-def test_an_events_account_is_covered_after_its_fields_and_only_when_set():
-    event = {"id": 1, "event": "opt_out", "state_changed": 1, "account": "AC" + "b" * 32}
-    assert (
-        ledger.canonical(event, "0" * 64)
-        == (
-            '[1,"opt_out",null,null,null,null,null,1,null,null,{"account":"AC' + "b" * 32 + '"},"' + "0" * 64 + '"]'
-        ).encode()
-    )
-    without = {**event, "account": None}
-    assert ledger.canonical(without, "0" * 64) == ledger.canonical(
-        {"id": 1, "event": "opt_out", "state_changed": 1}, "0" * 64
-    )
-    assert ledger.event_hash(event, "0" * 64) != ledger.event_hash(without, "0" * 64)  # removing it is seen
+def test_an_accounts_event_is_hashed_from_its_digest_which_covers_its_fields_account_and_salt():
+    event = {"id": 1, "event": "opt_out", "state_changed": 1, "account": "AC" + "b" * 32, "salt": "5" * 32}
+    fields = '[1,"opt_out",null,null,null,null,null,1,null,null,"AC' + "b" * 32 + '","' + "5" * 32 + '"]'
+    assert ledger.digest(event) == hashlib.sha256(fields.encode()).hexdigest()
+    link = '["digest","' + ledger.digest(event) + '","' + "0" * 64 + '"]'
+    assert ledger.event_hash(event, "0" * 64) == hashlib.sha256(link.encode()).hexdigest()
+    # Anyone holding only the digest computes the same hash; any change to a field, the account or the salt shows.
+    assert ledger.event_hash({"digest": ledger.digest(event)}, "0" * 64) == ledger.event_hash(event, "0" * 64)
+    for change in ({"account": None}, {"account": "AC" + "c" * 32}, {"salt": "6" * 32}, {"event": "opt_in"}):
+        assert ledger.event_hash({**event, **change}, "0" * 64) != ledger.event_hash(event, "0" * 64), change
+
+
+def test_an_event_without_an_account_keeps_the_one_step_hash():
+    event = {"id": 1, "event": "opt_out", "state_changed": 1}
+    assert ledger.event_hash(event, "0" * 64) == hashlib.sha256(ledger.canonical(event, "0" * 64)).hexdigest()
+    assert ledger.event_hash({**event, "salt": "5" * 32}, "0" * 64) == ledger.event_hash(event, "0" * 64)
+
+
+def test_an_auditor_of_one_account_verifies_the_chain_and_counts_the_others_apart():
+    events, prev = [], ledger.GENESIS
+    for n, account in enumerate(["AC1", "AC2", None, "AC1"], start=1):
+        event = {"id": n, "event": "opt_out", "state_changed": 1, "account": account, "salt": f"{n:032x}"}
+        event["prev_hash"], event["hash"] = prev, ledger.event_hash(event, prev)
+        prev = event["hash"]
+        events.append(event)
+    scoped = ledger.verify(events, (4, prev), ["AC1"])
+    assert (scoped.ok, scoped.checked, scoped.others) == (True, 2, 2)
+    assert scoped.summary() == f"ledger intact: 2 events checked, and 2 of other accounts, head {prev}"
+    assert scoped.as_dict()["other_accounts_events_checked"] == 2
+    assert ledger.verify(events, (4, prev)).checked == 4
+    # Another account's event, shown by its digest alone, still proves its place in the chain.
+    shown = [e if e["account"] == "AC1" or e["account"] is None else {**e, "digest": ledger.digest(e)} for e in events]
+    for event in shown:
+        if "digest" in event:
+            for name in ledger.FIELDS[1:] + ledger.ACCOUNT_FIELDS:
+                event.pop(name, None)
+    assert ledger.verify(shown, (4, prev), ["AC1"]).ok
+    tampered = [*shown[:1], {**shown[1], "digest": "0" * 64}, *shown[2:]]
+    broken = ledger.verify(tampered, (4, prev), ["AC1"])
+    assert (broken.ok, broken.broken_id, broken.checked) == (False, 2, 1)
+    assert broken.summary().startswith("ledger BROKEN at event 2: its hash does not match its contents (edited)")
 
 
 def _chain(count):
@@ -94,6 +122,7 @@ def test_verify_walks_a_chain_to_its_head():
     assert result.as_dict() == {
         "ok": True,
         "events_checked": 3,
+        "other_accounts_events_checked": 0,
         "head": events[-1]["hash"],
         "broken_event": None,
         "reason": None,
@@ -115,6 +144,7 @@ def test_verify_names_the_first_edited_event():
     assert result.as_dict() == {
         "ok": False,
         "events_checked": 1,
+        "other_accounts_events_checked": 0,
         "head": events[0]["hash"],
         "broken_event": 2,
         "reason": edited,

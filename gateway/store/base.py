@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from ..accounts import Accounts
@@ -44,6 +44,12 @@ def where(*conditions: tuple[str, object]) -> tuple[str, list[object]]:
     for _, value in used:
         params.extend(value) if isinstance(value, tuple) else params.append(value)
     return " WHERE " + " AND ".join(clause for clause, _ in used), params
+
+
+def in_accounts(accounts: Sequence[str] | None) -> tuple[str, tuple[str, ...] | None]:
+    """A :func:`where` condition: rows of these accounts only (None: every account's, and those without one)."""
+    placeholders = ", ".join("?" * len(accounts or ()))
+    return f"account IN ({placeholders})", None if accounts is None else tuple(accounts)
 
 
 def page(limit: int | None, offset: int = 0) -> tuple[str, list[int]]:

@@ -8,10 +8,11 @@ candidate is resolved once.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from .. import events
-from .base import Records
+from .base import Records, in_accounts, where
 from .ledger import append_event
 from .optouts import record_change
 
@@ -22,23 +23,29 @@ CANDIDATE_COLUMNS = (
 
 
 class CandidateRecords(Records):
-    def revocation_candidates(self, status: str = "open") -> list[dict[str, Any]]:
-        """Candidates, oldest first; ``status`` open, confirmed, dismissed or all."""
-        clause, params = ("", []) if status == "all" else (" WHERE status = ?", [status])
+    def revocation_candidates(
+        self, status: str = "open", accounts: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Candidates (of ``accounts``, if given), oldest first; ``status`` open, confirmed, dismissed or all."""
+        clause, params = where(("status = ?", None if status == "all" else status), in_accounts(accounts))
         with self.backend.read() as tx:
             return tx.query(
                 f"SELECT {CANDIDATE_COLUMNS} FROM revocation_candidates{clause} ORDER BY id",  # noqa: S608
                 params,
             )
 
-    def resolve_candidate(self, candidate_id: int, confirm: bool, by: str, note: str | None = None) -> dict[str, Any]:
+    def resolve_candidate(
+        self, candidate_id: int, confirm: bool, by: str, note: str | None = None, accounts: Sequence[str] | None = None
+    ) -> dict[str, Any]:
         """Confirm (a manual opt-out of the pair) or dismiss a candidate, once.
 
-        Raises LookupError for an unknown id and ValueError when it was
-        already resolved. Both outcomes are chained events naming who.
+        Raises LookupError for an unknown id (or one outside ``accounts``) and
+        ValueError when it was already resolved. Both outcomes are chained
+        events naming who.
         """
         with self.backend.write() as tx:
-            number = tx.scalar("SELECT number FROM revocation_candidates WHERE id = ?", (candidate_id,))
+            clause, params = where(("id = ?", candidate_id), in_accounts(accounts))
+            number = tx.scalar(f"SELECT number FROM revocation_candidates{clause}", params)  # noqa: S608
             if number is None:
                 raise LookupError(f"no revocation candidate {candidate_id}")
             tx.lock_numbers(number)

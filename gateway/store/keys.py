@@ -2,28 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from .. import keys
 from ..ratelimit import Limit
 from .base import Records
 
 
 class KeyRecords(Records):
-    def add_api_key(self, key_hash: str, role: str, label: str | None = None) -> int:
+    def add_api_key(
+        self, key_hash: str, role: str, label: str | None = None, accounts: Sequence[str] | None = None
+    ) -> int:
+        """Keep a new key's hash; ``accounts`` (Account SIDs) limits what it sees, None: every account."""
         with self.backend.write() as tx:
             return tx.scalar(
-                "INSERT INTO api_keys (key_hash, role, label, created_at) VALUES (?, ?, ?, ?) RETURNING id",
-                (key_hash, role, label, self.clock()),
+                "INSERT INTO api_keys (key_hash, role, label, created_at, accounts) VALUES (?, ?, ?, ?, ?) "
+                "RETURNING id",
+                (key_hash, role, label, self.clock(), keys.stored_accounts(accounts)),
             )
 
-    def active_api_keys(self) -> list[tuple[str, str]]:
-        """(hash, role) of every key that is not revoked."""
+    def active_api_keys(self) -> list[tuple[str, str, str | None]]:
+        """(hash, role, accounts) of every key that is not revoked (see :func:`gateway.keys.find`)."""
         with self.backend.read() as tx:
-            return [tuple(row) for row in tx.execute("SELECT key_hash, role FROM api_keys WHERE revoked_at IS NULL")]
+            return [
+                tuple(row)
+                for row in tx.execute("SELECT key_hash, role, accounts FROM api_keys WHERE revoked_at IS NULL")
+            ]
 
     def list_api_keys(self) -> list[dict[str, Any]]:
         with self.backend.read() as tx:
-            return tx.query("SELECT id, role, label, created_at, revoked_at FROM api_keys ORDER BY id")
+            return tx.query("SELECT id, role, label, accounts, created_at, revoked_at FROM api_keys ORDER BY id")
 
     def revoke_api_key(self, key_id: int) -> bool:
         with self.backend.write() as tx:

@@ -9,12 +9,13 @@ machines, still produce one unbroken chain.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import secrets
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .. import events, ledger
 from .backend import Tx
-from .base import Records
+from .base import Records, in_accounts, where
 
 # What the read functions return, in display order.
 EVENT_COLUMNS = [
@@ -30,7 +31,7 @@ EVENT_COLUMNS = [
     "detail",
     "hash",
 ]
-EXPORT_COLUMNS = [*ledger.FIELDS, *ledger.LATER_FIELDS, "prev_hash", "hash"]
+EXPORT_COLUMNS = [*ledger.FIELDS, *ledger.ACCOUNT_FIELDS, "prev_hash", "hash"]
 _STATE_EVENTS = "event IN ('" + "', '".join(events.STATE_EVENTS) + "')"
 
 
@@ -43,8 +44,10 @@ def append_event(tx: Tx, **fields: Any) -> int:
         "SELECT last_event_id, hash, (SELECT COALESCE(MAX(id), 0) FROM events) FROM ledger_head "  # noqa: S608
         f"WHERE id = 1{tx.for_update}"
     )
-    event = {name: fields.get(name) for name in (*ledger.FIELDS, *ledger.LATER_FIELDS)}
+    event = {name: fields.get(name) for name in (*ledger.FIELDS, *ledger.ACCOUNT_FIELDS)}
     event["id"] = max(last_id, max_id) + 1
+    if event["account"] is not None:
+        event["salt"] = secrets.token_hex(16)
     event["state_changed"] = int(bool(event["state_changed"]))
     event["hash"] = ledger.event_hash(event, prev_hash)
     event["prev_hash"] = prev_hash
@@ -77,13 +80,11 @@ def _batches(tx: Tx, batch: int) -> Iterator[dict[str, Any]]:
 
 
 class LedgerRecords(Records):
-    def history(self, number: str) -> list[dict[str, Any]]:
-        """Every event for ``number`` across all Twilio numbers, oldest first."""
+    def history(self, number: str, accounts: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Every event for ``number`` across all Twilio numbers (of ``accounts``, if given), oldest first."""
+        clause, params = where(("number = ?", number), in_accounts(accounts))
         with self.backend.read() as tx:
-            rows = tx.query(
-                f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE number = ? ORDER BY id",  # noqa: S608
-                [number],
-            )
+            rows = tx.query(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events{clause} ORDER BY id", params)  # noqa: S608
         return [_event_row(row) for row in rows]
 
     def events(self) -> list[dict[str, Any]]:
@@ -106,20 +107,23 @@ class LedgerRecords(Records):
         with self.backend.read() as tx:
             return tuple(tx.one("SELECT last_event_id, hash FROM ledger_head WHERE id = 1"))
 
-    def verify_ledger(self, batch: int = 5000) -> ledger.Verification:
-        """Walk the whole hash chain in one read snapshot, in bounded memory."""
+    def verify_ledger(self, batch: int = 5000, accounts: Sequence[str] | None = None) -> ledger.Verification:
+        """Walk the whole hash chain in one read snapshot, in bounded memory.
+
+        With ``accounts``, only their events' contents are checked; every link still is (see :func:`ledger.verify`).
+        """
         with self.backend.snapshot() as tx:
             head = tx.one("SELECT last_event_id, hash FROM ledger_head WHERE id = 1")
-            return ledger.verify(_batches(tx, batch), tuple(head) if head else None)
+            return ledger.verify(_batches(tx, batch), tuple(head) if head else None, accounts)
 
-    def daily_state_changes(self, since_day: str) -> list[tuple[str, str, int]]:
+    def daily_state_changes(self, since_day: str, accounts: Sequence[str] | None = None) -> list[tuple[str, str, int]]:
         """(day, event, count) of opt-outs and opt-ins that changed a pair's state, from ``since_day``."""
+        clause, params = where(("at >= ?", since_day), ("state_changed = 1", ()), in_accounts(accounts))
         with self.backend.read() as tx:
             rows = tx.execute(
                 "SELECT substr(at, 1, 10) AS day, event, COUNT(*) FROM events "  # noqa: S608
-                f"WHERE at >= ? AND state_changed = 1 AND {_STATE_EVENTS} "
-                "GROUP BY substr(at, 1, 10), event ORDER BY day",
-                (since_day,),
+                f"{clause} AND {_STATE_EVENTS} GROUP BY substr(at, 1, 10), event ORDER BY day",
+                params,
             ).fetchall()
         return [tuple(row) for row in rows]
 

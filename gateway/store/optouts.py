@@ -15,7 +15,7 @@ from typing import Any
 from .. import events
 from ..scope import ANY, Cover, Scope
 from .backend import Tx
-from .base import Records, page, where
+from .base import Records, in_accounts, page, where
 from .ledger import append_event
 
 OPT_OUT_COLUMNS = ["number", "twilio_number", "opted_out_at", "source", "message_sid"]
@@ -31,8 +31,10 @@ def _list_filter(
     until: str | None,
     after: tuple[str, str, str] | None = None,
     before: tuple[str, str, str] | None = None,
+    accounts: Sequence[str] | None = None,
 ) -> tuple[str, list[object]]:
     return where(
+        in_accounts(accounts),
         ("number = ?", number),
         ("twilio_number = ?", twilio_number),
         ("opted_out_at >= ?", since),
@@ -156,6 +158,7 @@ class OptOutRecords(Records):
         after: tuple[str, str, str] | None = None,
         before: tuple[str, str, str] | None = None,
         last: bool = False,
+        accounts: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
         """Current opt-outs in :data:`LIST_KEY` order; ``since``/``until`` are inclusive stored timestamps.
 
@@ -164,7 +167,7 @@ class OptOutRecords(Records):
         ``limit`` rows. Either way in ascending order, found through the index
         on the key, so the 2,000th page costs what the first does.
         """
-        clause, params = _list_filter(number, twilio_number, since, until, after=after, before=before)
+        clause, params = _list_filter(number, twilio_number, since, until, after, before, accounts)
         backwards = before is not None or last
         limits, more = page(limit, offset)
         order = ", ".join(f"{column} DESC" if backwards else column for column in LIST_KEY)
@@ -181,9 +184,10 @@ class OptOutRecords(Records):
         twilio_number: str | None = None,
         since: str | None = None,
         until: str | None = None,
+        accounts: Sequence[str] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Every matching current opt-out in :data:`LIST_KEY` order, from one snapshot, in bounded memory."""
-        clause, params = _list_filter(number, twilio_number, since, until)
+        clause, params = _list_filter(number, twilio_number, since, until, accounts=accounts)
         order = ", ".join(LIST_KEY)
         with self.backend.snapshot() as tx:
             for row in tx.stream(
@@ -199,9 +203,10 @@ class OptOutRecords(Records):
         since: str | None = None,
         until: str | None = None,
         before: tuple[str, str, str] | None = None,
+        accounts: Sequence[str] | None = None,
     ) -> int:
         """How many current opt-outs match (and come before the row keyed ``before``: a page's place)."""
-        clause, params = _list_filter(number, twilio_number, since, until, before=before)
+        clause, params = _list_filter(number, twilio_number, since, until, before=before, accounts=accounts)
         with self.backend.read() as tx:
             return tx.scalar(f"SELECT COUNT(*) FROM opt_outs{clause}", params)  # noqa: S608
 

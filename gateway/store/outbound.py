@@ -9,7 +9,7 @@ never send one message twice, and a dead worker's lease runs out.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import events
@@ -17,7 +17,7 @@ from ..messages import OutboundText
 from ..scope import Scope
 from . import sessions
 from .backend import Tx
-from .base import Records, plus_seconds, where
+from .base import Records, in_accounts, plus_seconds, where
 from .ledger import append_event
 from .optouts import covering, record_change
 
@@ -235,10 +235,10 @@ class OutboundRecords(Records):
             )
 
     def outbound_counts(
-        self, since: str | None = None, until: str | None = None
+        self, since: str | None = None, until: str | None = None, accounts: Sequence[str] | None = None
     ) -> list[tuple[str, str, str, bool, int, int]]:
         """(day, sender, status, handed to Twilio, messages, segments) for messages created in the range."""
-        clause, params = where(("created_at >= ?", since), ("created_at <= ?", until))
+        clause, params = where(("created_at >= ?", since), ("created_at <= ?", until), in_accounts(accounts))
         with self.backend.read() as tx:
             rows = tx.execute(
                 "SELECT substr(created_at, 1, 10) AS day, sender, status, "  # noqa: S608

@@ -168,7 +168,11 @@ _V2 = ["CREATE TABLE health_probe (id INTEGER PRIMARY KEY, probed_at TEXT NOT NU
 _V3 = ["CREATE INDEX opt_outs_in_order ON opt_outs (opted_out_at, number, twilio_number)"]
 
 # Each record's Twilio account (an Account SID).
-_V4 = [f"ALTER TABLE {table} ADD COLUMN account TEXT" for table in ACCOUNT_TABLES]
+_V4 = [
+    *(f"ALTER TABLE {table} ADD COLUMN account TEXT" for table in ACCOUNT_TABLES),
+    "ALTER TABLE events ADD COLUMN salt TEXT",  # an account's event's salt (see gateway.ledger)
+    "ALTER TABLE api_keys ADD COLUMN accounts TEXT",  # the accounts a key may see (JSON list; empty: all)
+]
 
 STEPS: Sequence[Sequence[str]] = (_V1, _V2, _V3, _V4)
 VERSION = len(STEPS)

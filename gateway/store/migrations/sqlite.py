@@ -314,6 +314,8 @@ def _migrate_v8(db: sqlite_utils.Database) -> None:
     """Each record's Twilio account (an Account SID)."""
     for table in ACCOUNT_TABLES:
         _add_columns(db[table], {"account": str})
+    _add_columns(db["events"], {"salt": str})  # an account's event's salt (see gateway.ledger)
+    _add_columns(db["api_keys"], {"accounts": str})  # the accounts a key may see (JSON list; empty: all)
 
 
 HEALTH_PROBE = "CREATE TABLE IF NOT EXISTS health_probe (id INTEGER PRIMARY KEY, probed_at TEXT NOT NULL)"
