@@ -77,6 +77,15 @@ class Accounts:
         """The account with this SID, or None."""
         return next((account for account in self.accounts if sid and account.sid == sid), None)
 
+    def label_of(self, sid: str | None) -> str:
+        """How metrics name an account: its name here, else its SID's last 6 characters ("none" without one).
+
+        Never a token or a phone number; pass only SIDs Twilio signed or the database holds (each label
+        value is a time series kept for ever).
+        """
+        found = self.by_sid(sid)
+        return found.label if found else (sid[-6:] if sid else "none")
+
     def named(self, given: str) -> Account | None:
         """The account called ``given`` here, or with that SID (an account without a SID has no records of its own)."""
         return next((a for a in self.accounts if a.sid and given in (a.name, a.sid)), None)

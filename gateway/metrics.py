@@ -32,14 +32,18 @@ log = logging.getLogger(__name__)
 
 INBOUND = Counter(
     "gateway_inbound_messages",
-    "Inbound webhooks by outcome (opt_out, opt_in, help, queued, candidate, dropped, duplicate, forbidden, ...).",
-    ["outcome"],
+    "Inbound webhooks by outcome (opt_out, opt_in, help, queued, candidate, dropped, duplicate, forbidden, ...) "
+    "and Twilio account (its name, or its SID's last 6 characters; unverified for a refused request).",
+    ["outcome", "account"],
 )
-STATUS_CALLBACKS = Counter("gateway_status_callbacks", "Twilio status callbacks received, by status.", ["status"])
+STATUS_CALLBACKS = Counter(
+    "gateway_status_callbacks", "Twilio status callbacks received, by status and account.", ["status", "account"]
+)
 SEND_FAILURES = Counter(
     "gateway_outbound_send_failures",
-    "Failed attempts to hand a message to Twilio, by reason (throttled, server_error, network, refused, gave_up).",
-    ["reason"],
+    "Failed attempts to hand a message to Twilio, by reason (throttled, server_error, network, refused, gave_up) "
+    "and the sender's account.",
+    ["reason", "account"],
 )
 LATENCY = Histogram(
     "gateway_request_duration_seconds",
@@ -60,27 +64,37 @@ class StoreCollector:
         self.store = store
 
     def collect(self) -> Iterator[Metric]:
+        label = self.store.accounts.label_of
         changes = self.store.state_change_counts()
         for event, name, text in (
-            ("opt_out", "gateway_opt_outs", "Opt-outs that changed a pair's state, by source."),
-            ("opt_in", "gateway_opt_ins", "Opt-ins that changed a pair's state, by source."),
+            ("opt_out", "gateway_opt_outs", "Opt-outs that changed a pair's state, by source and account."),
+            ("opt_in", "gateway_opt_ins", "Opt-ins that changed a pair's state, by source and account."),
         ):
-            family = CounterMetricFamily(name, text, labels=["source"])
-            for (kind, source), count in sorted(changes.items()):
+            family = CounterMetricFamily(name, text, labels=["source", "account"])
+            for (kind, source, account), count in sorted(changes.items(), key=repr):
                 if kind == event:
-                    family.add_metric([source], count)
+                    family.add_metric([source, label(account)], count)
             yield family
         statuses = self.store.outbound_status_counts()
         suppressed = CounterMetricFamily(
-            "gateway_outbound_suppressed", "Outbound messages not sent because the recipient opted out."
+            "gateway_outbound_suppressed",
+            "Outbound messages not sent because the recipient opted out, by account.",
+            labels=["account"],
         )
-        suppressed.add_metric([], statuses.get("suppressed", 0))
-        yield suppressed
         messages = GaugeMetricFamily(
-            "gateway_outbound_messages", "Outbound messages by current status.", labels=["status"]
+            "gateway_outbound_messages",
+            "Outbound messages by current status and account.",
+            labels=["status", "account"],
         )
-        for status, count in sorted(statuses.items()):
-            messages.add_metric([status], count)
+        held = {label(account) for (status, account) in statuses if status == "suppressed"}
+        for account in self.store.accounts.accounts:  # a zero for each account with none, so alerts can rate() it
+            if label(account.sid) not in held:
+                suppressed.add_metric([label(account.sid)], 0)
+        for (status, account), count in sorted(statuses.items(), key=repr):
+            messages.add_metric([status, label(account)], count)
+            if status == "suppressed":
+                suppressed.add_metric([label(account)], count)
+        yield suppressed
         yield messages
         yield from self._agent()
 
@@ -173,6 +187,6 @@ def _count(response: Response) -> None:
         LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
     outcome = g.get("outcome") or ("ok" if response.status_code < 400 else "rejected")
     if request.endpoint == "webhook.inbound_sms":
-        INBOUND.labels("duplicate" if outcome.endswith(" duplicate") else outcome).inc()
+        INBOUND.labels("duplicate" if outcome.endswith(" duplicate") else outcome, g.get("account", "unverified")).inc()
     elif request.endpoint == "status_callback.status_callback" and response.status_code == 204:
-        STATUS_CALLBACKS.labels(g.get("callback_status", "unknown")).inc()
+        STATUS_CALLBACKS.labels(g.get("callback_status", "unknown"), g.get("account", "unverified")).inc()

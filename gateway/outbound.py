@@ -213,8 +213,9 @@ class Outbound:
         if self.status_callback:
             params["status_callback"] = self.status_callback
         account = self.accounts.owner_of(message["sender"])
+        label = self.accounts.label_of(account.sid if account else None)
         if self.credentials(account) is None:
-            SEND_FAILURES.labels("refused").inc()
+            SEND_FAILURES.labels("refused", label).inc()
             reason = f"the sender {message['sender']} belongs to no account of this gateway that can send"
             self.store.finish_outbound(message["id"], "failed", error_message=reason)
             log.error("outbound %s failed: %s; list it among an account's senders", message["id"], reason)
@@ -224,10 +225,10 @@ class Outbound:
             sent = client.messages.create(**params)
         except TwilioRestException as exc:
             if exc.status == 429 or exc.status >= 500:
-                SEND_FAILURES.labels("throttled" if exc.status == 429 else "server_error").inc()
-                self._retry(message, f"HTTP {exc.status}", twilioapi.retry_after(client))
+                SEND_FAILURES.labels("throttled" if exc.status == 429 else "server_error", label).inc()
+                self._retry(message, f"HTTP {exc.status}", twilioapi.retry_after(client), label)
                 return
-            SEND_FAILURES.labels("refused").inc()
+            SEND_FAILURES.labels("refused", label).inc()
             self.store.finish_outbound(message["id"], "failed", error_code=exc.code, error_message=str(exc.msg)[:500])
             log.error(
                 "outbound %s to %s refused by Twilio: %s %s %s",
@@ -243,8 +244,8 @@ class Outbound:
                 )
             return
         except requests.RequestException as exc:
-            SEND_FAILURES.labels("network").inc()
-            self._retry(message, type(exc).__name__, None)
+            SEND_FAILURES.labels("network", label).inc()
+            self._retry(message, type(exc).__name__, None, label)
             return
         self.store.finish_outbound(message["id"], sent.status or "queued", message_sid=sent.sid)
         log.info("outbound %s to %s handed to Twilio as %s", message["id"], mask_number(message["to_number"]), sent.sid)
@@ -258,11 +259,11 @@ class Outbound:
         )
         self.store.finish_outbound(message["id"], "logged")
 
-    def _retry(self, message: dict[str, Any], reason: str, retry_after: float | None) -> None:
+    def _retry(self, message: dict[str, Any], reason: str, retry_after: float | None, label: str) -> None:
         created, now = parse(message["created_at"]), parse(self.store.clock())
         planned = next_attempt(self.backoff_base, message["attempts"], retry_after, created, self.max_age, now)
         if planned is None:
-            SEND_FAILURES.labels("gave_up").inc()
+            SEND_FAILURES.labels("gave_up", label).inc()
             self.store.finish_outbound(message["id"], "failed", error_message=f"gave up after {reason}")
             log.error(
                 "outbound %s to %s failed: gave up after %d attempts (%s)",

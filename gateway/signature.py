@@ -146,7 +146,7 @@ def _guarded(view: Callable, setting: str | None) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         result = check_request(current_app.config.get(setting) if setting else None)
         if not result.valid:
-            g.outcome = "forbidden"
+            g.outcome, g.account = "forbidden", "unverified"  # never a label an unsigned request chose
             if not request.headers.get(HEADER):
                 log.warning("rejected %s %s: no X-Twilio-Signature", request.method, request.path)
                 abort(403, description="missing X-Twilio-Signature")
@@ -173,6 +173,7 @@ def _guarded(view: Callable, setting: str | None) -> Callable:
                 hint,
             )
             abort(403, description="invalid X-Twilio-Signature")
+        g.account = current_app.config["ACCOUNTS"].label_of(request.form.get("AccountSid"))
         return view(*args, **kwargs)
 
     return wrapper

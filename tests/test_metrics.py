@@ -8,7 +8,24 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import services
 
-from .conftest import ACCOUNT, SENDER, TWILIO_NUMBER, Gunicorn, TwilioSender, new_sid, outbound_config, sign, sms_params
+from .conftest import (
+    ACCOUNT,
+    BRAND_ACCOUNT,
+    BRAND_NUMBER,
+    BRAND_TOKEN,
+    REGION_ACCOUNT,
+    REGION_NUMBER,
+    REGION_TOKEN,
+    SENDER,
+    TOKEN,
+    TWILIO_NUMBER,
+    Gunicorn,
+    TwilioSender,
+    new_sid,
+    outbound_config,
+    sign,
+    sms_params,
+)
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -26,8 +43,15 @@ def scrape(client) -> dict[tuple[str, tuple], float]:
     return samples(response.text)
 
 
-def inbound(values, outcome):
-    return values.get(("gateway_inbound_messages_total", (("outcome", outcome),)), 0.0)
+def inbound(values, outcome, account=None):
+    """Inbound webhooks counted with ``outcome``, for ``account`` (a label value) or all of them."""
+    return sum(
+        value
+        for (name, labels), value in values.items()
+        if name == "gateway_inbound_messages_total"
+        and dict(labels)["outcome"] == outcome
+        and account in (None, dict(labels)["account"])
+    )
 
 
 @pytest.fixture
@@ -63,13 +87,16 @@ def test_counts_outcomes_state_changes_and_latency(app, client, twilio, store, f
     ):
         assert inbound(after, outcome) - inbound(before, outcome) == added, outcome
     # From the database: exact for this gateway's records.
-    assert after[("gateway_opt_outs_total", (("source", "keyword"),))] == 1
-    assert after[("gateway_outbound_suppressed_total", ())] == 1
-    assert after[("gateway_outbound_messages", (("status", "retrying"),))] == 1
+    # The webhooks name AccountSid AC11...1, which is not the configured one: its last 6 characters label it.
+    assert after[("gateway_opt_outs_total", (("account", "111111"), ("source", "keyword")))] == 1
+    assert after[("gateway_outbound_suppressed_total", (("account", "default"),))] == 1
+    assert after[("gateway_outbound_messages", (("account", "default"), ("status", "retrying")))] == 1
+    assert inbound(after, "forbidden", "unverified") - inbound(before, "forbidden", "unverified") == 1
+    assert inbound(after, "queued", "111111") - inbound(before, "queued", "111111") == 1
     # Process counters (global to this test process): compare with before.
-    failures = ("gateway_outbound_send_failures_total", (("reason", "server_error"),))
+    failures = ("gateway_outbound_send_failures_total", (("account", "default"), ("reason", "server_error")))
     assert after[failures] - before.get(failures, 0) == 1
-    delivered = ("gateway_status_callbacks_total", (("status", "delivered"),))
+    delivered = ("gateway_status_callbacks_total", (("account", "default"), ("status", "delivered")))
     assert after[delivered] - before.get(delivered, 0) == 1
     count = ("gateway_request_duration_seconds_count", (("method", "POST"), ("route", "/twilio/sms")))
     assert after[count] - before.get(count, 0) == 6
@@ -160,3 +187,25 @@ def test_a_missing_counters_folder_is_made_and_an_impossible_one_refused(tmp_pat
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(blocker / "metrics"))
     with pytest.raises(ConfigError, match="PROMETHEUS_MULTIPROC_DIR: cannot create .*file/metrics: Not a directory"):
         create_app({"DATABASE_URL": db_url, "TWILIO_AUTH_TOKEN": "t" * 32})
+
+
+def test_each_account_is_counted_under_its_name_and_a_refused_request_under_none(accounts_app):
+    app, _ = accounts_app
+    client = app.test_client()
+    before = scrape(client)
+    sender = TwilioSender(client)
+    for account, number, token in (
+        (ACCOUNT, TWILIO_NUMBER, TOKEN),
+        (BRAND_ACCOUNT, BRAND_NUMBER, BRAND_TOKEN),
+        (REGION_ACCOUNT, REGION_NUMBER, REGION_TOKEN),
+    ):
+        assert sender.post(sms_params("STOP", to=number, account=account), token=token).status_code == 200
+    forged = sms_params("STOP", account="AC" + "9" * 32)  # a SID of the sender's choosing never becomes a label
+    assert sender.post(forged, token=TOKEN).status_code == 403
+    after = scrape(client)
+    for label in ("default", "brand", "region"):
+        assert inbound(after, "opt_out", label) - inbound(before, "opt_out", label) == 1, label
+        assert after[("gateway_opt_outs_total", (("account", label), ("source", "keyword")))] == 1, label
+    assert inbound(after, "forbidden", "unverified") - inbound(before, "forbidden", "unverified") == 1
+    changed = {dict(labels).get("account") for key, labels in after if after[key, labels] != before.get((key, labels))}
+    assert changed - {None} == {"default", "brand", "region", "unverified"}

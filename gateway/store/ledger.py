@@ -127,11 +127,11 @@ class LedgerRecords(Records):
             ).fetchall()
         return [tuple(row) for row in rows]
 
-    def state_change_counts(self) -> dict[tuple[str, str], int]:
-        """{(opt_out | opt_in, source): count} of events that changed a pair's state, ever."""
+    def state_change_counts(self) -> dict[tuple[str, str, str | None], int]:
+        """{(opt_out | opt_in, source, account): count} of events that changed a pair's state, ever."""
         with self.backend.read() as tx:
             rows = tx.execute(
-                f"SELECT event, source, COUNT(*) FROM events WHERE state_changed = 1 AND {_STATE_EVENTS} "  # noqa: S608
-                "GROUP BY event, source"
+                "SELECT event, source, account, COUNT(*) FROM events "  # noqa: S608
+                f"WHERE state_changed = 1 AND {_STATE_EVENTS} GROUP BY event, source, account"
             ).fetchall()
-        return {(event, source): count for event, source, count in rows}
+        return {(event, source, account): count for event, source, account, count in rows}

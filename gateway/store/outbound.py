@@ -252,10 +252,11 @@ class OutboundRecords(Records):
             for day, sender, status, handed, count, segments in rows
         ]
 
-    def outbound_status_counts(self) -> dict[str, int]:
-        """How many outbound messages are in each status now."""
+    def outbound_status_counts(self) -> dict[tuple[str, str | None], int]:
+        """How many outbound messages are in each (status, account) now."""
         with self.backend.read() as tx:
-            return dict(tx.execute("SELECT status, COUNT(*) FROM outbound_messages GROUP BY status").fetchall())
+            rows = tx.execute("SELECT status, account, COUNT(*) FROM outbound_messages GROUP BY status, account")
+            return {(status, account): count for status, account, count in rows.fetchall()}
 
     def record_status(
         self, message_sid: str, status: str, error_code: int | None, rank: Callable[[str], int]
