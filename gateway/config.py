@@ -173,9 +173,9 @@ def _public_url(raw: Layers) -> str | None:
     return text.rstrip("/")
 
 
-def load_keywords(path: Path) -> KeywordBook:
-    """Load keyword sets and replies, with optional per-number overrides."""
-    data = _read_toml(path, "GATEWAY_KEYWORDS_FILE")
+def load_keywords(path: Path, setting: str = "GATEWAY_KEYWORDS_FILE") -> KeywordBook:
+    """Load keyword sets and replies, with optional per-number overrides; errors name ``setting``."""
+    data = _read_toml(path, setting)
     base_words = data.get("keywords", {})
     base_replies = data.get("replies", {})
     try:
@@ -186,7 +186,7 @@ def load_keywords(path: Path) -> KeywordBook:
             replies = {**base_replies, **section.get("replies", {})}
             per_number[number] = KeywordSet.build(words, replies)
     except (ValueError, AttributeError, TypeError) as exc:
-        raise ConfigError(f"GATEWAY_KEYWORDS_FILE: {path}: {exc}") from None
+        raise ConfigError(f"{setting}: {path}: {exc}") from None
     return KeywordBook(default, per_number)
 
 
@@ -306,16 +306,44 @@ def load(
     services = _services(raw.get("MESSAGING_SERVICES"), raw.source("MESSAGING_SERVICES"))
     settings["ACCOUNTS"] = _accounts(raw, settings, environ, services)
     settings["SENDERS"] = settings["ACCOUNTS"].senders
-    settings["SCOPE"] = _scope(raw, services)
+    keywords, modes = _account_overrides(raw, settings, environ)
+    settings["SCOPE"] = _scope(raw, services, modes)
+    settings["KEYWORDS"] = KeywordBook(settings["KEYWORDS"].default, {**keywords, **settings["KEYWORDS"].per_number})
     return settings
 
 
-def _scope(raw: Layers, services: dict[str, list[str]]) -> Scope:
-    """``opt_out_scope`` over the Messaging Services of every account (SID -> its numbers)."""
+def _account_overrides(
+    raw: Layers, settings: dict[str, Any], environ: Mapping[str, str]
+) -> tuple[dict[str, KeywordSet], dict[str, str]]:
+    """Each account's own keywords and opt-out scope, as overrides for its Twilio numbers.
+
+    A number's own section in the main keywords file still comes first.
+    """
+    keywords: dict[str, KeywordSet] = {}
+    modes: dict[str, str] = {}
+    for name, section in (raw.get("ACCOUNTS") or {}).items():
+        account = settings["ACCOUNTS"].named(name)
+        numbers_of = [*account.senders, *account.numbers] if account else []
+        where = f"{raw.source('ACCOUNTS')}.{name}"
+        if section.get("keywords_file"):
+            path = Path(str(section["keywords_file"]))
+            book = load_keywords(path if path.is_absolute() else config_dir(environ) / path, f"{where}.keywords_file")
+            keywords.update({number: book.for_number(number) for number in numbers_of})
+        if section.get("opt_out_scope") is not None:
+            mode = str(section["opt_out_scope"]).strip().lower()
+            if mode not in SCOPES:
+                raise ConfigError(f"{where}.opt_out_scope: expected one of {', '.join(SCOPES)}, got {mode!r}")
+            modes.update(dict.fromkeys(numbers_of, mode))
+    return keywords, modes
+
+
+def _scope(raw: Layers, services: dict[str, list[str]], modes: dict[str, str]) -> Scope:
+    """``opt_out_scope`` over the Messaging Services of every account (SID -> its numbers), with the
+    numbers of accounts that chose their own (``modes``)."""
     mode = str(raw.get("OPT_OUT_SCOPE") or "pair").strip().lower()
     if mode not in SCOPES:
         raise ConfigError(f"{raw.source('OPT_OUT_SCOPE')}: expected one of {', '.join(SCOPES)}, got {mode!r}")
-    return Scope.build(mode, services)
+    return Scope.build(mode, services, modes)
 
 
 def _services(services: Any, where: str) -> dict[str, list[str]]:
@@ -451,6 +479,8 @@ ACCOUNT_KEYS = (
     "secondary_auth_token_file",
     "senders",
     "messaging_services",
+    "keywords_file",
+    "opt_out_scope",
 )
 
 

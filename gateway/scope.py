@@ -37,16 +37,21 @@ class Cover:
 
 @dataclass(frozen=True)
 class Scope:
+    """The rule, and the Messaging Services it knows; ``modes`` overrides the rule for some Twilio
+    numbers (those of an account with its own ``opt_out_scope``)."""
+
     mode: str = "pair"
     services: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    modes: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.mode not in SCOPES:
-            raise ValueError(f"opt_out_scope must be one of {', '.join(SCOPES)}, got {self.mode!r}")
+        for mode in (self.mode, *self.modes.values()):
+            if mode not in SCOPES:
+                raise ValueError(f"opt_out_scope must be one of {', '.join(SCOPES)}, got {mode!r}")
 
     @classmethod
-    def build(cls, mode: str, services: Mapping[str, Sequence[str]]) -> Scope:
-        return cls(mode, {sid: frozenset(numbers) for sid, numbers in services.items()})
+    def build(cls, mode: str, services: Mapping[str, Sequence[str]], modes: Mapping[str, str] | None = None) -> Scope:
+        return cls(mode, {sid: frozenset(numbers) for sid, numbers in services.items()}, dict(modes or {}))
 
     def service_of(self, twilio_number: str, hint: str | None = None) -> str | None:
         """The Messaging Service a Twilio number belongs to: as Twilio said, else as configured."""
@@ -62,7 +67,7 @@ class Scope:
         if via.startswith("MG"):
             members = tuple(sorted(self.services.get(via, ()))) or (ANY,)
             return Cover(members, (via,))
-        if self.mode == "pair":
+        if self.modes.get(via, self.mode) == "pair":
             return Cover((via,))
         service = self.service_of(via, service_hint)
         if service is None:

@@ -332,3 +332,34 @@ def test_the_accounts_table_is_checked_whole(tmp_path, body, environ, message):
     with pytest.raises(ConfigError) as raised:
         settings(tmp_path, environ={**_accounts_file(tmp_path, body), **environ})
     assert message in str(raised.value)
+
+
+def test_an_account_may_bring_its_own_keywords_and_opt_out_scope(tmp_path):
+    words = tmp_path / "brand-keywords.toml"
+    words.write_text(
+        '[keywords]\nstop = ["stop", "alto"]\nstart = ["start"]\nhelp = ["help"]\n'
+        '[replies]\nstop = "Brand B: unsubscribed."\nstart = "Brand B: back."\nhelp = "Brand B: call +14155550100."\n'
+    )
+    body = f"""
+[accounts.brand]
+account_sid = "{BRAND_SID}"
+auth_token_env = "T"
+keywords_file = "{words}"
+opt_out_scope = "messaging_service"
+senders = {{ dev = ["+15005550007"] }}
+messaging_services = {{ "{BRAND_SERVICE}" = ["+15005550007", "+15005550010"] }}
+"""
+    environ = {**_accounts_file(tmp_path, body), "T": "t", "TWILIO_ACCOUNT_SID": "AC" + "1" * 32}
+    result = settings(tmp_path, {"TWILIO_AUTH_TOKEN": TOKEN, "SENDERS_OVERRIDE": "+15005550006"}, environ)
+    book, scope = result["KEYWORDS"], result["SCOPE"]
+    assert book.for_number("+15005550007").match("Alto") == "stop"
+    assert book.for_number("+15005550010").replies["help"] == "Brand B: call +14155550100."
+    assert book.for_number("+15005550006").match("alto") is None  # the main account keeps the defaults
+    assert scope.cover("+15005550010").numbers == ("+15005550007", "+15005550010")
+    assert scope.cover("+15005550006").numbers == ("+15005550006",)  # still pair for the main account
+    bad = body.replace('opt_out_scope = "messaging_service"', 'opt_out_scope = "business"')
+    with pytest.raises(ConfigError, match=r"accounts\.brand\.opt_out_scope: expected one of pair, messaging_service"):
+        settings(tmp_path, {"TWILIO_AUTH_TOKEN": TOKEN}, {**environ, **_accounts_file(tmp_path, bad)})
+    missing = body.replace(str(words), str(tmp_path / "none.toml"))
+    with pytest.raises(ConfigError, match=r"accounts\.brand\.keywords_file: file not found"):
+        settings(tmp_path, {"TWILIO_AUTH_TOKEN": TOKEN}, {**environ, **_accounts_file(tmp_path, missing)})

@@ -84,3 +84,16 @@ def test_pair_scope_keeps_sibling_numbers_reachable(db_url, fake):
     assert outbound.queue(SENDER, content="x", agent_number=B)["status"] == "queued"
     # The service may pick A at send time, so a send through it is suppressed.
     assert outbound.queue(SENDER, content="x", agent_number=SERVICE)["status"] == "suppressed"
+
+
+def test_numbers_of_an_account_with_its_own_rule_follow_it():
+    service = "MG" + "e" * 32
+    scope = Scope.build("pair", {service: ["+15005550006", "+15005550007"]}, {"+15005550006": "messaging_service"})
+    assert scope.cover("+15005550006") == Cover(("+15005550006", "+15005550007"), (service,))
+    assert scope.cover("+15005550007") == Cover(("+15005550007",))  # the rule of the rest: pair
+    wide = Scope.build("messaging_service", {service: ["+15005550006", "+15005550007"]}, {"+15005550007": "pair"})
+    assert wide.cover("+15005550007") == Cover(("+15005550007",))
+    assert wide.cover("+15005550006").services == (service,)
+    with pytest.raises(ValueError, match="opt_out_scope must be one of pair, messaging_service, got 'business'"):
+        Scope.build("pair", {}, {"+15005550006": "business"})
+    assert Scope.build("pair", {}).modes == {}

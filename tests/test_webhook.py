@@ -6,9 +6,23 @@ from urllib.parse import urlencode
 import pytest
 from twilio.twiml.messaging_response import MessagingResponse
 
-from gateway import create_app
+from gateway import create_app, services
 
-from .conftest import FORM, OTHER_TWILIO_NUMBER, SENDER, TOKEN, TWILIO_NUMBER, TwilioSender, new_sid, sms_params
+from .conftest import (
+    ACCOUNT,
+    BRAND_ACCOUNT,
+    BRAND_NUMBER,
+    BRAND_TOKEN,
+    FORM,
+    OTHER_TWILIO_NUMBER,
+    SENDER,
+    TOKEN,
+    TWILIO_NUMBER,
+    TwilioSender,
+    new_sid,
+    sms_params,
+    three_accounts,
+)
 
 STOP_REPLY = "You have been unsubscribed and will not receive further messages. Reply START to resubscribe."
 START_REPLY = "You have been resubscribed and will receive messages again."
@@ -335,3 +349,27 @@ def test_nul_characters_are_stored_as_replacement_characters(twilio, store, body
     assert stored and set(stored) == {body.replace("\x00", "\ufffd")}  # queued, or a candidate: queued and logged
     assert store.verify_ledger().ok
     assert twilio.sms(body, sid="SM" + "0" * 32).text == response.text  # a retry is still the same message
+
+
+def test_an_accounts_own_keywords_answer_on_its_numbers_only(tmp_path, monkeypatch, db_url):
+    words = tmp_path / "brand-keywords.toml"
+    words.write_text(
+        '[keywords]\nstop = ["stop", "alto"]\nstart = ["start"]\nhelp = ["help"]\n'
+        '[replies]\nstop = "Brand B: unsubscribed."\nstart = "Brand B: back."\nhelp = "Brand B: call us."\n'
+    )
+    environ = three_accounts(tmp_path)
+    config = tmp_path / "accounts.toml"
+    config.write_text(
+        config.read_text().replace("[accounts.brand]\n", f'[accounts.brand]\nkeywords_file = "{words}"\n')
+    )
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    app = create_app({"DATABASE_URL": db_url})
+    sender = TwilioSender(app.test_client())
+    brand = sender.post(sms_params("Alto!", to=BRAND_NUMBER, account=BRAND_ACCOUNT), token=BRAND_TOKEN)
+    main = sender.post(sms_params("Alto!", sender="+14155550101", to=TWILIO_NUMBER, account=ACCOUNT))
+    assert "<Message>Brand B: unsubscribed.</Message>" in brand.text
+    assert "<Message>" not in main.text  # on the main account's number, a plain message
+    store = services.of(app).store
+    assert store.is_opted_out(SENDER, BRAND_NUMBER) and not store.is_opted_out("+14155550101", TWILIO_NUMBER)
+    store.close()
