@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, g, jsonify, request
+from flask import Blueprint, Response, abort, current_app, g, jsonify, request, stream_with_context
 from werkzeug.exceptions import TooManyRequests
 
 from . import events, numbers, revocation, schemas, services
@@ -129,6 +129,16 @@ def history(number: str):
 def audit_verify():
     """Walk the hash chain; 200 with ok true or false (the check itself succeeded)."""
     return jsonify(services.store().verify_ledger(accounts=g.grant.accounts).as_dict())
+
+
+@bp.get("/audit/proof")
+@require_role("auditor")
+def audit_proof():
+    """The chain as this key's accounts may see it, a JSON object a line, streamed (see ledger.shown)."""
+    lines = (
+        json.dumps(record, ensure_ascii=False) + "\n" for record in services.store().ledger_proof(g.grant.accounts)
+    )
+    return Response(stream_with_context(lines), content_type="application/x-ndjson; charset=utf-8")
 
 
 @bp.get("/stats")

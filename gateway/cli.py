@@ -24,7 +24,7 @@ import click
 from flask import Flask
 from tabulate import tabulate
 
-from . import config, imports, keys, numbers, revocation, services
+from . import config, imports, keys, ledger, numbers, revocation, services
 from .config import ConfigError
 from .messages import unstorable
 from .signature import sign
@@ -62,6 +62,18 @@ def _store(readonly: bool) -> Store:
     store = from_settings(settings, readonly=readonly)
     click.get_current_context().call_on_close(store.close)
     return store
+
+
+def _account_sids(store: Store, given: Sequence[str]) -> list[str]:
+    """The Account SIDs of the accounts named (by name or SID) in ``--account`` options."""
+    sids = []
+    for name in given:
+        found = store.accounts.named(name)
+        if found is None:
+            known = ", ".join(f"{a.name} ({a.sid})" for a in store.accounts.accounts if a.sid) or "none configured"
+            raise click.BadParameter(f"no account {name!r}; known: {known}", param_hint="--account")
+        sids.append(found.sid)
+    return sids
 
 
 def open_store(writes: bool = False) -> Store:
@@ -370,6 +382,55 @@ def audit_verify(as_json: bool) -> None:
         raise SystemExit(1)
 
 
+@audit.command("proof")
+@click.option(
+    "--account",
+    "accounts",
+    multiple=True,
+    metavar="NAME_OR_SID",
+    help="The account(s) the proof is for: their events whole, every other event by its digest. "
+    "Repeatable. Without it, every event whole.",
+)
+@click.option(
+    "--output", type=click.File("w", encoding="utf-8"), default="-", help="Write it here [default: standard output]."
+)
+def audit_proof(accounts: Sequence[str], output: Any) -> None:
+    """Write a proof of the ledger for an account's auditor: one JSON object a line, the head first.
+
+    The auditor checks it with `gateway audit check-proof FILE`, anywhere,
+    without the database: every link of the whole chain and the contents of
+    their own events, never seeing another account's fields. Writes nothing
+    to the database.
+    """
+    store = open_store()
+    sids = _account_sids(store, accounts) if accounts else None
+    for record in store.ledger_proof(sids):
+        output.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+@audit.command("check-proof")
+@click.argument("proof", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def audit_check_proof(proof: str, as_json: bool) -> None:
+    """Check a ledger proof (from `gateway audit proof` or GET /v1/audit/proof) without any database.
+
+    Exits 0 when the chain is whole up to the head the proof names, 1 naming
+    the first broken event otherwise, 2 when PROOF is not a proof.
+    """
+    try:
+        with click.open_file(proof, encoding="utf-8") as handle:
+            records = (json.loads(line) for line in handle if line.strip())
+            result = ledger.verify_proof(records)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {proof}: {exc.strerror}", param_hint="PROOF") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        message = str(exc) if str(exc).startswith("not a ledger proof") else f"not a ledger proof: {exc}"
+        raise click.UsageError(message) from None
+    click.echo(json.dumps(result.as_dict()) if as_json else result.summary())
+    if not result.ok:
+        raise SystemExit(1)
+
+
 @cli.group("keys")
 def keys_group() -> None:
     """Manage API keys (only their SHA-256 hashes are stored)."""
@@ -394,13 +455,7 @@ def keys_group() -> None:
 def keys_create(role: str, label: str | None, accounts: Sequence[str]) -> None:
     """Create a key and print it once; it cannot be shown again."""
     store = open_store(writes=True)
-    sids = []
-    for given in accounts:
-        found = store.accounts.named(given)
-        if found is None:
-            known = ", ".join(f"{a.name} ({a.sid})" for a in store.accounts.accounts if a.sid) or "none configured"
-            raise click.BadParameter(f"no account {given!r}; known: {known}", param_hint="--account")
-        sids.append(found.sid)
+    sids = _account_sids(store, accounts)
     key = keys.new_key()
     key_id = store.add_api_key(keys.hash_key(key), role, label, sids or None)
     click.echo(key)

@@ -5,13 +5,14 @@ and the previous event's hash, so editing, deleting, inserting or reordering
 any event breaks the chain from that point. The head (last id and hash) is
 kept apart so deleting the newest events is caught too.
 
-An event of a Twilio account (it has an ``account``) is hashed in two
-steps: a *digest* of its own fields, its account and a random salt, then
-the hash of that digest and the previous hash. So the whole chain can be
-checked from the digests of the events one may not read: an account's
+Every event written since accounts were recorded has a random ``salt`` and
+is hashed in two steps: a *digest* of its own fields, its account and the
+salt, then the hash of that digest and the previous hash. So the chain can
+be checked from the digests of the events one may not read: an account's
 auditor checks its own events' contents, and every link, without seeing
 another account's fields (the salt keeps a digest from being guessed from
-likely values). Events without an account keep the original one-step hash.
+likely values). Events written before (no salt) keep the original one-step
+hash; in a per-account proof they are *opaque*: only their links show.
 """
 
 from __future__ import annotations
@@ -46,25 +47,37 @@ def canonical(event: Mapping[str, Any], prev_hash: str) -> bytes:
 
 
 def digest(event: Mapping[str, Any]) -> str:
-    """An account's event's own digest: SHA-256 over FIELDS, its account and its salt."""
-    return hashlib.sha256(_json([*_values(event), event["account"], event["salt"]])).hexdigest()
+    """A salted event's own digest: SHA-256 over FIELDS, its account and its salt."""
+    return hashlib.sha256(_json([*_values(event), event.get("account"), event["salt"]])).hexdigest()
 
 
 def link_hash(event_digest: str, prev_hash: str) -> str:
-    """An account's event's hash: SHA-256 over its digest and the previous hash."""
+    """A salted event's hash: SHA-256 over its digest and the previous hash."""
     return hashlib.sha256(_json(["digest", event_digest, prev_hash])).hexdigest()
 
 
 def event_hash(event: Mapping[str, Any], prev_hash: str) -> str:
     """The hash ``event`` must have after ``prev_hash``.
 
-    An event given by its ``digest`` alone (another account's, in a per-account proof) is hashed from it.
+    An event given by its ``digest`` alone (another account's, in a per-account proof) is hashed from it;
+    an opaque one (written before salts, in such a proof) cannot be, and keeps the hash it shows.
     """
+    if event.get("opaque"):
+        return event["hash"]
     if event.get("digest"):
         return link_hash(event["digest"], prev_hash)
-    if event.get("account") is None:
+    if event.get("salt") is None:
         return hashlib.sha256(canonical(event, prev_hash)).hexdigest()
     return link_hash(digest(event), prev_hash)
+
+
+def shown(event: Mapping[str, Any], accounts: Sequence[str] | None) -> dict[str, Any]:
+    """``event`` as a per-account proof shows it: whole when it is of ``accounts`` (all, when None),
+    else by its digest (or opaque, for an event without a salt), with its place in the chain."""
+    if accounts is None or event.get("account") in accounts:
+        return dict(event)
+    place = {"id": event["id"], "prev_hash": event["prev_hash"], "hash": event["hash"]}
+    return {**place, "digest": digest(event)} if event.get("salt") else {**place, "opaque": True}
 
 
 @dataclass(frozen=True)
@@ -96,14 +109,30 @@ class Verification:
         }
 
 
+def verify_proof(records: Iterable[Mapping[str, Any]]) -> Verification:
+    """Check a per-account proof (see :func:`shown`): its first record holds the head and the accounts,
+    the rest are the events. Raises ValueError for something that is not a proof."""
+    records = iter(records)
+    header = next(records, None)
+    try:
+        head = (int(header["head"]["last_event_id"]), str(header["head"]["hash"]))  # type: ignore[index]
+        accounts = header.get("accounts")  # type: ignore[union-attr]
+    except (TypeError, KeyError, ValueError, AttributeError):
+        raise ValueError("not a ledger proof: its first line must hold the head and the accounts") from None
+    if accounts is not None and not (isinstance(accounts, list) and all(isinstance(a, str) for a in accounts)):
+        raise ValueError("not a ledger proof: its accounts must be a list of Account SIDs")
+    return verify(records, head, accounts)
+
+
 def verify(
     events: Iterable[Mapping[str, Any]], head: tuple[int, str] | None, accounts: Sequence[str] | None = None
 ) -> Verification:
     """Walk events in id order and check every link; ``head`` is (last id, hash).
 
-    Every event's hash is checked; with ``accounts``, those of other accounts
-    are counted apart (an auditor of those accounts learns how many there are,
-    never what they say). Streams: memory does not grow with the number of events.
+    Every event's hash is checked (an opaque one's only its link); with
+    ``accounts``, those of other accounts are counted apart (an auditor of
+    those accounts learns how many there are, never what they say). Streams:
+    memory does not grow with the number of events.
     """
     prev, checked, others, last_id = GENESIS, 0, 0, 0
     for event in events:

@@ -155,6 +155,7 @@ class Operation:
     errors: tuple[int, ...] = ()
     csv: bool = False  # also answers text/csv (?format=csv or Accept)
     extra: dict[str, Any] = field(default_factory=dict)
+    media: str | None = None  # the answer is this streamed media type, not JSON
 
 
 FORMAT = ("format", {"enum": ["json", "csv"]}, "json (the default) or csv; or ask with Accept: text/csv.")
@@ -227,6 +228,16 @@ OPERATIONS = (
             ),
         ),
         errors=(401, 403),
+    ),
+    Operation(
+        "get",
+        "/audit/proof",
+        "A proof of the chain for this key's accounts, to check offline (gateway audit check-proof): one JSON "
+        "object a line, the head first, then every event, whole if it is the key's accounts', else by its digest.",
+        "auditor",
+        (200, "The proof, as JSON lines.", {}),
+        errors=(401, 403),
+        media="application/x-ndjson",
     ),
     Operation(
         "get",
@@ -406,6 +417,8 @@ def document(version: str) -> dict[str, Any]:
     for operation in OPERATIONS:
         status, description, schema = operation.answer
         content: dict[str, Any] = {"application/json": {"schema": schema}}
+        if operation.media:
+            content = {operation.media: {"schema": {"type": "string"}}}
         if operation.csv:
             content["text/csv"] = {"schema": {"type": "string"}}
         responses: dict[str, Any] = {str(status): {"description": description, "content": content}}

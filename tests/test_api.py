@@ -2,16 +2,26 @@
 
 import csv
 import io
+import json
 import re
 import subprocess
 import sys
 
 import pytest
 
-from gateway import keys
+from gateway import keys, ledger
 from gateway.store import Store
 
-from .conftest import BRAND_NUMBER, REGION_NUMBER, SENDER, TWILIO_NUMBER, Gunicorn, post_webhook, sms_params
+from .conftest import (
+    BRAND_NUMBER,
+    REGION_ACCOUNT,
+    REGION_NUMBER,
+    SENDER,
+    TWILIO_NUMBER,
+    Gunicorn,
+    post_webhook,
+    sms_params,
+)
 
 
 @pytest.fixture
@@ -219,6 +229,7 @@ READS = [
     "/v1/opt-outs/{region_stop}/history?format=csv",
     "/v1/opt-outs/{brand_stop}/history",
     "/v1/audit/verify",
+    "/v1/audit/proof",
     "/v1/stats",
     "/v1/revocation-candidates?status=all",
 ]
@@ -228,8 +239,8 @@ READS = [
 def test_a_key_limited_to_one_account_reads_nothing_of_another(two_accounts, path):
     url = path.format(**two_accounts.users)
     client = two_accounts.app.test_client()
-    limited = client.get(url, headers=auth(two_accounts.keys["brand_auditor"]))
-    everyone = client.get(url, headers=auth(two_accounts.keys["everyone"]))
+    limited = client.get(url, headers=auth(two_accounts.keys["brand_auditor"]), buffered=True)
+    everyone = client.get(url, headers=auth(two_accounts.keys["everyone"]), buffered=True)
     assert limited.status_code == everyone.status_code == 200
     asked = url.split("/")[3] if "/history" in url else None  # a history answer names the number asked about
     for mark in two_accounts.region_marks:
@@ -281,3 +292,14 @@ def test_a_limited_sender_sends_only_from_its_accounts_numbers(two_accounts):
     refused = client.post("/v1/outbound-sms", json=other, headers=key)
     assert refused.status_code == 400
     assert refused.json["message"] == f"agent_number {REGION_NUMBER!r} is not one of this environment's numbers"
+
+
+def test_an_accounts_proof_from_the_api_checks_out_offline(two_accounts):
+    client = two_accounts.app.test_client()
+    answer = client.get("/v1/audit/proof", headers=auth(two_accounts.keys["region_auditor"]))
+    assert answer.status_code == 200 and answer.content_type == "application/x-ndjson; charset=utf-8"
+    records = [json.loads(line) for line in answer.text.splitlines()]
+    assert records[0]["accounts"] == [REGION_ACCOUNT]
+    result = ledger.verify_proof(records)
+    assert (result.ok, result.checked, result.others) == (True, 2, 2)
+    assert {record.get("account") for record in records[1:] if "digest" not in record} == {REGION_ACCOUNT}

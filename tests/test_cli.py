@@ -245,3 +245,63 @@ def test_history_of_a_number_with_no_records_says_so(runner, env):
     assert result.exit_code == 0 and result.output.strip() == "no records for +14155550177"
     as_json = runner.invoke(cli, ["optouts", "history", "+14155550177", "--format", "json"], env=env)
     assert as_json.exit_code == 0 and json.loads(as_json.stdout) == []
+
+
+# -- per-account proofs ------------------------------------------------------------------
+
+
+def test_an_accounts_proof_is_checked_anywhere_and_shows_nothing_of_the_others(two_accounts, runner, db_url, tmp_path):
+    proof = tmp_path / "brand.proof"
+    made = runner.invoke(
+        cli, ["audit", "proof", "--account", "brand", "--output", str(proof)], env={"DATABASE_URL": db_url}
+    )
+    assert made.exit_code == 0, made.output
+    text = proof.read_text()
+    for mark in two_accounts.region_marks:
+        assert mark not in text, mark
+    checked = runner.invoke(
+        cli, ["audit", "check-proof", str(proof)], env={"DATABASE_URL": "sqlite:////nonexistent/x.db"}
+    )
+    assert checked.exit_code == 0, checked.output
+    assert checked.output.startswith("ledger intact: 2 events checked, and 2 of other accounts, head ")
+    whole = runner.invoke(cli, ["audit", "proof"], env={"DATABASE_URL": db_url})
+    assert whole.exit_code == 0 and two_accounts.users["region_stop"] in whole.stdout  # no --account: everything
+
+    lines = text.splitlines()
+    other = next(i for i, line in enumerate(lines) if '"digest"' in line)
+    record = json.loads(lines[other])
+    lines[other] = json.dumps({**record, "digest": "0" * 64})  # someone changed another account's event
+    proof.write_text("\n".join(lines) + "\n")
+    broken = runner.invoke(cli, ["audit", "check-proof", str(proof)])
+    assert broken.exit_code == 1 and f"ledger BROKEN at event {record['id']}" in broken.output
+    del lines[other]  # or took it out
+    proof.write_text("\n".join(lines) + "\n")
+    removed = runner.invoke(cli, ["audit", "check-proof", str(proof)])
+    assert removed.exit_code == 1 and "does not match (an event before it was deleted or inserted)" in removed.output
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "not a ledger proof: its first line must hold the head and the accounts"),
+        ("{not json\n", "not a ledger proof: Expecting property name"),
+        ('{"head": {"last_event_id": 0, "hash": "0"}, "accounts": "AC1"}\n', "its accounts must be a list"),
+    ],
+)
+def test_check_proof_refuses_what_is_not_a_proof(runner, tmp_path, text, message):
+    path = tmp_path / "x.proof"
+    path.write_text(text)
+    result = runner.invoke(cli, ["audit", "check-proof", str(path)])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_a_proof_for_an_unknown_account_is_refused(runner, cli_env):
+    result = runner.invoke(cli, ["audit", "proof", "--account", "nosuch"], env=cli_env)
+    assert result.exit_code == 2 and "no account 'nosuch'; known: none configured" in result.output
+
+
+def test_check_proof_names_a_file_it_cannot_read(runner, tmp_path):
+    result = runner.invoke(cli, ["audit", "check-proof", str(tmp_path / "none.proof")])
+    assert (
+        result.exit_code == 2 and f"cannot read {tmp_path / 'none.proof'}: No such file or directory" in result.output
+    )

@@ -373,7 +373,7 @@ def test_a_console_signed_in_with_a_limited_key_shows_nothing_of_another_account
     limited, everyone = two_accounts.app.test_client(), two_accounts.app.test_client()
     sign_in(limited, two_accounts.keys["brand_auditor"])
     sign_in(everyone, two_accounts.keys["everyone"])
-    page, full = limited.get(url, base_url=BASE), everyone.get(url, base_url=BASE)
+    page, full = limited.get(url, base_url=BASE, buffered=True), everyone.get(url, base_url=BASE, buffered=True)
     assert page.status_code == full.status_code == 200
     asked = url.rsplit("/", 1)[-1] if "/numbers/" in url else None  # the timeline names the number asked about
     for mark in two_accounts.region_marks:

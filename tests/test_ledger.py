@@ -55,10 +55,12 @@ def test_an_accounts_event_is_hashed_from_its_digest_which_covers_its_fields_acc
         assert ledger.event_hash({**event, **change}, "0" * 64) != ledger.event_hash(event, "0" * 64), change
 
 
-def test_an_event_without_an_account_keeps_the_one_step_hash():
+def test_an_event_written_before_salts_keeps_the_one_step_hash():
     event = {"id": 1, "event": "opt_out", "state_changed": 1}
     assert ledger.event_hash(event, "0" * 64) == hashlib.sha256(ledger.canonical(event, "0" * 64)).hexdigest()
-    assert ledger.event_hash({**event, "salt": "5" * 32}, "0" * 64) == ledger.event_hash(event, "0" * 64)
+    salted = {**event, "salt": "5" * 32}  # written since: two steps, even without an account
+    assert ledger.event_hash(salted, "0" * 64) == ledger.link_hash(ledger.digest(salted), "0" * 64)
+    assert ledger.event_hash(salted, "0" * 64) != ledger.event_hash(event, "0" * 64)
 
 
 def test_an_auditor_of_one_account_verifies_the_chain_and_counts_the_others_apart():
@@ -73,13 +75,13 @@ def test_an_auditor_of_one_account_verifies_the_chain_and_counts_the_others_apar
     assert scoped.summary() == f"ledger intact: 2 events checked, and 2 of other accounts, head {prev}"
     assert scoped.as_dict()["other_accounts_events_checked"] == 2
     assert ledger.verify(events, (4, prev)).checked == 4
-    # Another account's event, shown by its digest alone, still proves its place in the chain.
-    shown = [e if e["account"] == "AC1" or e["account"] is None else {**e, "digest": ledger.digest(e)} for e in events]
-    for event in shown:
-        if "digest" in event:
-            for name in ledger.FIELDS[1:] + ledger.ACCOUNT_FIELDS:
-                event.pop(name, None)
+    # Other accounts' events (and those without one), shown by their digests alone, still prove their places.
+    shown = [ledger.shown(event, ["AC1"]) for event in events]
+    assert shown[0] == events[0] and shown[3] == events[3]
+    for event in (shown[1], shown[2]):
+        assert set(event) == {"id", "digest", "prev_hash", "hash"}
     assert ledger.verify(shown, (4, prev), ["AC1"]).ok
+    assert [ledger.shown(event, None) for event in events] == events
     tampered = [*shown[:1], {**shown[1], "digest": "0" * 64}, *shown[2:]]
     broken = ledger.verify(tampered, (4, prev), ["AC1"])
     assert (broken.ok, broken.broken_id, broken.checked) == (False, 2, 1)
@@ -177,3 +179,37 @@ def test_state_changed_is_hashed_as_a_number():
     assert ledger.event_hash({**event, "state_changed": True}, ledger.GENESIS) == ledger.event_hash(
         {**event, "state_changed": 1}, ledger.GENESIS
     )
+
+
+def test_an_event_written_before_salts_is_opaque_in_a_proof_and_only_its_link_shows():
+    old = _chain(2)  # written before salts: one-step hashes
+    (opaque,) = [ledger.shown(old[0], ["AC1"])]
+    assert opaque == {"id": 1, "prev_hash": ledger.GENESIS, "hash": old[0]["hash"], "opaque": True}
+    assert ledger.verify([opaque, old[1]], (2, old[1]["hash"]), None).ok
+    relinked = {**old[1], "prev_hash": "f" * 64}
+    assert not ledger.verify([opaque, relinked], (2, old[1]["hash"]), None).ok
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, {}, {"head": None}, {"head": {"hash": "0"}}, {"head": {"last_event_id": "x", "hash": "0"}}, "head"],
+)
+def test_a_proof_needs_its_head_first(header):
+    with pytest.raises(ValueError) as raised:
+        ledger.verify_proof([header] if header is not None else [])
+    assert str(raised.value) == "not a ledger proof: its first line must hold the head and the accounts"
+
+
+@pytest.mark.parametrize("accounts", ["AC1", [1], {"AC1": 1}])
+def test_a_proofs_accounts_are_a_list_of_sids(accounts):
+    with pytest.raises(ValueError, match="^not a ledger proof: its accounts must be a list of Account SIDs$"):
+        ledger.verify_proof([{"head": {"last_event_id": 0, "hash": ledger.GENESIS}, "accounts": accounts}])
+
+
+def test_a_proof_is_checked_against_the_head_it_names():
+    events = _chain(2)
+    head = {"head": {"last_event_id": 2, "hash": events[-1]["hash"]}, "accounts": None}
+    assert ledger.verify_proof([head, *events]) == ledger.verify(events, (2, events[-1]["hash"]))
+    scoped = {**head, "accounts": ["AC1"]}
+    assert ledger.verify_proof([scoped, *events]).others == 2
+    assert not ledger.verify_proof([head, events[0]]).ok  # the newest event left out

@@ -58,7 +58,7 @@ def test_make_run_shows_a_whole_round_trip(tmp_path):
         wait_healthy(port, proc, log, 60)
         assert f"Console:         http://127.0.0.1:{port}/console" in log.read_text()  # the banner names it
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-            assert b"gateway_outbound_suppressed_total 0.0" in response.read()
+            assert b'gateway_outbound_suppressed_total{account="none"} 0.0' in response.read()  # no SID yet
         simulated = subprocess.run(
             [str(ROOT / ".venv" / "bin" / "gateway"), *simulate_args("hello there", port)],
             env=run_env(tmp_path),

@@ -46,8 +46,7 @@ def append_event(tx: Tx, **fields: Any) -> int:
     )
     event = {name: fields.get(name) for name in (*ledger.FIELDS, *ledger.ACCOUNT_FIELDS)}
     event["id"] = max(last_id, max_id) + 1
-    if event["account"] is not None:
-        event["salt"] = secrets.token_hex(16)
+    event["salt"] = secrets.token_hex(16)
     event["state_changed"] = int(bool(event["state_changed"]))
     event["hash"] = ledger.event_hash(event, prev_hash)
     event["prev_hash"] = prev_hash
@@ -101,6 +100,16 @@ class LedgerRecords(Records):
         """Every event with its chain hashes, oldest first, in bounded memory."""
         with self.backend.read() as tx:
             yield from _batches(tx, batch)
+
+    def ledger_proof(self, accounts: Sequence[str] | None = None, batch: int = 1000) -> Iterator[dict[str, Any]]:
+        """A proof for ``accounts`` from one snapshot: the head and the accounts first, then every event,
+        whole if it is theirs, else by its digest (see :func:`gateway.ledger.shown`). Bounded memory."""
+        with self.backend.snapshot() as tx:
+            last_id, head_hash = tx.one("SELECT last_event_id, hash FROM ledger_head WHERE id = 1")
+            accounts = sorted(accounts) if accounts is not None else None
+            yield {"head": {"last_event_id": last_id, "hash": head_hash}, "accounts": accounts}
+            for event in _batches(tx, batch):
+                yield ledger.shown(event, accounts)
 
     def ledger_head(self) -> tuple[int, str]:
         """(last event id, its hash) as recorded."""

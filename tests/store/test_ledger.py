@@ -61,7 +61,7 @@ def test_tampering_is_detected(store, raw, statement, broken, reason):
 def test_rehashing_an_edited_row_is_still_detected(store, raw):
     """Recomputing the edited row's own hash breaks the next row's link instead."""
     prev = raw.scalar("SELECT prev_hash FROM events WHERE id = 2")
-    row = {e["id"]: e for e in store.events()}[2]
+    row = {e["id"]: e for e in store.iter_events()}[2]  # with its salt and account
     edited = {**row, "body": "edited", "detail": None}
     raw.tamper(f"UPDATE events SET body = 'edited', hash = '{ledger.event_hash(edited, prev)}' WHERE id = 2")
     result = store.verify_ledger()
