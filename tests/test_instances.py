@@ -159,9 +159,16 @@ def test_database_outage_mid_burst(tmp_path: Path, cluster, cluster_url):
     gateway = Gunicorn(
         tmp_path, workers=2, db_url=cluster_url, name="gw", env={"GATEWAY_DATABASE_POOL_TIMEOUT_SECONDS": "2"}
     )
-    # A batch the outage cut short stays leased until its lease ends: keep that short here.
+    # A batch the outage cut short stays leased until its lease ends: keep that short here. And the worker
+    # waits for a connection at most 1 s, well inside the 3 s outage, so it surely sees the outage.
     delivery = worker(
-        cluster_url, agent.url, tmp_path, "worker", GATEWAY_LOG_LEVEL="INFO", GATEWAY_AGENT_LEASE_SECONDS="5"
+        cluster_url,
+        agent.url,
+        tmp_path,
+        "worker",
+        GATEWAY_LOG_LEVEL="INFO",
+        GATEWAY_AGENT_LEASE_SECONDS="5",
+        GATEWAY_DATABASE_POOL_TIMEOUT_SECONDS="1",
     )
     # The outage is of a running worker: one that cannot open the database at start stops, by design.
     started = tmp_path / "worker.log"
@@ -172,14 +179,16 @@ def test_database_outage_mid_burst(tmp_path: Path, cluster, cluster_url):
         for n in range(600)
     ]
     health_during: list[int] = []
-    stop_sending = threading.Event()
+    stop_sending, midway = threading.Event(), threading.Event()
 
     def send(params):
         if not stop_sending.is_set():
             answers[dict(params)["MessageSid"]].append(post_webhook(gateway.base, params, timeout=30))
+            if len(answers) >= 150:
+                midway.set()
 
     def outage():
-        time.sleep(1.0)
+        midway.wait(60)  # a quarter of the burst answered, however fast this machine is
         cluster.stop("fast")
         time.sleep(0.5)
         health_during.append(_health(gateway.base))
@@ -194,6 +203,8 @@ def test_database_outage_mid_burst(tmp_path: Path, cluster, cluster_url):
         fault.join()
         # After the outage: everything recovers by itself. Twilio retries what got no 200.
         wait_for(lambda: _health(gateway.base) == 200, 30, "/healthz to answer 200 again")
+        # One more message after the outage: the worker must deliver something once the database is back.
+        messages.append(sms_params("after the outage", sender="+14155569999", sid=new_sid()))
         for params in messages:
             sid = dict(params)["MessageSid"]
             if not any(status == 200 for status, _ in answers[sid]):
