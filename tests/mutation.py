@@ -65,8 +65,8 @@ EQUIVALENT: dict[str, str] = {
     "gateway.chart.x_bar_chart__mutmut_8": "axis_ticks(0) and axis_ticks(1) are both [0, 1]",
     "gateway.keys.x_new_key__mutmut_2": "token_urlsafe(None) draws secrets.DEFAULT_ENTROPY bytes, which is 32",
     "gateway.keys.x_hash_key__mutmut_4": _CODEC,
-    "gateway.ledger.x_canonical__mutmut_16": "ensure_ascii=None is falsy, as False is",
-    "gateway.ledger.x_canonical__mutmut_25": _CODEC,
+    "gateway.ledger.x__json__mutmut_3": "ensure_ascii=None is falsy, as False is",
+    "gateway.ledger.x__json__mutmut_12": _CODEC,
     "gateway.messages.x_storable__mutmut_2": "replacing NUL in a text without one returns the same text",
     "gateway.messages.x_unstorable__mutmut_7": _CODEC,
     "gateway.numbers.x_problem__mutmut_14": "phonenumbers.parse's region defaults to None",
@@ -99,7 +99,8 @@ def run_module(name: str, tests: str, work: Path) -> dict[str, str]:
         f"only_mutate = gateway/{name}.py\n"
         "also_copy = config\n"
         f"pytest_add_cli_args_test_selection = {tests}\n"
-        "pytest_add_cli_args = -p no:cacheprovider -q\n"
+        # One argument a line (mutmut splits on newlines); the slow tests need a whole checkout (gunicorn).
+        "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -q\n    -m\n    not slow\n"
     )
     (copy / "setup.cfg").write_text(setup)
     mutmut = [sys.executable, "-m", "mutmut"]

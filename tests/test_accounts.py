@@ -106,3 +106,25 @@ def test_several_accounts_each_need_a_sid():
 
 def test_an_account_is_labelled_by_its_name():
     assert routed().accounts[1].label == "brand"
+
+
+@pytest.mark.parametrize(
+    ("sid", "label"),
+    [(BRAND, "brand"), (MAIN, "main"), ("AC" + "0" * 26 + "abc123", "abc123"), (None, "none"), ("", "none")],
+)
+def test_metrics_label_an_account_by_its_name_else_its_sids_end(sid, label):
+    assert routed().label_of(sid) == label
+
+
+@pytest.mark.parametrize(
+    ("given", "name"),
+    [("brand", "brand"), (BRAND, "brand"), ("region", "region"), ("nosuch", None), ("AC" + "9" * 32, None)],
+)
+def test_an_account_is_named_by_its_name_or_its_sid(given, name):
+    found = routed().named(given)
+    assert (found.name if found else None) == name
+
+
+def test_an_account_without_a_sid_cannot_be_named():
+    assert Accounts.single(None, ["t"], []).named("default") is None
+    assert Accounts.single(MAIN, ["t"], []).named("default").sid == MAIN

@@ -213,3 +213,28 @@ def test_a_proof_is_checked_against_the_head_it_names():
     scoped = {**head, "accounts": ["AC1"]}
     assert ledger.verify_proof([scoped, *events]).others == 2
     assert not ledger.verify_proof([head, events[0]]).ok  # the newest event left out
+
+
+def _accounts_chain():
+    events, prev = [], ledger.GENESIS
+    for n, account in enumerate(["AC2", "AC1", "AC2"], start=1):
+        event = {"id": n, "event": "opt_out", "state_changed": 1, "account": account, "salt": f"{n:032x}"}
+        event["prev_hash"], event["hash"] = prev, ledger.event_hash(event, prev)
+        prev = event["hash"]
+        events.append(event)
+    return events
+
+
+@pytest.mark.parametrize(
+    ("break_it", "broken_id", "checked", "others"),
+    [
+        (lambda events: [*events[:2], {**events[2], "prev_hash": "f" * 64}], 3, 1, 1),  # a link
+        (lambda events: [*events[:2], {**events[2], "event": "opt_in"}], 3, 1, 1),  # an edit
+        (lambda events: events[:2], 3, 1, 1),  # the newest left out
+    ],
+)
+def test_a_broken_chain_still_counts_the_other_accounts_events_before_it(break_it, broken_id, checked, others):
+    events = _accounts_chain()
+    result = ledger.verify(break_it(events), (3, events[-1]["hash"]), ["AC1"])
+    assert (result.ok, result.broken_id, result.checked, result.others) == (False, broken_id, checked, others)
+    assert f"({checked} events before it intact, and {others} of other accounts)" in result.summary()
