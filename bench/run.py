@@ -23,6 +23,7 @@ import os
 import random
 import re
 import secrets
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -271,6 +272,8 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench: wrk is not installed: run `make bench` (it installs it) or bench/ensure-wrk")
 
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     env = {
