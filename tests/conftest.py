@@ -4,6 +4,7 @@ that signs requests exactly like Twilio, and real gunicorn servers."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import secrets
 import signal
@@ -454,7 +455,10 @@ def wait_for(condition, seconds: float, what: str) -> None:
 def post_webhook(
     base: str, params, path: str = "/twilio/sms", timeout: float = 60, token: str = TOKEN
 ) -> tuple[int, str]:
-    """POST a webhook signed like Twilio to a live server; (status, body), or (0, reason) if unreachable."""
+    """POST a webhook signed like Twilio to a live server; (status, body), or (0, reason) if unreachable.
+
+    An answer cut off mid-way (the server killed after its headers) is no answer too: Twilio retries it.
+    """
     url = base + path
     request = urllib.request.Request(
         url, data=urlencode(params).encode(), method="POST", headers={"X-Twilio-Signature": sign(url, params, token)}
@@ -464,5 +468,5 @@ def post_webhook(
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
-    except OSError as exc:
-        return 0, str(exc)
+    except (OSError, http.client.HTTPException) as exc:
+        return 0, str(exc) or type(exc).__name__
