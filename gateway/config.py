@@ -13,6 +13,7 @@ import re
 import secrets
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -304,46 +305,36 @@ def load(
     settings.update(_agent(raw))
     settings.update(_outbound(raw, settings, environ))
     services = _services(raw.get("MESSAGING_SERVICES"), raw.source("MESSAGING_SERVICES"))
-    settings["ACCOUNTS"] = _accounts(raw, settings, environ, services)
+    overrides = Overrides(services)
+    settings["ACCOUNTS"] = _accounts(raw, settings, environ, overrides)
     settings["SENDERS"] = settings["ACCOUNTS"].senders
-    keywords, modes = _account_overrides(raw, settings, environ)
-    settings["SCOPE"] = _scope(raw, services, modes)
-    settings["KEYWORDS"] = KeywordBook(settings["KEYWORDS"].default, {**keywords, **settings["KEYWORDS"].per_number})
+    settings["SCOPE"] = _scope(raw, services, overrides.modes)
+    book = settings["KEYWORDS"]  # a number's own section in the main keywords file comes first
+    settings["KEYWORDS"] = KeywordBook(book.default, {**overrides.keywords, **book.per_number})
     return settings
 
 
-def _account_overrides(
-    raw: Layers, settings: dict[str, Any], environ: Mapping[str, str]
-) -> tuple[dict[str, KeywordSet], dict[str, str]]:
-    """Each account's own keywords and opt-out scope, as overrides for its Twilio numbers.
+@dataclass
+class Overrides:
+    """What the accounts add to the deployment's settings, per Twilio number: their Messaging Services
+    (joining ``[messaging_services]``), their own keyword sets and their own opt-out scope."""
 
-    A number's own section in the main keywords file still comes first.
-    """
-    keywords: dict[str, KeywordSet] = {}
-    modes: dict[str, str] = {}
-    for name, section in (raw.get("ACCOUNTS") or {}).items():
-        account = settings["ACCOUNTS"].named(name)
-        numbers_of = [*account.senders, *account.numbers] if account else []
-        where = f"{raw.source('ACCOUNTS')}.{name}"
-        if section.get("keywords_file"):
-            path = Path(str(section["keywords_file"]))
-            book = load_keywords(path if path.is_absolute() else config_dir(environ) / path, f"{where}.keywords_file")
-            keywords.update({number: book.for_number(number) for number in numbers_of})
-        if section.get("opt_out_scope") is not None:
-            mode = str(section["opt_out_scope"]).strip().lower()
-            if mode not in SCOPES:
-                raise ConfigError(f"{where}.opt_out_scope: expected one of {', '.join(SCOPES)}, got {mode!r}")
-            modes.update(dict.fromkeys(numbers_of, mode))
-    return keywords, modes
+    services: dict[str, list[str]]
+    keywords: dict[str, KeywordSet] = field(default_factory=dict)
+    modes: dict[str, str] = field(default_factory=dict)
+
+
+def _scope_mode(value: Any, where: str) -> str:
+    mode = str(value or "pair").strip().lower()
+    if mode not in SCOPES:
+        raise ConfigError(f"{where}: expected one of {', '.join(SCOPES)}, got {mode!r}")
+    return mode
 
 
 def _scope(raw: Layers, services: dict[str, list[str]], modes: dict[str, str]) -> Scope:
     """``opt_out_scope`` over the Messaging Services of every account (SID -> its numbers), with the
     numbers of accounts that chose their own (``modes``)."""
-    mode = str(raw.get("OPT_OUT_SCOPE") or "pair").strip().lower()
-    if mode not in SCOPES:
-        raise ConfigError(f"{raw.source('OPT_OUT_SCOPE')}: expected one of {', '.join(SCOPES)}, got {mode!r}")
-    return Scope.build(mode, services, modes)
+    return Scope.build(_scope_mode(raw.get("OPT_OUT_SCOPE"), raw.source("OPT_OUT_SCOPE")), services, modes)
 
 
 def _services(services: Any, where: str) -> dict[str, list[str]]:
@@ -485,11 +476,11 @@ ACCOUNT_KEYS = (
 
 
 def _accounts(
-    raw: Layers, settings: dict[str, Any], environ: Mapping[str, str], services: dict[str, list[str]]
+    raw: Layers, settings: dict[str, Any], environ: Mapping[str, str], overrides: Overrides
 ) -> accounts.Accounts:
     """The Twilio accounts: today's single-account settings, and each ``[accounts.NAME]`` table.
 
-    Each account's Messaging Services join ``services``, so opt-out scope knows them.
+    What each account adds for its numbers (services, keywords, scope) goes into ``overrides``.
     """
     single_senders = list(settings["SENDERS"])
     table = raw.get("ACCOUNTS") or {}
@@ -508,7 +499,7 @@ def _accounts(
             )
         found.append(accounts.Account(accounts.DEFAULT, sid, tokens, tuple(single_senders)))
     for name, section in table.items():
-        found.append(_account(name, section, f"{where}.{name}", settings["ENV"], environ, services))
+        found.append(_account(name, section, f"{where}.{name}", settings["ENV"], environ, overrides))
     try:
         return accounts.Accounts(tuple(found), routed=True)
     except ValueError as exc:
@@ -516,7 +507,7 @@ def _accounts(
 
 
 def _account(
-    name: str, section: Any, where: str, env: str, environ: Mapping[str, str], services: dict[str, list[str]]
+    name: str, section: Any, where: str, env: str, environ: Mapping[str, str], overrides: Overrides
 ) -> accounts.Account:
     if not accounts.NAME.fullmatch(name):
         raise ConfigError(f"{where}: a name is 1 to 32 of a-z, 0-9, _ and -, starting with a letter or digit")
@@ -544,10 +535,18 @@ def _account(
     _check_senders(senders, f"{where}.senders.{env}")
     own = _services(section.get("messaging_services"), f"{where}.messaging_services")
     for sid_of_service, members in own.items():
-        if sid_of_service in services:
+        if sid_of_service in overrides.services:
             raise ConfigError(f"{where}.messaging_services: {sid_of_service} is configured for another account too")
-        services[sid_of_service] = members
+        overrides.services[sid_of_service] = members
     members = tuple(number for listed in own.values() for number in listed if number not in senders)
+    numbers_of = (*senders, *members)
+    if section.get("keywords_file"):
+        path = Path(str(section["keywords_file"]))
+        book = load_keywords(path if path.is_absolute() else config_dir(environ) / path, f"{where}.keywords_file")
+        overrides.keywords.update({number: book.for_number(number) for number in numbers_of})
+    if section.get("opt_out_scope") is not None:
+        mode = _scope_mode(section["opt_out_scope"], f"{where}.opt_out_scope")
+        overrides.modes.update(dict.fromkeys(numbers_of, mode))
     return accounts.Account(name, sid, tuple(filter(None, (primary, secondary))), tuple(senders), members)
 
 
