@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, config, console, health, logs, metrics, services, statuscallback, webhook
+from . import api, checkup, config, console, health, logs, metrics, services, statuscallback, webhook
 from .config import ConfigError
 from .store import StoreUnavailable, from_settings
 
@@ -32,6 +33,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=os.environ.get("GATEWAY_INSTANCE_PATH") or None)
     app.config.update(config.load(test_config, instance_path=app.instance_path))
     logs.configure(app)
+    for finding in checkup.configuration_findings(app.config, datetime.now(UTC).date()):
+        logging.getLogger("gateway.checkup").warning("%s", finding.line())
 
     hops = app.config["TRUST_PROXY"]
     if hops:

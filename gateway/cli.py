@@ -24,7 +24,7 @@ import click
 from flask import Flask
 from tabulate import tabulate
 
-from . import config, imports, keys, ledger, numbers, revocation, services
+from . import checkup, config, imports, keys, ledger, numbers, revocation, services
 from .config import ConfigError
 from .messages import unstorable
 from .signature import sign
@@ -53,13 +53,17 @@ def instance_path() -> str:
     return os.environ.get("GATEWAY_INSTANCE_PATH") or Flask("gateway").instance_path
 
 
-def _store(readonly: bool) -> Store:
-    """The database DATABASE_URL names (no auth token needed), closed when the command ends."""
+def load_settings() -> dict[str, Any]:
+    """The deployment's settings (no auth token needed), or the one-line reason a setting is wrong."""
     try:
-        settings = config.load(instance_path=instance_path(), require_token=False)
+        return config.load(instance_path=instance_path(), require_token=False)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    store = from_settings(settings, readonly=readonly)
+
+
+def _store(readonly: bool) -> Store:
+    """The database DATABASE_URL names, closed when the command ends."""
+    store = from_settings(load_settings(), readonly=readonly)
     click.get_current_context().call_on_close(store.close)
     return store
 
@@ -675,10 +679,7 @@ CANDIDATE_COLUMNS = [
 
 
 def revocation_settings() -> revocation.Detector:
-    try:
-        return config.load(instance_path=instance_path(), require_token=False)["REVOCATION"]
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    return load_settings()["REVOCATION"]
 
 
 @optouts.command("candidates")
@@ -930,15 +931,52 @@ def templates_group() -> None:
 @FORMAT
 def templates_list(fmt: str) -> None:
     """List templates with their tokens; loading fails on any invalid template, naming the file."""
-    try:
-        settings = config.load(instance_path=instance_path(), require_token=False)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = load_settings()
     rows = [
         {"title": t.title, "tokens": ", ".join(t.tokens), "characters": len(t.body), "file": f"{t.name}.toml"}
         for t in settings["TEMPLATES"].values()
     ]
     _emit(rows, ["title", "tokens", "characters", "file"], fmt)
+
+
+@cli.command()
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
+)
+def doctor(fmt: str) -> None:
+    """Check the deployment against the rules it must follow.
+
+    The FCC's per-se revocation words in every number's stop keywords; a STOP
+    confirmation that only confirms (no link, one plain text of at most 160
+    GSM-7 characters); a HELP reply that names the brand and a contact (CTIA);
+    the opt-out scope against the revoke-all rule (in force from 2027-01-31);
+    revocation candidates past their due date; the ledger's verification;
+    senders without a status callback. One line per finding, with its rule and
+    how to fix it. Reads only. Exits 1 when any finding is a failure.
+    """
+    settings = load_settings()
+    today = datetime.now(UTC).date()
+    findings = checkup.configuration_findings(settings, today)
+    try:
+        store = open_store()
+        detector = settings["REVOCATION"]
+        candidates = revocation.with_deadlines(store.revocation_candidates("open"), detector.business_days_to_honour)
+        findings += checkup.candidate_findings(
+            [c for c in candidates if c["overdue"]], detector.business_days_to_honour
+        )
+        result = store.verify_ledger()
+        findings += checkup.ledger_findings(result.ok, result.summary())
+    except StoreError as exc:
+        findings += checkup.database_findings(str(exc))
+    failed = any(finding.level == checkup.FAIL for finding in findings)
+    if fmt == "json":
+        click.echo(json.dumps({"ok": not failed, "findings": [f.as_dict() for f in findings]}, indent=2))
+    else:
+        for finding in findings:
+            click.echo(finding.line())
+        click.echo(f"{len(findings)} finding(s); " + ("failures above." if failed else "no failure."))
+    if failed:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":  # python -m gateway.cli

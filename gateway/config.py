@@ -90,7 +90,7 @@ def _read_toml(path: Path, setting: str) -> dict[str, Any]:
 
 # The keys a configuration file may set: every setting, by its lower-case name, and the two tables.
 FILE_KEYS = frozenset(
-    {key.lower() for key in _ENV if key != "SENDERS_OVERRIDE"} | {"senders", "messaging_services", "accounts"}
+    {key.lower() for key in _ENV if key != "SENDERS_OVERRIDE"} | {"senders", "messaging_services", "accounts", "brands"}
 )
 
 
@@ -308,7 +308,7 @@ def load(
     overrides = Overrides(services)
     settings["ACCOUNTS"] = _accounts(raw, settings, environ, overrides)
     settings["SENDERS"] = settings["ACCOUNTS"].senders
-    settings["SCOPE"] = _scope(raw, services, overrides.modes)
+    settings["SCOPE"] = _scope(raw, services, overrides.modes, _brands(raw.get("BRANDS"), raw.source("BRANDS")))
     book = settings["KEYWORDS"]  # a number's own section in the main keywords file comes first
     settings["KEYWORDS"] = KeywordBook(book.default, {**overrides.keywords, **book.per_number})
     return settings
@@ -331,10 +331,31 @@ def _scope_mode(value: Any, where: str) -> str:
     return mode
 
 
-def _scope(raw: Layers, services: dict[str, list[str]], modes: dict[str, str]) -> Scope:
+def _scope(raw: Layers, services: dict[str, list[str]], modes: dict[str, str], brands: dict[str, list[str]]) -> Scope:
     """``opt_out_scope`` over the Messaging Services of every account (SID -> its numbers), with the
-    numbers of accounts that chose their own (``modes``)."""
-    return Scope.build(_scope_mode(raw.get("OPT_OUT_SCOPE"), raw.source("OPT_OUT_SCOPE")), services, modes)
+    numbers of accounts that chose their own (``modes``) and the brands ``business`` scope covers."""
+    return Scope.build(_scope_mode(raw.get("OPT_OUT_SCOPE"), raw.source("OPT_OUT_SCOPE")), services, modes, brands)
+
+
+def _brands(brands: Any, where: str) -> dict[str, list[str]]:
+    """A ``[brands]`` table (name -> its numbers and Messaging Service SIDs), checked."""
+    brands = brands or {}
+    if not isinstance(brands, dict):
+        raise ConfigError(f'{where}: expected a table of brand = ["+14155550100", "MG..."]')
+    owner: dict[str, str] = {}
+    for name, members in brands.items():
+        if not accounts.NAME.fullmatch(name):
+            raise ConfigError(
+                f"{where}.{name}: a name is 1 to 32 of a-z, 0-9, _ and -, starting with a letter or digit"
+            )
+        if not isinstance(members, list) or not members:
+            raise ConfigError(f"{where}.{name}: expected a list of E.164 numbers and Messaging Service SIDs")
+        _check_senders(members, f"{where}.{name}")
+        for member in members:
+            if member in owner and owner[member] != name:
+                raise ConfigError(f"{where}: {member} is in two brands, {owner[member]} and {name}")
+            owner[member] = name
+    return dict(brands)
 
 
 def _services(services: Any, where: str) -> dict[str, list[str]]:
@@ -546,7 +567,7 @@ def _account(
         overrides.keywords.update({number: book.for_number(number) for number in numbers_of})
     if section.get("opt_out_scope") is not None:
         mode = _scope_mode(section["opt_out_scope"], f"{where}.opt_out_scope")
-        overrides.modes.update(dict.fromkeys(numbers_of, mode))
+        overrides.modes.update(dict.fromkeys((*numbers_of, *own), mode))
     return accounts.Account(name, sid, tuple(filter(None, (primary, secondary))), tuple(senders), members)
 
 

@@ -5,6 +5,7 @@ that signs requests exactly like Twilio, and real gunicorn servers."""
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import secrets
 import signal
@@ -268,6 +269,21 @@ def two_accounts(accounts_app) -> TwoAccounts:
         for row in found.store.revocation_candidates()
     }
     return TwoAccounts(app, made, users, candidates)
+
+
+@pytest.fixture
+def gateway_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """``caplog`` that also sees the gateway's own log lines (its logger stops propagating once the app
+    has given it a handler), at every level."""
+    logger = logging.getLogger("gateway")
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False  # caplog's handler is on the root logger too: each line once
+    yield caplog
+    logger.removeHandler(caplog.handler)
+    logger.setLevel(level)
+    logger.propagate = propagate
 
 
 @pytest.fixture

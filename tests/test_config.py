@@ -118,6 +118,35 @@ def test_bad_messaging_services_are_named(tmp_path, table, message):
         settings(tmp_path, environ={"TWILIO_AUTH_TOKEN": "t", "GATEWAY_CONFIG_FILE": str(extra)})
 
 
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('brands = ["+14155550100"]', r"extra.toml: brands: expected a table of brand = "),
+        ('[brands]\n"Acme Co" = ["+14155550100"]', r"brands.Acme Co: a name is 1 to 32 of a-z"),
+        ("[brands]\nacme = []", r"brands.acme: expected a list of E.164 numbers and Messaging Service SIDs"),
+        ('[brands]\nacme = ["4155550100"]', r"brands.acme: '4155550100' is neither an E.164 number"),
+        (
+            '[brands]\nacme = ["+14155550100"]\nzenith = ["+14155550100"]',
+            r"brands: \+14155550100 is in two brands, acme and zenith",
+        ),
+    ],
+)
+def test_bad_brands_are_named(tmp_path, table, message):
+    extra = tmp_path / "extra.toml"
+    extra.write_text(table + "\n")
+    with pytest.raises(ConfigError, match=message):
+        settings(tmp_path, environ={"TWILIO_AUTH_TOKEN": "t", "GATEWAY_CONFIG_FILE": str(extra)})
+
+
+def test_brands_and_business_scope(tmp_path):
+    extra = tmp_path / "extra.toml"
+    service = "MG" + "a" * 32
+    extra.write_text(f'opt_out_scope = "business"\n[brands]\nacme = ["+14155550100", "{service}"]\n')
+    scope = settings(tmp_path, environ={"TWILIO_AUTH_TOKEN": "t", "GATEWAY_CONFIG_FILE": str(extra)})["SCOPE"]
+    assert scope.mode == "business" and scope.brands == {"acme": frozenset({"+14155550100", service})}
+    assert scope.brand_of(service) == "acme"
+
+
 def test_token_not_required_for_read_only_commands(tmp_path):
     assert settings(tmp_path, require_token=False)["AUTH_TOKENS"] == ()
 
@@ -357,8 +386,15 @@ messaging_services = {{ "{BRAND_SERVICE}" = ["+15005550007", "+15005550010"] }}
     assert book.for_number("+15005550006").match("alto") is None  # the main account keeps the defaults
     assert scope.cover("+15005550010").numbers == ("+15005550007", "+15005550010")
     assert scope.cover("+15005550006").numbers == ("+15005550006",)  # still pair for the main account
-    bad = body.replace('opt_out_scope = "messaging_service"', 'opt_out_scope = "business"')
-    with pytest.raises(ConfigError, match=r"accounts\.brand\.opt_out_scope: expected one of pair, messaging_service"):
+    wide = body.replace('opt_out_scope = "messaging_service"', 'opt_out_scope = "business"')
+    scope = settings(tmp_path, {"TWILIO_AUTH_TOKEN": TOKEN}, {**environ, **_accounts_file(tmp_path, wide)})["SCOPE"]
+    assert scope.cover(BRAND_SERVICE).numbers == ("*",)  # the account's service follows its rule too
+    assert scope.cover("+15005550006").numbers == ("+15005550006",)
+    bad = body.replace('opt_out_scope = "messaging_service"', 'opt_out_scope = "everything"')
+    with pytest.raises(
+        ConfigError,
+        match=r"accounts\.brand\.opt_out_scope: expected one of pair, messaging_service, business, got 'everything'",
+    ):
         settings(tmp_path, {"TWILIO_AUTH_TOKEN": TOKEN}, {**environ, **_accounts_file(tmp_path, bad)})
     missing = body.replace(str(words), str(tmp_path / "none.toml"))
     with pytest.raises(ConfigError, match=r"accounts\.brand\.keywords_file: file not found"):

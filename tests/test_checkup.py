@@ -1,0 +1,202 @@
+"""The compliance check of a deployment: each check as a plain function, ``gateway doctor``, start-up."""
+
+import json
+import logging
+from datetime import date
+
+import pytest
+
+from gateway import create_app
+from gateway.checkup import (
+    FAIL,
+    FCC_PER_SE_WORDS,
+    WARN,
+    callback_findings,
+    candidate_findings,
+    configuration_findings,
+    has_contact,
+    keyword_findings,
+    ledger_findings,
+    scope_findings,
+)
+from gateway.cli import cli
+from gateway.keywords import KeywordBook, KeywordSet
+from gateway.scope import Scope
+
+from .conftest import TOKEN, TWILIO_NUMBER
+
+GOOD_REPLIES = {
+    "stop": "Acme: you are unsubscribed and will get no more messages. Reply START to resubscribe.",
+    "start": "Acme: you are resubscribed.",
+    "help": "Acme alerts. Help: support@acme.example or +1 415 555 0100. Reply STOP to stop.",
+}
+ALL_WORDS = {"stop": [*FCC_PER_SE_WORDS, "stopall"], "start": ["start"], "help": ["help"]}
+
+
+def book(words=ALL_WORDS, **replies):
+    return KeywordBook(KeywordSet.build(words, {**GOOD_REPLIES, **replies}))
+
+
+def checks(findings):
+    return [(f.level, f.check, f.where) for f in findings]
+
+
+def test_good_keywords_have_no_finding():
+    assert keyword_findings(book(), [TWILIO_NUMBER], {}) == []
+
+
+@pytest.mark.parametrize(
+    ("words", "replies", "expected", "problem"),
+    [
+        (
+            {**ALL_WORDS, "stop": ["stop", "stopall", "unsubscribe", "cancel", "end", "quit", "optout"]},
+            {},
+            "fcc-words",
+            "the stop keywords lack 'revoke', 'opt out'",
+        ),
+        (ALL_WORDS, {"stop": "Unsubscribed. See our deals at https://acme.example/deals"}, "stop-reply", "link"),
+        (ALL_WORDS, {"stop": "Unsubscribed. Visit acme.com for more."}, "stop-reply", "link"),
+        (ALL_WORDS, {"stop": "Unsubscribed. " + "x" * 150}, "stop-reply", "164 GSM-7 units"),
+        (ALL_WORDS, {"stop": "Désinscrit ✓"}, "stop-reply", "UCS-2"),
+        (ALL_WORDS, {"help": "Reply STOP to unsubscribe."}, "help-reply", "no phone number, email address or URL"),
+    ],
+)
+def test_keyword_findings(words, replies, expected, problem):
+    findings = keyword_findings(book(words, **replies), [TWILIO_NUMBER], {})
+    assert checks(findings) == [(FAIL, expected, "default keywords")]
+    assert problem in findings[0].problem
+    assert findings[0].rule and findings[0].fix
+
+
+@pytest.mark.parametrize(
+    ("text", "contact"),
+    [
+        ("Call +1 415 555 0100", True),
+        ("Call (415) 555-0100", True),
+        ("Write to help@acme.example", True),
+        ("See https://acme.example/help", True),
+        ("Reply STOP to stop, HELP for help.", False),
+        ("Acme: 2 msgs/week", False),
+    ],
+)
+def test_has_contact(text, contact):
+    assert has_contact(text) is contact
+
+
+def test_each_number_with_its_own_set_is_checked_and_the_brand_named():
+    own = KeywordSet.build(ALL_WORDS, {**GOOD_REPLIES, "help": "Zenith: call +1 415 555 0199."})
+    books = KeywordBook(KeywordSet.build(ALL_WORDS, GOOD_REPLIES), {"+15005550010": own})
+    findings = keyword_findings(
+        books, [TWILIO_NUMBER, "+15005550010"], {TWILIO_NUMBER: "zenith", "+15005550010": "zenith"}
+    )
+    # The default set (used by TWILIO_NUMBER) names Acme, not the number's brand; the number's own names it.
+    assert checks(findings) == [(FAIL, "help-reply", TWILIO_NUMBER)]
+    assert "does not name the brand 'zenith'" in findings[0].problem
+    # Only numbers with their own set: the default is not checked.
+    assert keyword_findings(books, ["+15005550010"], {}) == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "modes", "today", "expected"),
+    [
+        ("business", {}, date(2026, 12, 1), []),
+        ("pair", {}, date(2026, 12, 1), [WARN]),
+        ("pair", {}, date(2027, 1, 30), [WARN]),
+        ("pair", {}, date(2027, 1, 31), [FAIL]),
+        ("messaging_service", {}, date(2028, 1, 1), [FAIL]),
+        ("business", {TWILIO_NUMBER: "pair"}, date(2027, 2, 1), [FAIL]),  # one account narrower
+    ],
+)
+def test_scope_against_the_revoke_all_date(mode, modes, today, expected):
+    findings = scope_findings(Scope.build(mode, {}, modes), today)
+    assert [f.level for f in findings] == expected
+    for finding in findings:
+        assert "2027-01-31" in finding.rule and 'opt_out_scope = "business"' in finding.fix
+
+
+def test_callback_candidates_and_ledger_findings():
+    assert callback_findings([], None) == [] and callback_findings([TWILIO_NUMBER], "https://x.example/s") == []
+    assert checks(callback_findings([TWILIO_NUMBER], None)) == [(WARN, "status-callback", TWILIO_NUMBER)]
+    assert candidate_findings([], 10) == []
+    overdue = candidate_findings([{"due_by": "2026-11-20"}, {"due_by": "2026-11-13"}], 10)
+    assert checks(overdue) == [(FAIL, "candidates", "revocation candidates")]
+    assert "2 open candidate(s) past their due date (the oldest due 2026-11-13)" == overdue[0].problem
+    assert ledger_findings(True, "ok") == []
+    assert checks(ledger_findings(False, "ledger BROKEN at event 3")) == [(FAIL, "ledger", "event ledger")]
+
+
+def test_configuration_findings_of_the_committed_defaults(tmp_path):
+    """The committed keywords lack a HELP contact (each deployment must write its own); the scope is pair."""
+    from gateway.config import load
+
+    settings = load({"TWILIO_AUTH_TOKEN": TOKEN}, instance_path=str(tmp_path), environ={})
+    findings = configuration_findings(settings, date(2026, 12, 1))
+    assert checks(findings) == [(FAIL, "help-reply", "default keywords"), (WARN, "revoke-all", "opt_out_scope")]
+
+
+def test_start_up_logs_each_finding_as_one_warning(tmp_path, gateway_log):
+    caplog = gateway_log
+    create_app({"TWILIO_AUTH_TOKEN": TOKEN, "DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.checkup"]
+    assert {r.levelno for r in caplog.records if r.name == "gateway.checkup"} == {logging.WARNING}
+    assert len(lines) == 2 and all("\n" not in line for line in lines)
+    assert lines[1].startswith("WARN [revoke-all] opt_out_scope: the scope is 'pair'") or lines[1].startswith(
+        "FAIL [revoke-all]"
+    )
+    caplog.clear()
+    keywords = tmp_path / "keywords.toml"
+    keywords.write_text(
+        f"[keywords]\nstop = {json.dumps(ALL_WORDS['stop'])}\nstart = ['start']\nhelp = ['help']\n"
+        "[replies]\n" + "".join(f"{kind} = {json.dumps(text)}\n" for kind, text in GOOD_REPLIES.items())
+    )
+    create_app(
+        {
+            "TWILIO_AUTH_TOKEN": TOKEN,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}",
+            "OPT_OUT_SCOPE": "business",
+            "KEYWORDS_FILE": str(keywords),
+        }
+    )
+    assert [r.getMessage() for r in caplog.records if r.name == "gateway.checkup"] == []
+
+
+def test_doctor_on_a_good_and_a_bad_deployment(runner, cli_env, tmp_path, twilio):
+    keywords = tmp_path / "keywords.toml"
+    keywords.write_text(
+        f"[keywords]\nstop = {json.dumps(ALL_WORDS['stop'])}\nstart = ['start']\nhelp = ['help']\n"
+        "[replies]\n" + "".join(f"{kind} = {json.dumps(text)}\n" for kind, text in GOOD_REPLIES.items())
+    )
+    good = {**cli_env, "GATEWAY_KEYWORDS_FILE": str(keywords), "GATEWAY_OPT_OUT_SCOPE": "business"}
+    result = runner.invoke(cli, ["doctor"], env=good)
+    assert result.exit_code == 0, result.output
+    assert result.output == "0 finding(s); no failure.\n"
+
+    bad = runner.invoke(cli, ["doctor", "--format", "json"], env=cli_env)  # committed defaults: no HELP contact
+    assert bad.exit_code == 1
+    report = json.loads(bad.output)
+    assert report["ok"] is False
+    assert [f["check"] for f in report["findings"]] == ["help-reply", "revoke-all"]
+    assert set(report["findings"][0]) == {"level", "check", "rule", "where", "problem", "fix"}
+
+
+def test_doctor_finds_overdue_candidates_and_a_broken_ledger(runner, cli_env, raw, twilio):
+    twilio.sms("please stop texting me")  # a revocation candidate, due in 10 business days
+    result = runner.invoke(cli, ["doctor", "--format", "json"], env=cli_env)
+    assert "candidates" not in [f["check"] for f in json.loads(result.output)["findings"]]
+    raw.execute("UPDATE revocation_candidates SET received_at = '2026-01-05T10:00:00.000000Z'")
+    raw.tamper("UPDATE events SET body = 'hello' WHERE id = 1")
+    result = runner.invoke(cli, ["doctor"], env=cli_env)
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert (
+        "FAIL [candidates] revocation candidates: 1 open candidate(s) past their due date (the oldest due 2026-01-19)"
+        in lines[2]
+    )
+    assert lines[3].startswith("FAIL [ledger] event ledger: ledger BROKEN at event 1: its hash does not match")
+    assert lines[-1] == "4 finding(s); failures above."
+
+
+def test_doctor_reports_a_database_it_cannot_read(runner, tmp_path):
+    result = runner.invoke(cli, ["doctor"], env={"DATABASE_URL": f"sqlite:///{tmp_path / 'none.db'}"})
+    assert result.exit_code == 1
+    assert any(line.startswith("FAIL [database] database: ") for line in result.output.splitlines())
