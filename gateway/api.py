@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request, stream_with_context
 from werkzeug.exceptions import TooManyRequests
 
-from . import events, numbers, revocation, schemas, services
+from . import consent, events, numbers, revocation, schemas, services
 from .auth import require_role
 from .messages import unstorable
 from .outbound import OutboundError
@@ -115,12 +115,13 @@ def opt_outs():
 @bp.get("/opt-outs/<path:number>/history")
 @require_role("auditor")
 def history(number: str):
-    """Every event for one number across all Twilio numbers, oldest first; ``records`` counts them (0: none)."""
+    """A number's consent timeline: every event for it across all Twilio numbers, oldest first, each with
+    ``change`` (granted, revoked, re-granted, ...); ``records`` counts them (0: none)."""
     _number("number", number)
     as_csv = _wants_csv()
-    rows = services.store().history(number, accounts=g.grant.accounts)
+    rows = consent.timeline(services.store().history(number, accounts=g.grant.accounts))
     if as_csv:
-        return _csv(rows, EVENT_COLUMNS, "history.csv")
+        return _csv(rows, ["id", "change", *EVENT_COLUMNS[1:]], "history.csv")
     return jsonify({"number": number, "records": len(rows), "data": rows})
 
 
@@ -270,8 +271,43 @@ def outbound_sms():
             agent_number=body.get("agent_number"),
             source=events.API,
             accounts=g.grant.accounts,
+            category=body.get("category"),
         )
     except OutboundError as exc:
         abort(400, description=str(exc))
     g.outcome = result["status"]
-    return jsonify({key: result[key] for key in ("id", "status", "encoding", "segments", "sender")}), 202
+    fields = ("id", "status", "encoding", "segments", "sender", "reason")
+    return jsonify({key: result[key] for key in fields if key in result}), 202
+
+
+@bp.post("/consents")
+@require_role("recorder")
+def record_consent():
+    """Record one consent grant (see gateway.consent); 201 with the record."""
+    fields = _body(schemas.CONSENT)
+    store = services.store()
+    try:
+        grant = consent.grant(fields, store.consent_rules.categories, store.clock(), store.api_key_name(g.api_key_hash))
+    except ValueError as exc:
+        abort(400, description=str(exc))
+    if grant.sender == consent.BUSINESS and g.grant.accounts is not None:
+        abort(403, description="sender *: a key limited to some accounts may record consent only to their senders")
+    if not g.grant.sees(store.account_of(grant.sender) if grant.sender != consent.BUSINESS else None):
+        abort(404, description="sender: not one of the numbers of this key's accounts")
+    recorded = store.record_consent(grant)
+    (row,) = [c for c in store.consents(grant.number) if c["id"] == recorded["id"]]
+    return jsonify(row), 201
+
+
+@bp.get("/consents")
+@require_role("auditor")
+def list_consents():
+    """A number's consents, oldest first (``current=true``: only those that have not ended)."""
+    number = _number("number", request.args.get("number"))
+    if number is None:
+        abort(400, description="number is required, an E.164 number such as " + numbers.EXAMPLE)
+    current = request.args.get("current", "false")
+    if current not in ("true", "false"):
+        abort(400, description=f"current must be true or false, got {current!r}")
+    rows = services.store().consents(number, current=current == "true", accounts=g.grant.accounts)
+    return jsonify({"number": number, "records": len(rows), "data": rows})

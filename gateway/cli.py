@@ -24,13 +24,14 @@ import click
 from flask import Flask
 from tabulate import tabulate
 
-from . import checkup, config, imports, keys, ledger, numbers, revocation, services
+from . import checkup, config, consent, imports, keys, ledger, numbers, revocation, services
 from .config import ConfigError
 from .messages import unstorable
 from .signature import sign
 from .stats import FIELDS as STAT_FIELDS
 from .stats import summarise
 from .store import (
+    CONSENT_COLUMNS,
     EVENT_COLUMNS,
     EXPORT_COLUMNS,
     OPT_OUT_COLUMNS,
@@ -445,7 +446,8 @@ def keys_group() -> None:
     "--role",
     required=True,
     type=click.Choice(keys.ROLES),
-    help="auditor: read-only; admin: also resolves candidates and records manual opt-outs; sender: the outbound API.",
+    help="auditor: read-only; admin: also resolves candidates, records manual opt-outs and consents; "
+    "sender: the outbound API; recorder: records consents (POST /v1/consents).",
 )
 @click.option("--label", type=TEXT, help="Who or what the key is for, e.g. 'compliance team'.")
 @click.option(
@@ -555,12 +557,15 @@ def optouts_list(number: str | None, twilio_number: str | None, since: str | Non
 @click.argument("number", type=E164)
 @FORMAT
 def optouts_history(number: str, fmt: str) -> None:
-    """Show every compliance event for NUMBER (E.164), across all Twilio numbers, oldest first.
+    """Show NUMBER's consent timeline: every event for it (E.164), across all Twilio numbers, oldest first.
 
-    A number with nothing recorded says so ("no records for NUMBER", on stderr).
+    Each event's "change" says what it did to consent: granted, revoked,
+    re-granted, opted in (or its kind: help, dropped, suppressed, ...). A
+    number with nothing recorded says so ("no records for NUMBER", on stderr).
     """
-    rows = open_store().history(number)
-    _emit(rows, [c for c in EVENT_COLUMNS if fmt != "table" or c != "hash"], fmt, f"no records for {number}")
+    rows = consent.timeline(open_store().history(number))
+    columns = ["id", "change", *EVENT_COLUMNS[1:]]
+    _emit(rows, [c for c in columns if fmt != "table" or c != "hash"], fmt, f"no records for {number}")
 
 
 @optouts.command("export")
@@ -632,6 +637,13 @@ def _write_events(rows: Iterable[dict[str, Any]], fmt: str, handle: TextIO) -> N
     handle.write("\n]\n")
 
 
+def _not_utf8(name: str, exc: UnicodeDecodeError) -> str:
+    return (
+        f"nothing imported: {name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+        f"{exc.start}); save it as CSV UTF-8"
+    )
+
+
 @optouts.command("import")
 @click.argument("file", type=click.File("r", encoding="utf-8-sig"))
 @click.option("--source", "name", required=True, type=TEXT, help="Where the list comes from, e.g. 'old-crm-2025'.")
@@ -646,10 +658,7 @@ def optouts_import(file: TextIO, name: str) -> None:
     try:
         rows = imports.parse(file)
     except UnicodeDecodeError as exc:
-        raise click.ClickException(
-            f"nothing imported: {file.name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-            f"{exc.start}); save it as CSV UTF-8"
-        ) from None
+        raise click.ClickException(_not_utf8(file.name, exc)) from None
     except imports.ImportError_ as exc:
         for error in exc.errors:
             click.echo(error, err=True)
@@ -937,6 +946,116 @@ def templates_list(fmt: str) -> None:
         for t in settings["TEMPLATES"].values()
     ]
     _emit(rows, ["title", "tokens", "characters", "file"], fmt)
+
+
+@cli.group("consent")
+def consent_group() -> None:
+    """Consent records: who agreed to which messages, when, how, to what wording.
+
+    Each grant is an event in the same hash chain as opt-outs; a revocation
+    (STOP, a manual or imported opt-out, a confirmed candidate) ends every
+    consent it covers. A START records a grant of keyword_consent_categories.
+    """
+
+
+CONSENT_SHOW_COLUMNS = ["id", "sender", "category", "method", "given_at", "recorded_by", "ended_at", "wording"]
+
+
+def _consent_grant(store: Store, fields: dict[str, Any], by: str) -> consent.Grant:
+    try:
+        return consent.grant(fields, store.consent_rules.categories, store.clock(), by)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@consent_group.command("add")
+@click.argument("number", type=E164)
+@click.option(
+    "--sender",
+    required=True,
+    help="The Twilio number or Messaging Service SID the consent is to; * for the whole business.",
+)
+@click.option("--category", required=True, help="One of consent_categories, e.g. marketing.")
+@click.option(
+    "--method",
+    required=True,
+    type=click.Choice([m for m in consent.METHODS if m != consent.KEYWORD]),
+    help="How the consent was given.",
+)
+@click.option("--wording", required=True, type=TEXT, help="The exact wording the person agreed to.")
+@click.option("--given-at", metavar="DATE", help="When it was given (a date or ISO 8601, UTC) [default: now].")
+@click.option(
+    "--evidence",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Evidence, repeatable: form_url=..., ip=..., user_agent=..., document=...",
+)
+@click.option("--by", "person", required=True, type=TEXT, help="Who is recording it.")
+def consent_add(
+    number: str,
+    sender: str,
+    category: str,
+    method: str,
+    wording: str,
+    given_at: str | None,
+    evidence: tuple[str, ...],
+    person: str,
+) -> None:
+    """Record that NUMBER gave consent, with its wording and evidence."""
+    pairs = {}
+    for item in evidence:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--evidence")
+        pairs[key.strip()] = value
+    fields = {"number": number, "sender": sender, "category": category, "method": method, "wording": wording}
+    if given_at:
+        fields["given_at"] = given_at
+    if pairs:
+        fields["evidence"] = pairs
+    store = open_store(writes=True)
+    result = store.record_consent(_consent_grant(store, fields, person.strip()))
+    click.echo(f"Consent {result['id']} recorded for {number}: {category} from {sender}. Event {result['event_id']}.")
+
+
+@consent_group.command("import")
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@click.option(
+    "--by", "person", required=True, type=TEXT, help="Who is importing, e.g. 'Dana Reyes, CRM export 2026-11'."
+)
+def consent_import(file: TextIO, person: str) -> None:
+    """Import consent records from FILE.csv, all or nothing.
+
+    Columns: number, sender, category, method, wording, and optionally
+    given_at (a date or ISO 8601, UTC) and evidence (a JSON object). Every row
+    is checked first: any bad row rejects the whole file, listing the lines,
+    and nothing is written. Each row becomes a consent_granted event.
+    """
+    store = open_store(writes=True)
+    try:
+        grants = imports.parse_consents(file, store.consent_rules.categories, store.clock(), person.strip())
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(_not_utf8(file.name, exc)) from None
+    except imports.ImportError_ as exc:
+        for error in exc.errors:
+            click.echo(error, err=True)
+        raise click.ClickException(f"nothing imported: {len(exc.errors)} problem(s) in {file.name}") from None
+    result = store.import_consents(grants)
+    click.echo(f"Imported {result['recorded']} consent records from {file.name}.")
+
+
+@consent_group.command("show")
+@click.argument("number", type=E164)
+@click.option("--current", is_flag=True, help="Only consents that have not ended.")
+@FORMAT
+def consent_show(number: str, current: bool, fmt: str) -> None:
+    """List NUMBER's consents, oldest first, with when each ended (a revocation ends the consents it covers).
+
+    `gateway optouts history NUMBER` shows the whole consent timeline: grants,
+    revocations and re-grants, with their chain hashes.
+    """
+    rows = open_store().consents(number, current=current)
+    _emit(rows, CONSENT_SHOW_COLUMNS if fmt == "table" else CONSENT_COLUMNS, fmt)
 
 
 @cli.command()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import accounts, numbers, smstemplates, store
+from . import accounts, consent, numbers, smstemplates, store
 from .keywords import KINDS, KeywordBook, KeywordSet
 from .revocation import Detector
 from .scope import SCOPES, Scope
@@ -67,6 +67,10 @@ _ENV = {
     "SESSION_GRACE_SECONDS": "GATEWAY_SESSION_GRACE_SECONDS",
     "SESSION_WARNING": "GATEWAY_SESSION_WARNING",
     "SMS_BACKEND": "GATEWAY_SMS_BACKEND",
+    "CONSENT_CATEGORIES": "GATEWAY_CONSENT_CATEGORIES",
+    "REQUIRE_CONSENT": "GATEWAY_REQUIRE_CONSENT",
+    "KEYWORD_CONSENT_CATEGORIES": "GATEWAY_KEYWORD_CONSENT_CATEGORIES",
+    "DEFAULT_CATEGORY": "GATEWAY_DEFAULT_CATEGORY",
 }
 
 
@@ -309,9 +313,35 @@ def load(
     settings["ACCOUNTS"] = _accounts(raw, settings, environ, overrides)
     settings["SENDERS"] = settings["ACCOUNTS"].senders
     settings["SCOPE"] = _scope(raw, services, overrides.modes, _brands(raw.get("BRANDS"), raw.source("BRANDS")))
+    settings["CONSENT"] = _consent(raw)
     book = settings["KEYWORDS"]  # a number's own section in the main keywords file comes first
     settings["KEYWORDS"] = KeywordBook(book.default, {**overrides.keywords, **book.per_number})
     return settings
+
+
+def _categories(raw: Layers, key: str) -> tuple[str, ...]:
+    """A list of category names: a TOML list, or comma-separated in an environment variable."""
+    value = raw.get(key, [])
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    try:
+        return consent.categories_setting(value, raw.source(key))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _consent(raw: Layers) -> consent.Rules:
+    """consent_categories, require_consent, keyword_consent_categories, default_category."""
+    categories = _categories(raw, "CONSENT_CATEGORIES")
+    if not categories:
+        raise ConfigError(f"{raw.source('CONSENT_CATEGORIES')}: name at least one category")
+    required, keyword = _categories(raw, "REQUIRE_CONSENT"), _categories(raw, "KEYWORD_CONSENT_CATEGORIES")
+    default = str(raw.get("DEFAULT_CATEGORY") or "").strip()
+    try:
+        return consent.Rules(categories, required, keyword, default)
+    except ValueError as exc:
+        setting = str(exc).split(":", 1)[0].upper()
+        raise ConfigError(f"{raw.source(setting)}: {str(exc).split(': ', 1)[1]}") from None
 
 
 @dataclass

@@ -35,7 +35,7 @@ from flask import (
 )
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
-from . import chart, keys, numbers, revocation, schemas, services, timestamps
+from . import chart, consent, keys, numbers, revocation, schemas, services, timestamps
 from .messages import has_nul
 from .store import EVENT_COLUMNS, LIST_KEY, OPT_OUT_COLUMNS
 from .timestamps import parse_bound
@@ -296,10 +296,36 @@ def timeline(number: str):
     reason = numbers.problem(number)
     if reason:
         abort(400, description=f"{number!r} is not an E.164 number such as {numbers.EXAMPLE}: {reason}")
-    events = services.store().history(number, accounts=g.grant.accounts)
-    current = services.store().current_opt_outs(number=number, accounts=g.grant.accounts)
+    store = services.store()
+    events = consent.timeline(store.history(number, accounts=g.grant.accounts))
+    current = store.current_opt_outs(number=number, accounts=g.grant.accounts)
+    consents = store.consents(number, current=True, accounts=g.grant.accounts)
     return render_template(
-        "console/timeline.html", number=number, events=events, current=current, columns=EVENT_COLUMNS
+        "console/timeline.html",
+        number=number,
+        events=events,
+        current=current,
+        consents=consents,
+        columns=EVENT_COLUMNS,
+    )
+
+
+@bp.get("/numbers/<path:number>/evidence")
+@signed_in
+def evidence(number: str):
+    """One number's consent timeline as a self-contained page for a legal file: every event with its chain
+    hashes, the consents, and the ledger's verification as of now."""
+    reason = numbers.problem(number)
+    if reason:
+        abort(400, description=f"{number!r} is not an E.164 number such as {numbers.EXAMPLE}: {reason}")
+    store = services.store()
+    return render_template(
+        "console/evidence.html",
+        number=number,
+        events=consent.timeline(store.history(number, accounts=g.grant.accounts, links=True)),
+        consents=store.consents(number, accounts=g.grant.accounts),
+        result=store.verify_ledger(accounts=g.grant.accounts),
+        produced_at=timestamps.utcnow(),
     )
 
 

@@ -13,7 +13,8 @@ HELP = "help"
 DROPPED = "dropped"  # a message from an opted-out sender, not delivered
 REVOCATION_CANDIDATE = "revocation_candidate"  # reads like a revocation; an auditor decides
 CANDIDATE_DISMISSED = "candidate_dismissed"
-SUPPRESSED = "suppressed"  # an outbound message not sent because the recipient opted out
+SUPPRESSED = "suppressed"  # an outbound message not sent: the recipient opted out, or gave no consent
+CONSENT_GRANTED = "consent_granted"  # a consent record (gateway.consent): who agreed to what, when, how
 
 # Where an opt-out, opt-in or other event came from.
 KEYWORD = "keyword"  # the gateway matched STOP/START/HELP itself
@@ -23,6 +24,9 @@ PATTERN = "pattern"  # a revocation-candidate pattern
 MANUAL = "manual"  # recorded by a person (CLI, API, console)
 CARRIER = "carrier"  # Twilio refused a send with 21610: the recipient opted out upstream
 IMPORT = "import"  # an opt-out list brought in from elsewhere
+
+# Why an outbound message was suppressed.
+NO_CONSENT = "no_consent"  # require_consent is on for its category and the recipient has no current consent
 
 # Who asked for an outbound message (also the source of its ``suppressed`` event).
 API = "api"

@@ -15,9 +15,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 PREFIX = "gwk_"
-ROLES = ("auditor", "admin", "sender")
-# What each role may also do: an admin can do everything an auditor can.
-_IMPLIES = {"admin": {"admin", "auditor"}, "auditor": {"auditor"}, "sender": {"sender"}}
+ROLES = ("auditor", "admin", "sender", "recorder")
+# What each role may also do: an admin can do everything an auditor and a recorder (of consents) can.
+_IMPLIES = {
+    "admin": {"admin", "auditor", "recorder"},
+    "auditor": {"auditor"},
+    "sender": {"sender"},
+    "recorder": {"recorder"},
+}
 
 
 def new_key() -> str:

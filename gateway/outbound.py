@@ -108,13 +108,21 @@ class Outbound:
         agent_number: str | None = None,
         source: str = events.API,
         accounts: Sequence[str] | None = None,
+        category: str | None = None,
     ) -> dict[str, Any]:
         """Validate, render and queue one message; raise OutboundError for bad input.
 
         ``accounts`` (Account SIDs) limits the senders to those accounts' (a key limited to them).
+        ``category`` (an API send's, the configured default when it names none) is what
+        ``require_consent`` is checked against; the agent's own sends answer a conversation and have none.
         """
         if not self.enabled:
             raise OutboundError(self.why_disabled())
+        rules = self.store.consent_rules
+        if category is None and source == events.API:
+            category = rules.default
+        if category is not None and category not in rules.categories:
+            raise OutboundError(f"category {category!r} is not one of {', '.join(rules.categories)}")
         to_number = e164(to_number, "to_number")
         senders = self.senders_of(accounts)
         if agent_number is not None:
@@ -125,7 +133,8 @@ class Outbound:
             sender = senders[0]
         else:
             raise OutboundError("this key's accounts have no sender numbers in this environment")
-        return self._enqueue(to_number, sender, self.text(self._render(content, template, variables)), template, source)
+        text = self.text(self._render(content, template, variables))
+        return self._enqueue(to_number, sender, text, template, source, category)
 
     def senders_of(self, accounts: Sequence[str] | None) -> tuple[str, ...]:
         """This environment's senders, or only those of ``accounts`` (in order: the first is their default)."""
@@ -172,12 +181,20 @@ class Outbound:
         return content
 
     def _enqueue(
-        self, to_number: str, sender: str, shape: OutboundText, template: str | None, source: str
+        self,
+        to_number: str,
+        sender: str,
+        shape: OutboundText,
+        template: str | None,
+        source: str,
+        category: str | None = None,
     ) -> dict[str, Any]:
         # An API send starts a new conversation, as on the hosted platform; the agent's own sends continue one.
-        queued = self.store.queue_outbound(to_number, sender, shape, source, template, new_session=source == events.API)
+        queued = self.store.queue_outbound(
+            to_number, sender, shape, source, template, new_session=source == events.API, category=category
+        )
         if queued["status"] == "suppressed":
-            log.info("outbound %s suppressed: %s opted out", queued["id"], mask_number(to_number))
+            log.info("outbound %s suppressed (%s): %s", queued["id"], queued["reason"], mask_number(to_number))
         return {**queued, "encoding": shape.encoding, "segments": shape.segments, "sender": sender}
 
     def text(self, body: str) -> OutboundText:

@@ -66,6 +66,18 @@ EVENT = _record(
         "hash": {"type": "string"},
     }
 )
+TIMELINE_EVENT = {
+    **EVENT,
+    "properties": {
+        **EVENT["properties"],
+        "change": {
+            "type": "string",
+            "description": "What the event did to consent: granted, re-granted, revoked, opted in; else its kind.",
+            "examples": ["revoked"],
+        },
+    },
+    "required": [*EVENT["required"], "change"],
+}
 FIGURES = {
     **{name: {"type": "integer"} for name in ("sent", "delivered", "undelivered", "failed", "suppressed", "pending")},
     "logged": {"type": "integer", "description": "Printed by the console SMS backend (development), never sent."},
@@ -114,6 +126,49 @@ MANUAL = _body(
     },
     ("number", "twilio_number", "reason", "by"),
 )
+CONSENT = _body(
+    {
+        "number": {**PHONE, "description": "The person's number."},
+        "sender": {
+            "type": "string",
+            "description": "The business's sender the consent is to: a Twilio number, a Messaging Service SID, "
+            "or * for the whole business.",
+            "examples": ["+15005550006", "*"],
+        },
+        "category": {
+            "type": "string",
+            "description": "One of consent_categories, e.g. marketing.",
+            "examples": ["marketing"],
+        },
+        "method": {"enum": ["web_form", "paper", "verbal", "import", "api"], "description": "How it was given."},
+        "given_at": {**STAMP, "description": "When it was given (UTC; a date or ISO 8601); now when absent."},
+        "wording": {**TEXT, "maxLength": 4000, "description": "The exact wording the person agreed to."},
+        "evidence": {
+            "type": "object",
+            "additionalProperties": {"type": "string", "maxLength": 2000},
+            "description": "Form URL, IP address, user agent, document reference, ...",
+            "examples": [{"form_url": "https://acme.example/join", "ip": "203.0.113.7"}],
+        },
+    },
+    ("number", "sender", "category", "method", "wording"),
+)
+CONSENT_RECORD = _record(
+    {
+        "id": {"type": "integer"},
+        "number": PHONE,
+        "sender": {"type": "string"},
+        "category": {"type": "string"},
+        "method": {"type": "string"},
+        "given_at": STAMP,
+        "wording": {"type": "string"},
+        "evidence": {"type": "object"},
+        "recorded_by": {"type": "string"},
+        "recorded_at": STAMP,
+        "event_id": {"type": "integer"},
+        "ended_at": {"type": ["string", "null"]},
+        "ended_by_event_id": {"type": ["integer", "null"]},
+    }
+)
 CONFIRM = _body({"by": TEXT, "note": {"type": "string", "maxLength": 2000}}, ("by",))
 DISMISS = _body({"by": TEXT, "note": {**TEXT, "description": "Why it is not a revocation."}}, ("by", "note"))
 OUTBOUND = _body(
@@ -127,6 +182,11 @@ OUTBOUND = _body(
             "description": "The template's tokens and their values.",
         },
         "agent_number": {"type": "string", "description": "One of this environment's senders; the first by default."},
+        "category": {
+            "type": "string",
+            "description": "What kind of message (one of consent_categories; default_category when absent): "
+            "with require_consent on for it, a recipient with no current consent is suppressed (reason no_consent).",
+        },
     },
     ("to_number",),
     oneOf=[{"required": ["content"]}, {"required": ["template"]}],
@@ -201,12 +261,42 @@ OPERATIONS = (
         (
             200,
             "The number's history.",
-            _record({"number": PHONE, "records": {"type": "integer"}, "data": {"type": "array", "items": EVENT}}),
+            _record(
+                {"number": PHONE, "records": {"type": "integer"}, "data": {"type": "array", "items": TIMELINE_EVENT}}
+            ),
         ),
         query=(FORMAT,),
         path_parameters=(("number", PHONE),),
         errors=(400, 401, 403, 404),
         csv=True,
+    ),
+    Operation(
+        "post",
+        "/consents",
+        "Record a consent: who agreed to which messages from which sender, when, how, to what wording, with "
+        "evidence; a chained event.",
+        "recorder",
+        (201, "The consent record.", CONSENT_RECORD),
+        body=CONSENT,
+        errors=(400, 401, 403, 404, 415),
+    ),
+    Operation(
+        "get",
+        "/consents",
+        "A number's consents, oldest first, each with when and by which revocation it ended (if it did).",
+        "auditor",
+        (
+            200,
+            "The number's consents.",
+            _record(
+                {"number": PHONE, "records": {"type": "integer"}, "data": {"type": "array", "items": CONSENT_RECORD}}
+            ),
+        ),
+        query=(
+            ("number", PHONE, "The person's number (required)."),
+            ("current", {"enum": ["true", "false"]}, "true: only consents that have not ended."),
+        ),
+        errors=(400, 401, 403),
     ),
     Operation(
         "get",
@@ -323,7 +413,9 @@ OPERATIONS = (
                     "encoding": {"type": "string"},
                     "segments": {"type": "integer"},
                     "sender": {"type": "string"},
-                }
+                    "reason": {"enum": ["opted_out", "no_consent", None], "description": "Why it was suppressed."},
+                },
+                ("id", "status", "encoding", "segments", "sender"),
             ),
         ),
         body=OUTBOUND,
@@ -349,7 +441,8 @@ class ShapeError(ValueError):
     """A body that does not have its declared shape; the message names the field and what was expected."""
 
 
-_VALIDATORS = {id(schema): Draft202012Validator(schema) for schema in (MANUAL, CONFIRM, DISMISS, OUTBOUND)}
+# One validator for every body an operation declares: a new operation cannot forget its own.
+_VALIDATORS = {id(op.body): Draft202012Validator(op.body) for op in OPERATIONS if op.body is not None}
 _KINDS = {
     "string": "a string",
     "object": "an object",

@@ -133,10 +133,11 @@ def test_history(client, api_keys, twilio):
     response = client.get(f"/v1/opt-outs/{SENDER}/history", headers=auth(api_keys["auditor"]))
     body = response.json
     assert body["number"] == SENDER
-    assert [e["event"] for e in body["data"]] == ["opt_out", "dropped", "opt_in"]
+    timeline = [("opt_out", "revoked"), ("dropped", "dropped"), ("opt_in", "opted in"), ("consent_granted", "granted")]
+    assert [(e["event"], e["change"]) for e in body["data"]] == timeline
     assert all(len(e["hash"]) == 64 for e in body["data"])
     as_csv = client.get(f"/v1/opt-outs/{SENDER}/history?format=csv", headers=auth(api_keys["auditor"]))
-    assert [r["event"] for r in csv.DictReader(io.StringIO(as_csv.text))] == ["opt_out", "dropped", "opt_in"]
+    assert [(r["event"], r["change"]) for r in csv.DictReader(io.StringIO(as_csv.text))] == timeline
 
 
 def test_audit_verify(client, api_keys, twilio, raw):

@@ -95,11 +95,12 @@ def test_optouts_history(runner, env, twilio):
     twilio.sms("STOP", sender="+19999999999")
 
     data = json.loads(runner.invoke(cli, ["optouts", "history", SENDER, "--format", "json"], env=env).output)
-    assert [(e["event"], e["twilio_number"]) for e in data] == [
-        ("opt_out", TWILIO_NUMBER),
-        ("dropped", TWILIO_NUMBER),
-        ("opt_in", TWILIO_NUMBER),
-        ("opt_out", "+15005550007"),
+    assert [(e["change"], e["event"], e["twilio_number"]) for e in data] == [
+        ("revoked", "opt_out", TWILIO_NUMBER),
+        ("dropped", "dropped", TWILIO_NUMBER),
+        ("opted in", "opt_in", TWILIO_NUMBER),
+        ("granted", "consent_granted", TWILIO_NUMBER),
+        ("revoked", "opt_out", "+15005550007"),
     ]
     assert all(e["number"] == SENDER and e["at"].endswith("Z") for e in data)
     assert [e["at"] for e in data] == sorted(e["at"] for e in data)

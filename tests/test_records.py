@@ -191,16 +191,20 @@ def test_export_csv_and_json(runner, env, twilio, store, tmp_path):
     )
     out = tmp_path / "events.csv"
     result = runner.invoke(cli, ["optouts", "export", "--output", str(out)], env=env)
-    assert result.exit_code == 0 and "Exported 4 events" in result.stderr
+    assert result.exit_code == 0 and "Exported 5 events" in result.stderr
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
-    assert [r["event"] for r in rows] == ["opt_out", "dropped", "opt_in", "opt_out"]
+    assert [r["event"] for r in rows] == ["opt_out", "dropped", "opt_in", "consent_granted", "opt_out"]
     assert rows[1]["prev_hash"] == rows[0]["hash"] and all(len(r["hash"]) == 64 for r in rows)
-    assert json.loads(rows[3]["detail"]) == {"reason": "call", "by": "x"}
+    assert json.loads(rows[4]["detail"]) == {"reason": "call", "by": "x"}
+    # The manual revocation ended the START's consent, and names itself as the end.
+    (grant,) = store.consents(SENDER)
+    assert grant["event_id"] == 4 and grant["ended_by_event_id"] == 5
     assert not (tmp_path / "events.csv.partial").exists()
 
     as_json = json.loads(runner.invoke(cli, ["optouts", "export", "--format", "json"], env=env).stdout)
-    assert [e["id"] for e in as_json] == [1, 2, 3, 4]
-    assert as_json[0]["state_changed"] is True and as_json[3]["detail"]["by"] == "x"
+    assert [e["id"] for e in as_json] == [1, 2, 3, 4, 5]
+    assert as_json[0]["state_changed"] is True and as_json[4]["detail"]["by"] == "x"
+    assert as_json[3]["detail"]["wording"] == "START" and as_json[3]["source"] == "keyword"
     assert [e["hash"] for e in as_json] == [r["hash"] for r in rows]
 
 
@@ -256,7 +260,12 @@ def test_history_csv(runner, env, twilio):
             io.StringIO(runner.invoke(cli, ["optouts", "history", SENDER, "--format", "csv"], env=env).stdout)
         )
     )
-    assert [r["event"] for r in rows] == ["opt_out", "opt_in"] and len(rows[0]["hash"]) == 64
+    assert [(r["change"], r["event"]) for r in rows] == [
+        ("revoked", "opt_out"),
+        ("opted in", "opt_in"),
+        ("granted", "consent_granted"),
+    ]
+    assert len(rows[0]["hash"]) == 64
 
 
 def test_import_of_a_file_that_is_not_utf8_is_refused_whole(runner, env, db_url, tmp_path):

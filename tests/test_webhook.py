@@ -107,10 +107,21 @@ def test_start_always_replies_and_history_stays(twilio, store):
     history = store.history(SENDER)
     assert [(e["event"], e["state_changed"]) for e in history] == [
         ("opt_in", False),
+        ("consent_granted", False),  # each START is also a consent grant (keyword_consent_categories)
         ("opt_out", True),
         ("opt_in", True),
+        ("consent_granted", False),
     ]
-    assert history[0]["at"] < history[1]["at"] < history[2]["at"]
+    assert history[0]["at"] == history[1]["at"] < history[2]["at"] < history[3]["at"] == history[4]["at"]
+    # The STOP ended the first grant; the second START's grant is current.
+    first, second = store.consents(SENDER)
+    assert first["ended_by_event_id"] == history[2]["id"] and second["ended_at"] is None
+    assert (second["method"], second["sender"], second["category"], second["wording"]) == (
+        "keyword",
+        TWILIO_NUMBER,
+        "informational",
+        "yes",
+    )
 
 
 def test_messages_from_opted_out_pair_are_dropped(twilio, store):
@@ -162,6 +173,7 @@ def test_advanced_opt_out_start_and_custom_keyword(twilio, store):
         ("opt_out", True, "twilio"),
         ("opt_out", False, "twilio"),
         ("opt_in", True, "twilio"),
+        ("consent_granted", False, "keyword"),  # Twilio's START is the person's consent too
     ]
 
 

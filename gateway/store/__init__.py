@@ -9,6 +9,7 @@ which database is in use. Inside:
   SQL: ``inbound`` (MessageSid claims), ``ledger`` (the hash-chained event
   log), ``optouts``, ``candidates`` (revocation candidates), ``queue`` (the
   agent queue), ``sessions``, ``outbound`` (messages and delivery status),
+  ``consents`` (consent records),
   ``keys`` (API keys and rate-limit buckets), and ``copy`` (``gateway db copy``);
 - ``backend`` (the seam) and one module per database: ``sqlite`` (the
   zero-configuration default) and ``postgres`` (several instances, managed
@@ -27,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from ..accounts import Accounts
+from ..consent import Rules
 from ..scope import Scope
 from ..timestamps import utcnow
 from .backend import Backend, SchemaMismatch, StoreError, StoreUnavailable
 from .candidates import CandidateRecords
+from .consents import CONSENT_COLUMNS, ConsentRecords
 from .inbound import InboundRecords
 from .keys import KeyRecords
 from .ledger import EVENT_COLUMNS, EXPORT_COLUMNS, LedgerRecords
@@ -42,6 +45,7 @@ from .sessions import SessionRecords
 
 __all__ = [
     "DURABILITY",
+    "CONSENT_COLUMNS",
     "EVENT_COLUMNS",
     "EXPORT_COLUMNS",
     "LIST_KEY",
@@ -107,6 +111,7 @@ class Store(
     SessionRecords,
     OutboundRecords,
     KeyRecords,
+    ConsentRecords,
 ):
     """The gateway's records in one database; safe to share between threads, reopened after a fork."""
 
@@ -118,6 +123,7 @@ class Store(
         durability: str = "full",
         scope: Scope | None = None,
         accounts: Accounts | None = None,
+        consent_rules: Rules | None = None,
         *,
         pool_size: int = 4,
         pool_timeout: float = 5.0,
@@ -130,6 +136,7 @@ class Store(
         self.clock = clock
         self.scope = scope or Scope()
         self.accounts = accounts or Accounts.single(None, (), ())
+        self.consent_rules = consent_rules or Rules()
 
     @property
     def kind(self) -> str:
@@ -190,6 +197,7 @@ def from_settings(settings: Mapping[str, Any], readonly: bool = False) -> Store:
         durability=settings["DURABILITY"],
         scope=settings["SCOPE"],
         accounts=settings["ACCOUNTS"],
+        consent_rules=settings["CONSENT"],
         pool_size=settings.get("DATABASE_POOL_SIZE", 4),
         pool_timeout=settings.get("DATABASE_POOL_TIMEOUT_SECONDS", 5.0),
         readonly=readonly,

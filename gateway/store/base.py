@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from ..accounts import Accounts
+from ..consent import Rules
 from ..scope import Scope
 from ..timestamps import FORMAT
 from .backend import Backend
@@ -19,6 +20,7 @@ class Records:
     scope: Scope
     accounts: Accounts
     durability: str
+    consent_rules: Rules
 
     def account_of(self, via: str) -> str | None:
         """The Account SID of the account that owns ``via`` (a Twilio number or MG SID), if known."""

@@ -17,11 +17,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from .. import consent, events
 from ..compliance import Decision
 from ..messages import InboundMessage, Processed
 from . import queue
 from .backend import Tx
 from .base import Records
+from .consents import add_consent, end_consents
 from .ledger import append_event
 from .optouts import covering, not_covered, set_state
 
@@ -160,6 +162,21 @@ class InboundRecords(Records):
                     account,
                 ),
             )
+        if decision.event == events.OPT_OUT:
+            end_consents(tx, self.scope, message.from_number, message.to_number, now, event_id, service)
+        elif decision.event == events.OPT_IN:
+            for category in self.consent_rules.keyword:  # a START is written consent to this number's messages
+                grant = consent.Grant(
+                    message.from_number,
+                    message.to_number,
+                    category,
+                    consent.KEYWORD,
+                    now,
+                    message.body,
+                    recorded_by=decision.source or consent.KEYWORD,
+                    evidence={"message_sid": message.message_sid},
+                )
+                add_consent(tx, grant, now, account)
         if decision.state_changed:
             set_state(
                 tx,

@@ -30,6 +30,14 @@ class KeyRecords(Records):
                 for row in tx.execute("SELECT key_hash, role, accounts FROM api_keys WHERE revoked_at IS NULL")
             ]
 
+    def api_key_name(self, key_hash: str) -> str:
+        """How records name the key with this hash: ``API key 3 (compliance team)``; never the key."""
+        with self.backend.read() as tx:
+            row = tx.one("SELECT id, label FROM api_keys WHERE key_hash = ?", (key_hash,))
+        if row is None:
+            return "an unknown API key"
+        return f"API key {row[0]}" + (f" ({row[1]})" if row[1] else "")
+
     def list_api_keys(self) -> list[dict[str, Any]]:
         with self.backend.read() as tx:
             return tx.query("SELECT id, role, label, accounts, created_at, revoked_at FROM api_keys ORDER BY id")

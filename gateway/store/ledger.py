@@ -79,11 +79,13 @@ def _batches(tx: Tx, batch: int) -> Iterator[dict[str, Any]]:
 
 
 class LedgerRecords(Records):
-    def history(self, number: str, accounts: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """Every event for ``number`` across all Twilio numbers (of ``accounts``, if given), oldest first."""
+    def history(self, number: str, accounts: Sequence[str] | None = None, links: bool = False) -> list[dict[str, Any]]:
+        """Every event for ``number`` across all Twilio numbers (of ``accounts``, if given), oldest first;
+        with ``links``, each event's ``prev_hash`` too."""
         clause, params = where(("number = ?", number), in_accounts(accounts))
+        columns = [*EVENT_COLUMNS, "prev_hash"] if links else EVENT_COLUMNS
         with self.backend.read() as tx:
-            rows = tx.query(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events{clause} ORDER BY id", params)  # noqa: S608
+            rows = tx.query(f"SELECT {', '.join(columns)} FROM events{clause} ORDER BY id", params)  # noqa: S608
         return [_event_row(row) for row in rows]
 
     def events(self) -> list[dict[str, Any]]:

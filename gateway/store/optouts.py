@@ -16,6 +16,7 @@ from .. import events
 from ..scope import ANY, Cover, Scope
 from .backend import Tx
 from .base import Records, in_accounts, page, where
+from .consents import end_consents
 from .ledger import append_event
 
 OPT_OUT_COLUMNS = ["number", "twilio_number", "opted_out_at", "source", "message_sid"]
@@ -134,6 +135,8 @@ def record_change(
         detail=json.dumps(detail, ensure_ascii=False),
         account=account,
     )
+    if opted_out:
+        end_consents(tx, scope, number, twilio_number, at, event_id)
     if changed:
         set_state(
             tx, scope, number, twilio_number, opted_out, state_at or at, source, message_sid, event_id, None, account

@@ -18,6 +18,7 @@ from ..scope import Scope
 from . import sessions
 from .backend import Tx
 from .base import Records, in_accounts, plus_seconds, where
+from .consents import has_consent
 from .ledger import append_event
 from .optouts import covering, record_change
 
@@ -34,14 +35,17 @@ def insert_outbound(
     source: str,
     template: str | None,
     account: str | None,
-) -> tuple[int, str]:
-    """Insert one outbound message, ``queued`` or, when an opt-out covers the pair, ``suppressed``."""
-    blocked = covering(tx, scope, to_number, sender)
-    status = "suppressed" if blocked else "queued"
+    category: str | None = None,
+    require_consent: bool = False,
+) -> tuple[int, str, str | None]:
+    """Insert one outbound message (its id, status and reason): ``queued``, or ``suppressed`` when an
+    opt-out covers the pair or, with ``require_consent``, no current consent of its ``category`` allows it."""
+    blocked, reason = suppression(tx, scope, to_number, sender, category, require_consent)
+    status = "suppressed" if reason else "queued"
     message_id = tx.scalar(
         "INSERT INTO outbound_messages (to_number, sender, body, template, encoding, segments, status, "
-        "next_attempt_at, source, created_at, updated_at, account) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "RETURNING id",
+        "next_attempt_at, source, created_at, updated_at, account, category, suppressed_reason) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             to_number,
             sender,
@@ -50,26 +54,17 @@ def insert_outbound(
             text.encoding,
             text.segments,
             status,
-            None if blocked else now,
+            None if reason else now,
             source,
             now,
             now,
             account,
+            category,
+            reason,
         ),
     )
-    if blocked:
-        append_event(
-            tx,
-            event=events.SUPPRESSED,
-            number=to_number,
-            twilio_number=blocked,
-            body=text.body,
-            source=source,
-            state_changed=False,
-            at=now,
-            detail=json.dumps({"outbound_id": message_id, "sender": sender}),
-            account=account,
-        )
+    if reason:
+        suppressed_event(tx, now, message_id, to_number, sender, blocked, text.body, source, reason, category, account)
     else:
         tx.execute(
             "INSERT INTO pairs (number, twilio_number, last_outbound_id, last_outbound_at) VALUES (?, ?, ?, ?) "
@@ -77,7 +72,54 @@ def insert_outbound(
             "last_outbound_at = excluded.last_outbound_at",
             (to_number, sender, message_id, now),
         )
-    return message_id, status
+    return message_id, status, reason
+
+
+def suppression(
+    tx: Tx, scope: Scope, to_number: str, sender: str, category: str | None, require_consent: bool
+) -> tuple[str | None, str | None]:
+    """What stops a send now, if anything: (the Twilio number of the covering opt-out, or None; the reason,
+    ``opted_out`` or ``no_consent``, or None when the message may go)."""
+    blocked = covering(tx, scope, to_number, sender)
+    if blocked:
+        return blocked, events.OPTED_OUT
+    if require_consent and not has_consent(tx, scope, to_number, sender, str(category)):
+        return None, events.NO_CONSENT
+    return None, None
+
+
+def suppressed_event(
+    tx: Tx,
+    now: str,
+    message_id: int,
+    to_number: str,
+    sender: str,
+    blocked: str | None,
+    body: str,
+    source: str,
+    reason: str,
+    category: str | None,
+    account: str | None,
+    at_send_time: bool = False,
+) -> None:
+    """The chained record of a message not sent, and why."""
+    detail: dict[str, Any] = {"outbound_id": message_id, "sender": sender, "reason": reason}
+    if category:
+        detail["category"] = category
+    if at_send_time:
+        detail["at_send_time"] = True
+    append_event(
+        tx,
+        event=events.SUPPRESSED,
+        number=to_number,
+        twilio_number=blocked or sender,
+        body=body,
+        source=source,
+        state_changed=False,
+        at=now,
+        detail=json.dumps(detail),
+        account=account,
+    )
 
 
 def queue_message(
@@ -91,14 +133,19 @@ def queue_message(
     template: str | None,
     new_session: bool,
     account: str | None,
+    category: str | None = None,
+    require_consent: bool = False,
 ) -> dict[str, Any]:
     """Queue (or suppress) one message; a queued one resumes the pair's session, or replaces it."""
-    message_id, status = insert_outbound(tx, scope, now, to_number, sender, text, source, template, account)
+    message_id, status, reason = insert_outbound(
+        tx, scope, now, to_number, sender, text, source, template, account, category, require_consent
+    )
     if status == "queued":
         if new_session:
             sessions.close_open_session(tx, to_number, sender, now, "replaced")
         sessions.open_session(tx, to_number, sender, now, engaged=False, account=account)
-    return {"id": message_id, "status": status, "created_at": now}
+        return {"id": message_id, "status": status, "created_at": now}
+    return {"id": message_id, "status": status, "created_at": now, "reason": reason}
 
 
 class OutboundRecords(Records):
@@ -110,8 +157,10 @@ class OutboundRecords(Records):
         source: str,
         template: str | None = None,
         new_session: bool = False,
+        category: str | None = None,
     ) -> dict[str, Any]:
-        """Queue one outbound message, or record it as suppressed when an opt-out covers it.
+        """Queue one outbound message, or record it as suppressed when an opt-out covers it or, for a
+        ``category`` that ``require_consent`` names, no current consent allows it.
 
         A queued message resumes the pair's open session, or with
         ``new_session`` closes it (reason ``replaced``) and opens a new one.
@@ -129,6 +178,8 @@ class OutboundRecords(Records):
                 template,
                 new_session,
                 self.account_of(sender),
+                category,
+                self.consent_rules.needs_consent(category),
             )
 
     def pair(self, number: str, twilio_number: str) -> dict[str, Any] | None:
@@ -147,30 +198,33 @@ class OutboundRecords(Records):
         with self.backend.write() as tx:
             now = self.clock()
             rows = tx.execute(
-                "SELECT id, to_number, sender, body, attempts, created_at, account FROM outbound_messages "  # noqa: S608
+                "SELECT id, to_number, sender, body, attempts, created_at, account, category FROM outbound_messages "  # noqa: S608
                 f"WHERE {_CLAIMABLE} ORDER BY id LIMIT ?{tx.skip_locked}",
                 (now, now, limit),
             ).fetchall()
             until = plus_seconds(now, lease_seconds)
-            for message_id, to_number, sender, body, attempts, created_at, account in rows:
-                blocked = covering(tx, self.scope, to_number, sender)
-                if blocked:
+            for message_id, to_number, sender, body, attempts, created_at, account, category in rows:
+                needs = self.consent_rules.needs_consent(category)
+                blocked, reason = suppression(tx, self.scope, to_number, sender, category, needs)
+                if reason:
                     tx.execute(
-                        "UPDATE outbound_messages SET status = 'suppressed', updated_at = ?, "
+                        "UPDATE outbound_messages SET status = 'suppressed', suppressed_reason = ?, updated_at = ?, "
                         "lease_until = NULL WHERE id = ?",
-                        (now, message_id),
+                        (reason, now, message_id),
                     )
-                    append_event(
+                    suppressed_event(
                         tx,
-                        event=events.SUPPRESSED,
-                        number=to_number,
-                        twilio_number=blocked,
-                        body=body,
-                        source=events.OUTBOUND,
-                        state_changed=False,
-                        at=now,
-                        detail=json.dumps({"outbound_id": message_id, "sender": sender, "at_send_time": True}),
-                        account=account,
+                        now,
+                        message_id,
+                        to_number,
+                        sender,
+                        blocked,
+                        body,
+                        events.OUTBOUND,
+                        reason,
+                        category,
+                        account,
+                        at_send_time=True,
                     )
                     continue
                 tx.execute(

@@ -148,7 +148,7 @@ class SessionRecords(Records):
                     continue
                 outbound_id = None
                 if warning is not None:
-                    outbound_id, _ = outbound.insert_outbound(
+                    outbound_id, _, _ = outbound.insert_outbound(
                         tx, self.scope, now, number, twilio_number, warning, events.SESSION_WARNING, None, account
                     )
                 tx.execute(

@@ -21,10 +21,12 @@ def store(db):
 
 def test_intact_chain(store):
     result = store.verify_ledger()
-    assert result.ok and result.checked == 5  # the plain message to a subscribed pair is not an event
+    assert result.ok and result.checked == 6  # the plain message to a subscribed pair is not an event
     events = store.events()
     assert result.head == events[-1]["hash"] == store.ledger_head()[1]
-    assert [e["id"] for e in events] == [1, 2, 3, 4, 5]
+    assert [e["id"] for e in events] == [1, 2, 3, 4, 5, 6]
+    # The START is an opt-in and a consent grant (keyword_consent_categories), chained like the rest.
+    assert [e["event"] for e in events[2:4]] == ["opt_in", "consent_granted"]
 
 
 def test_empty_ledger(db):
@@ -47,8 +49,8 @@ def test_event_log_is_append_only(store, raw, statement):
         ("UPDATE events SET event = 'opt_in' WHERE id = 4", 4, "does not match its contents"),
         ("DELETE FROM events WHERE id = 2", 3, "link to the previous event"),
         ("DELETE FROM events WHERE id = 1", 2, "link to the previous event"),
-        ("DELETE FROM events WHERE id = 5", 5, "recorded head is event 5"),
-        ("UPDATE events SET id = 50 WHERE id = 5", 50, "does not match its contents"),
+        ("DELETE FROM events WHERE id = 6", 6, "recorded head is event 6"),
+        ("UPDATE events SET id = 60 WHERE id = 6", 60, "does not match its contents"),
     ],
 )
 def test_tampering_is_detected(store, raw, statement, broken, reason):
@@ -77,7 +79,7 @@ def test_cli_verify(runner, store, raw, db_url):
     env = {"DATABASE_URL": db_url}
     ok = runner.invoke(cli, ["audit", "verify"], env=env)
     assert ok.exit_code == 0
-    assert ok.output.startswith("ledger intact: 5 events checked, head ") and len(ok.output.split()[-1]) == 64
+    assert ok.output.startswith("ledger intact: 6 events checked, head ") and len(ok.output.split()[-1]) == 64
     raw.tamper("UPDATE events SET body = 'x' WHERE id = 5")
     bad = runner.invoke(cli, ["audit", "verify"], env=env)
     assert bad.exit_code == 1
@@ -103,5 +105,6 @@ def test_concurrent_writers_build_one_chain(db, db_url):
         proc.join(120)
     assert [proc.exitcode for proc in procs] == [0, 0, 0, 0]
     result = db.verify_ledger()
-    assert result.ok and result.checked == 160
-    assert [e["id"] for e in db.events()] == list(range(1, 161))
+    starts = 4 * len(range(1, 40, 3))  # each START is two events: the opt-in and its consent grant
+    assert result.ok and result.checked == 160 + starts
+    assert [e["id"] for e in db.events()] == list(range(1, 161 + starts))

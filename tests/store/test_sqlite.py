@@ -323,8 +323,9 @@ def test_v1_database_is_migrated_with_a_chain_in_order(tmp_path):
     result = store.verify_ledger()
     assert result.ok and result.checked == 3
     record(store, "start", "SM9", sender="+1", to="+2")
-    assert store.verify_ledger().ok and store.verify_ledger().checked == 4
-    assert [e["id"] for e in store.events()] == [1, 2, 3, 4]
+    assert store.verify_ledger().ok and store.verify_ledger().checked == 5  # the opt-in and its consent grant
+    assert [e["id"] for e in store.events()] == [1, 2, 3, 4, 5]
+    assert [c["event_id"] for c in store.consents("+1")] == [5]  # the consents table came with version 9
 
 
 def test_read_only_opening_never_creates_the_file(tmp_path):

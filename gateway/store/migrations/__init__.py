@@ -20,8 +20,12 @@ TABLES = {
     "pairs": "number, twilio_number",
     "rate_buckets": "bucket",
     "sessions": "id",
+    "consents": "id",
 }
 
+# The tables that gained an ``account`` column when accounts came (SQLite 8, PostgreSQL 4): fixed, as a
+# migration must be.
+ACCOUNTS_ADDED_TO = ("events", "opt_outs", "inbound_messages", "revocation_candidates", "outbound_messages", "sessions")
 # The tables whose records belong to one Twilio account (the ``account`` column, an Account SID;
 # empty for records made before accounts were recorded, or without one).
-ACCOUNT_TABLES = ("events", "opt_outs", "inbound_messages", "revocation_candidates", "outbound_messages", "sessions")
+ACCOUNT_TABLES = (*ACCOUNTS_ADDED_TO, "consents")

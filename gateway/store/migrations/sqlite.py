@@ -11,14 +11,24 @@ from typing import Any
 import sqlite_utils
 
 from ... import ledger
-from . import ACCOUNT_TABLES
+from . import ACCOUNTS_ADDED_TO
 
-VERSION = 8
+VERSION = 9
 
 
 def migrate(db: sqlite_utils.Database, version: int) -> None:
     """Bring a database at ``version`` (0: empty) to :data:`VERSION`."""
-    steps = (_create_v1, _migrate_v2, _migrate_v3, _migrate_v4, _migrate_v5, _migrate_v6, _migrate_v7, _migrate_v8)
+    steps = (
+        _create_v1,
+        _migrate_v2,
+        _migrate_v3,
+        _migrate_v4,
+        _migrate_v5,
+        _migrate_v6,
+        _migrate_v7,
+        _migrate_v8,
+        _migrate_v9,
+    )
     for number, step in enumerate(steps, start=1):
         if version < number:
             step(db)
@@ -312,10 +322,37 @@ def _migrate_v7(db: sqlite_utils.Database) -> None:
 
 def _migrate_v8(db: sqlite_utils.Database) -> None:
     """Each record's Twilio account (an Account SID)."""
-    for table in ACCOUNT_TABLES:
+    for table in ACCOUNTS_ADDED_TO:
         _add_columns(db[table], {"account": str})
     _add_columns(db["events"], {"salt": str})  # an account's event's salt (see gateway.ledger)
     _add_columns(db["api_keys"], {"accounts": str})  # the accounts a key may see (JSON list; empty: all)
+
+
+def _migrate_v9(db: sqlite_utils.Database) -> None:
+    """Consent records; an outbound message's category and, when suppressed, why."""
+    db.execute(CONSENTS)
+    db.execute(CONSENTS_BY_NUMBER)
+    _add_columns(db["outbound_messages"], {"category": str, "suppressed_reason": str})
+
+
+# Who agreed to receive which messages, when, how, to what wording (see gateway.consent).
+CONSENTS = """CREATE TABLE IF NOT EXISTS consents (
+    id INTEGER PRIMARY KEY,
+    number TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    category TEXT NOT NULL,
+    method TEXT NOT NULL,
+    given_at TEXT NOT NULL,
+    wording TEXT NOT NULL,
+    evidence TEXT NOT NULL DEFAULT '{}',
+    recorded_by TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    event_id INTEGER,
+    ended_at TEXT,
+    ended_by_event_id INTEGER,
+    account TEXT
+)"""
+CONSENTS_BY_NUMBER = "CREATE INDEX IF NOT EXISTS consents_by_number ON consents (number, category)"
 
 
 HEALTH_PROBE = "CREATE TABLE IF NOT EXISTS health_probe (id INTEGER PRIMARY KEY, probed_at TEXT NOT NULL)"

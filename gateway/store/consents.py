@@ -1,0 +1,134 @@
+"""Consent records: grants (each a chained ``consent_granted`` event), and their end by a revocation.
+
+A consent is current while ``ended_at`` is empty. A revocation (an
+``opt_out`` event, by any means) ends, in its own transaction, every
+consent of the number that it covers (:func:`gateway.consent.senders_ended`),
+and names itself as the end: the chain then shows the consent and the
+revocation that ended it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from .. import consent, events
+from ..scope import Scope
+from .backend import Tx
+from .base import Records, in_accounts, where
+from .ledger import append_event
+
+CONSENT_COLUMNS = [
+    "id",
+    "number",
+    "sender",
+    "category",
+    "method",
+    "given_at",
+    "wording",
+    "evidence",
+    "recorded_by",
+    "recorded_at",
+    "event_id",
+    "ended_at",
+    "ended_by_event_id",
+]
+
+
+def add_consent(tx: Tx, grant: consent.Grant, now: str, account: str | None) -> dict[str, Any]:
+    """Record one grant: the row, then its event (the last lock a transaction takes)."""
+    consent_id = tx.scalar(
+        "INSERT INTO consents (number, sender, category, method, given_at, wording, evidence, recorded_by, "
+        "recorded_at, account) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (
+            grant.number,
+            grant.sender,
+            grant.category,
+            grant.method,
+            grant.given_at,
+            grant.wording,
+            json.dumps(dict(grant.evidence), ensure_ascii=False, sort_keys=True),
+            grant.recorded_by,
+            now,
+            account,
+        ),
+    )
+    event_id = append_event(
+        tx,
+        event=events.CONSENT_GRANTED,
+        number=grant.number,
+        twilio_number=grant.sender,
+        body=None,
+        source=grant.method,
+        state_changed=False,
+        at=now,
+        detail=grant.detail(consent_id),
+        account=account,
+    )
+    tx.execute("UPDATE consents SET event_id = ? WHERE id = ?", (event_id, consent_id))
+    return {"id": consent_id, "event_id": event_id, "recorded_at": now}
+
+
+def end_consents(
+    tx: Tx, scope: Scope, number: str, via: str, at: str, event_id: int, service_hint: str | None = None
+) -> int:
+    """End every current consent of ``number`` that a revocation through ``via`` covers; how many."""
+    senders = consent.senders_ended(scope, via, service_hint)
+    clause = "" if senders is None else f" AND sender IN ({', '.join('?' * len(senders))})"
+    return tx.execute(
+        f"UPDATE consents SET ended_at = ?, ended_by_event_id = ? WHERE number = ? AND ended_at IS NULL{clause}",  # noqa: S608
+        (at, event_id, number, *(senders or ())),
+    ).rowcount
+
+
+def has_consent(tx: Tx, scope: Scope, number: str, sender: str, category: str) -> bool:
+    """Whether a current consent of ``category`` allows a send to ``number`` through ``sender``."""
+    senders = consent.senders_covering(scope, sender)
+    return (
+        tx.scalar(
+            "SELECT 1 FROM consents WHERE number = ? AND category = ? AND ended_at IS NULL "  # noqa: S608
+            f"AND sender IN ({', '.join('?' * len(senders))}) LIMIT 1",
+            (number, category, *senders),
+        )
+        is not None
+    )
+
+
+class ConsentRecords(Records):
+    def record_consent(self, grant: consent.Grant) -> dict[str, Any]:
+        """Record one consent grant, durably, as a row and a chained event."""
+        with self.backend.write() as tx:
+            tx.lock_numbers(grant.number)
+            return add_consent(tx, grant, self.clock(), self._consent_account(grant.sender))
+
+    def import_consents(self, grants: Sequence[consent.Grant]) -> dict[str, int]:
+        """Record imported grants in one transaction: all or none."""
+        with self.backend.write() as tx:
+            tx.lock_all()
+            now = self.clock()
+            for grant in grants:
+                add_consent(tx, grant, now, self._consent_account(grant.sender))
+        return {"rows": len(grants), "recorded": len(grants)}
+
+    def consents(
+        self, number: str, current: bool = False, accounts: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """A number's consents, oldest first (only those not ended, with ``current``)."""
+        clause, params = where(
+            ("number = ?", number), ("ended_at IS NULL", () if current else None), in_accounts(accounts)
+        )
+        with self.backend.read() as tx:
+            rows = tx.query(
+                f"SELECT {', '.join(CONSENT_COLUMNS)} FROM consents{clause} ORDER BY id",  # noqa: S608
+                params,
+            )
+        return [{**row, "evidence": json.loads(row["evidence"] or "{}")} for row in rows]
+
+    def may_send(self, number: str, sender: str, category: str) -> bool:
+        """Whether a current consent of ``category`` allows a send to ``number`` through ``sender``."""
+        with self.backend.read() as tx:
+            return has_consent(tx, self.scope, number, sender, category)
+
+    def _consent_account(self, sender: str) -> str | None:
+        return None if sender == consent.BUSINESS else self.account_of(sender)

@@ -1,0 +1,174 @@
+"""Consent records as plain functions: validation of a grant, what a revocation ends, what allows a send."""
+
+import json
+
+import pytest
+
+from gateway.consent import (
+    BUSINESS,
+    Grant,
+    Rules,
+    categories_setting,
+    grant,
+    senders_covering,
+    senders_ended,
+    timeline,
+)
+from gateway.scope import Scope
+
+NOW = "2026-12-01T10:00:00.000000Z"
+CATEGORIES = ("marketing", "informational")
+SERVICE = "MG" + "a" * 32
+A, B, C = "+15005550006", "+15005550007", "+15005550008"
+GOOD = {
+    "number": "+14155550100",
+    "sender": A,
+    "category": "marketing",
+    "method": "web_form",
+    "wording": "I agree to receive marketing texts from Acme. Msg & data rates may apply. Reply STOP to stop.",
+}
+
+
+def test_a_good_grant():
+    found = grant({**GOOD, "given_at": "2026-11-30", "evidence": {"ip": "203.0.113.7"}}, CATEGORIES, NOW, "Dana")
+    assert found == Grant(
+        "+14155550100",
+        A,
+        "marketing",
+        "web_form",
+        "2026-11-30T00:00:00.000000Z",
+        GOOD["wording"],
+        "Dana",
+        {"ip": "203.0.113.7"},
+    )
+    assert grant(GOOD, CATEGORIES, NOW, "Dana").given_at == NOW  # now when not given
+    detail = json.loads(found.detail(7))
+    assert detail == {
+        "consent_id": 7,
+        "category": "marketing",
+        "method": "web_form",
+        "given_at": "2026-11-30T00:00:00.000000Z",
+        "wording": GOOD["wording"],
+        "evidence": {"ip": "203.0.113.7"},
+        "recorded_by": "Dana",
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"number": "4155550100"}, "number: '4155550100' is not an E.164 number"),
+        ({"number": None}, "number: required, a non-empty string"),
+        ({"sender": "acme"}, "sender: 'acme' is not a Twilio number (E.164), a Messaging Service SID"),
+        (
+            {"category": "promos"},
+            "category: 'promos' is not one of the configured categories: marketing, informational",
+        ),
+        ({"method": "telepathy"}, "method: 'telepathy' is not one of web_form, keyword, paper, verbal, import, api"),
+        ({"wording": "   "}, "wording: required, a non-empty string"),
+        ({"wording": "x" * 4001}, "wording: at most 4000 characters, got 4001"),
+        ({"wording": "a\x00b"}, "wording: "),
+        ({"given_at": "yesterday"}, "given_at: "),
+        ({"given_at": "2027-01-01"}, "given_at: '2027-01-01' is in the future"),
+        ({"evidence": "not json"}, "evidence: expected a JSON object"),
+        ({"evidence": ["a"]}, "evidence: expected an object of text values"),
+        ({"evidence": {"nested": {"a": 1}}}, "evidence: expected an object of text values"),
+        ({"evidence": {"doc": "x" * 9000}}, "evidence: at most 8000 characters of JSON"),
+        ({"colour": "red"}, "unknown field 'colour'"),
+    ],
+)
+def test_a_bad_grant_names_the_field(change, message):
+    with pytest.raises(ValueError) as raised:
+        grant({**GOOD, **change}, CATEGORIES, NOW, "Dana")
+    assert str(raised.value).startswith(message)
+
+
+def test_grant_fields_must_be_an_object_and_evidence_may_be_json_text():
+    with pytest.raises(ValueError, match="expected an object"):
+        grant(["x"], CATEGORIES, NOW, "Dana")
+    assert grant({**GOOD, "evidence": '{"document": "paper form 77", "page": 2}'}, CATEGORIES, NOW, "x").evidence == {
+        "document": "paper form 77",
+        "page": "2",
+    }
+    assert grant({**GOOD, "sender": BUSINESS}, CATEGORIES, NOW, "x").sender == "*"
+    assert grant({**GOOD, "sender": SERVICE}, CATEGORIES, NOW, "x").sender == SERVICE
+
+
+@pytest.mark.parametrize(
+    ("mode", "via", "ended"),
+    [
+        ("pair", A, ("*", A, SERVICE)),  # the revoked number, its service and the business
+        ("pair", C, ("*", C)),  # a number in no service
+        ("messaging_service", A, ("*", A, B, SERVICE)),
+        ("pair", SERVICE, ("*", A, B, SERVICE)),  # a revocation through a service covers its numbers
+        ("business", A, None),  # every consent of the number
+    ],
+)
+def test_what_a_revocation_ends(mode, via, ended):
+    assert senders_ended(Scope.build(mode, {SERVICE: [A, B]}), via) == ended
+
+
+@pytest.mark.parametrize(
+    ("via", "allowed"),
+    [
+        (A, ("*", A, SERVICE)),  # a consent to its service or the business allows a send from the number
+        (C, ("*", C)),
+        (SERVICE, ("*", SERVICE)),  # a consent to one number never allows a send through the service
+    ],
+)
+def test_what_allows_a_send(via, allowed):
+    assert senders_covering(Scope.build("pair", {SERVICE: [A, B]}), via) == allowed
+
+
+def test_rules_are_checked_against_the_categories():
+    assert Rules().needs_consent("marketing") is False
+    rules = Rules(required=("marketing",))
+    assert rules.needs_consent("marketing") and not rules.needs_consent("informational")
+    assert not rules.needs_consent(None)
+    for kwargs, message in [
+        ({"required": ("promos",)}, "require_consent: 'promos' is not one of consent_categories"),
+        ({"keyword": ("promos",)}, "keyword_consent_categories: 'promos' is not one of"),
+        ({"default": "promos"}, "default_category: 'promos' is not one of"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            Rules(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [(["marketing", "alerts_2"], True), ([], True), (["Marketing"], False), (["2fa"], False), ("marketing", False)],
+)
+def test_categories_setting(value, ok):
+    if ok:
+        assert categories_setting(value, "x") == tuple(value)
+    else:
+        with pytest.raises(ValueError, match="x: expected a list of category names"):
+            categories_setting(value, "x")
+
+
+def event(kind, sender=A, category="marketing"):
+    detail = {"category": category} if kind == "consent_granted" else None
+    return {"event": kind, "twilio_number": sender, "detail": detail}
+
+
+def test_timeline_labels_each_change():
+    events = [
+        event("consent_granted"),
+        event("consent_granted", category="informational"),
+        event("help"),
+        event("opt_out"),
+        event("consent_granted"),  # after the revocation: re-granted
+        event("consent_granted", sender=B),  # another sender: a first grant
+        event("opt_in"),
+        event("consent_granted"),  # no revocation since the last grant: granted again, not re-granted
+    ]
+    assert [row["change"] for row in timeline(events)] == [
+        "granted",
+        "granted",
+        "help",
+        "revoked",
+        "re-granted",
+        "granted",
+        "opted in",
+        "granted",
+    ]
