@@ -1055,7 +1055,8 @@ def consent_show(number: str, current: bool, fmt: str) -> None:
     revocations and re-grants, with their chain hashes.
     """
     rows = open_store().consents(number, current=current)
-    _emit(rows, CONSENT_SHOW_COLUMNS if fmt == "table" else CONSENT_COLUMNS, fmt)
+    empty = f"no {'current ' if current else ''}consent on record for {number}"
+    _emit(rows, CONSENT_SHOW_COLUMNS if fmt == "table" else CONSENT_COLUMNS, fmt, empty)
 
 
 @cli.command()

@@ -78,8 +78,10 @@ def safe_next(target: str) -> str | None:
 
 @bp.after_request
 def _security_headers(response: Response) -> Response:
+    # A self-contained page (the evidence page) carries its own style, allowed by this response's nonce only.
+    styles = "'self'" + (f" 'nonce-{g.style_nonce}'" if g.get("style_nonce") else "")
     response.headers["Content-Security-Policy"] = (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+        f"default-src 'none'; style-src {styles}; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
         "base-uri 'none'"
     )
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -319,8 +321,10 @@ def evidence(number: str):
     if reason:
         abort(400, description=f"{number!r} is not an E.164 number such as {numbers.EXAMPLE}: {reason}")
     store = services.store()
+    g.style_nonce = secrets.token_urlsafe(16)
     return render_template(
         "console/evidence.html",
+        style_nonce=g.style_nonce,
         number=number,
         events=consent.timeline(store.history(number, accounts=g.grant.accounts, links=True)),
         consents=store.consents(number, accounts=g.grant.accounts),

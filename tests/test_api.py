@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from gateway import keys, ledger
+from gateway import keys, ledger, services
 from gateway.store import Store
 
 from .conftest import (
@@ -30,6 +30,8 @@ def api_keys(store):
     for role in ("auditor", "admin", "sender"):
         made[role] = keys.new_key()
         store.add_api_key(keys.hash_key(made[role]), role)
+    made["recorder"] = keys.new_key()
+    store.add_api_key(keys.hash_key(made["recorder"]), "recorder", label="signup form")
     made["revoked"] = keys.new_key()
     store.revoke_api_key(store.add_api_key(keys.hash_key(made["revoked"]), "admin"))
     return made
@@ -304,3 +306,90 @@ def test_an_accounts_proof_from_the_api_checks_out_offline(two_accounts):
     result = ledger.verify_proof(records)
     assert (result.ok, result.checked, result.others) == (True, 2, 2)
     assert {record.get("account") for record in records[1:] if "digest" not in record} == {REGION_ACCOUNT}
+
+
+# -- consent records -------------------------------------------------------------------
+
+CONSENT = {
+    "number": SENDER,
+    "sender": TWILIO_NUMBER,
+    "category": "marketing",
+    "method": "web_form",
+    "given_at": "2026-11-30T18:04:05Z",
+    "wording": "Yes, text me offers from Acme. Msg & data rates may apply. Reply STOP to stop.",
+    "evidence": {"form_url": "https://acme.example/join", "ip": "203.0.113.7", "user_agent": "Mozilla/5.0"},
+}
+
+
+def test_a_recorder_records_consent_and_an_auditor_reads_it(client, api_keys, store, twilio):
+    response = client.post("/v1/consents", json=CONSENT, headers=auth(api_keys["recorder"]))
+    assert response.status_code == 201, response.json
+    record = response.json
+    assert record["recorded_by"] == "API key 4 (signup form)"  # the key's id and label, never the key
+    assert (record["given_at"], record["evidence"], record["ended_at"]) == (
+        "2026-11-30T18:04:05.000000Z",
+        CONSENT["evidence"],
+        None,
+    )
+    listed = client.get(f"/v1/consents?number={SENDER.replace('+', '%2B')}", headers=auth(api_keys["auditor"])).json
+    assert listed["records"] == 1 and listed["data"][0] == record
+    twilio.sms("STOP")
+    ended = client.get(f"/v1/consents?number=%2B{SENDER[1:]}", headers=auth(api_keys["auditor"])).json["data"][0]
+    assert ended["ended_at"] and ended["ended_by_event_id"] == store.history(SENDER)[-1]["id"]
+    assert (
+        client.get(f"/v1/consents?number=%2B{SENDER[1:]}&current=true", headers=auth(api_keys["auditor"])).json["data"]
+        == []
+    )
+    timeline = client.get(f"/v1/opt-outs/{SENDER}/history", headers=auth(api_keys["auditor"])).json["data"]
+    assert [(e["change"], e["event"]) for e in timeline] == [("granted", "consent_granted"), ("revoked", "opt_out")]
+    assert client.get("/v1/audit/verify", headers=auth(api_keys["auditor"])).json["ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("role", "status"), [("admin", 201), ("recorder", 201), ("auditor", 403), ("sender", 403), ("revoked", 401)]
+)
+def test_who_may_record_consent(client, api_keys, role, status):
+    assert client.post("/v1/consents", json=CONSENT, headers=auth(api_keys[role])).status_code == status
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"number": "4155550100"}, "number: '4155550100' is not an E.164 number"),
+        ({"sender": "acme"}, "sender: 'acme' is not a Twilio number"),
+        ({"category": "promos"}, "category: 'promos' is not one of the configured categories"),
+        ({"method": "keyword"}, "method"),  # only the gateway records a keyword consent
+        ({"given_at": "2099-01-01"}, "given_at: '2099-01-01' is in the future"),
+        ({"given_at": "soon"}, "given_at: "),
+        ({"evidence": {"ip": 7}}, "evidence"),
+        ({"wording": ""}, "wording"),
+        ({"extra": 1}, "extra"),
+    ],
+)
+def test_a_bad_consent_is_400_and_records_nothing(client, api_keys, store, change, message):
+    response = client.post("/v1/consents", json={**CONSENT, **change}, headers=auth(api_keys["recorder"]))
+    assert response.status_code == 400 and message in response.json["message"], response.json
+    assert store.events() == [] and store.consents(SENDER) == []
+
+
+@pytest.mark.parametrize("query", ["", "?number=abc", f"?number=%2B{SENDER[1:]}&current=maybe"])
+def test_listing_consents_needs_a_number(client, api_keys, query):
+    response = client.get(f"/v1/consents{query}", headers=auth(api_keys["auditor"]))
+    assert response.status_code == 400 and response.json["message"]
+
+
+def test_keys_limited_to_an_account_record_consent_only_to_its_senders(two_accounts):
+    client, store = two_accounts.app.test_client(), services.of(two_accounts.app).store
+    recorder = keys.new_key()
+    store.add_api_key(keys.hash_key(recorder), "recorder", accounts=[REGION_ACCOUNT])
+    own = {**CONSENT, "sender": REGION_NUMBER}
+    assert client.post("/v1/consents", json=own, headers=auth(recorder)).status_code == 201
+    other = client.post("/v1/consents", json={**CONSENT, "sender": BRAND_NUMBER}, headers=auth(recorder))
+    assert other.status_code == 404 and "not one of the numbers of this key's accounts" in other.json["message"]
+    whole = client.post("/v1/consents", json={**CONSENT, "sender": "*"}, headers=auth(recorder))
+    assert whole.status_code == 403 and "sender *" in whole.json["message"]
+    (row,) = store.consents(SENDER)
+    assert row["sender"] == REGION_NUMBER
+    # An auditor of the other account does not see it.
+    seen = client.get(f"/v1/consents?number=%2B{SENDER[1:]}", headers=auth(two_accounts.keys["brand_auditor"]))
+    assert seen.json["records"] == 0

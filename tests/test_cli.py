@@ -306,3 +306,87 @@ def test_check_proof_names_a_file_it_cannot_read(runner, tmp_path):
     assert (
         result.exit_code == 2 and f"cannot read {tmp_path / 'none.proof'}: No such file or directory" in result.output
     )
+
+
+# -- consent records ---------------------------------------------------------------------
+
+WORDING = "Yes, text me appointment reminders and offers from Acme."
+
+
+def test_consent_add_show_and_the_timeline(runner, env, twilio):
+    added = runner.invoke(
+        cli,
+        [
+            "consent", "add", SENDER, "--sender", TWILIO_NUMBER, "--category", "marketing", "--method", "paper",
+            "--wording", WORDING, "--given-at", "2026-11-02", "--evidence", "document=form 77, box 3",
+            "--evidence", "witness=J. Ortiz", "--by", "Dana Reyes",
+        ],
+        env=env,
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert added.output == f"Consent 1 recorded for {SENDER}: marketing from {TWILIO_NUMBER}. Event 1.\n"
+    twilio.sms("STOP", sender=SENDER)
+    shown = json.loads(runner.invoke(cli, ["consent", "show", SENDER, "--format", "json"], env=env).output)
+    assert shown[0]["evidence"] == {"document": "form 77, box 3", "witness": "J. Ortiz"}
+    assert shown[0]["given_at"] == "2026-11-02T00:00:00.000000Z" and shown[0]["ended_by_event_id"] == 2
+    none = runner.invoke(cli, ["consent", "show", SENDER, "--current"], env=env)
+    assert (none.exit_code, none.stdout, none.stderr) == (0, "", f"no current consent on record for {SENDER}\n")
+    table = runner.invoke(cli, ["consent", "show", SENDER], env=env).output
+    assert "marketing" in table and "Dana Reyes" in table and WORDING in table
+    history = json.loads(runner.invoke(cli, ["optouts", "history", SENDER, "--format", "json"], env=env).output)
+    assert [e["change"] for e in history] == ["granted", "revoked"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--category", "promos"], "category: 'promos' is not one of the configured categories"),
+        (["--sender", "acme"], "sender: 'acme' is not a Twilio number"),
+        (["--given-at", "2099-01-01"], "given_at: '2099-01-01' is in the future"),
+        (["--evidence", "no-equals-sign"], "'no-equals-sign': expected KEY=VALUE"),
+        (["--method", "keyword"], "Invalid value for '--method'"),
+    ],
+)
+def test_consent_add_refuses_bad_input_and_writes_nothing(runner, env, args, message):
+    base = {
+        "--sender": TWILIO_NUMBER,
+        "--category": "marketing",
+        "--method": "verbal",
+        "--wording": WORDING,
+        "--by": "x",
+    }
+    options = dict(base)
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        options[flag] = value
+    result = runner.invoke(cli, ["consent", "add", SENDER, *[p for kv in options.items() for p in kv]], env=env)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert json.loads(runner.invoke(cli, ["consent", "show", SENDER, "--format", "json"], env=env).output) == []
+
+
+def test_consent_import_is_all_or_nothing(runner, env, tmp_path):
+    good = tmp_path / "consents.csv"
+    good.write_text(
+        "number,sender,category,method,wording,given_at,evidence\n"
+        f'{SENDER},{TWILIO_NUMBER},marketing,web_form,"{WORDING}",2026-10-01,"{{""ip"": ""203.0.113.7""}}"\n'
+        f"+14155550124,*,informational,import,Reminders please.,,\n"
+    )
+    result = runner.invoke(cli, ["consent", "import", str(good), "--by", "CRM export"], env=env)
+    assert result.exit_code == 0 and "Imported 2 consent records" in result.output, result.output
+    rows = json.loads(runner.invoke(cli, ["consent", "show", SENDER, "--format", "json"], env=env).output)
+    assert rows[0]["evidence"] == {"ip": "203.0.113.7"} and rows[0]["recorded_by"] == "CRM export"
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "number,sender,category,method,wording\n"
+        "+14155550130,*,marketing,paper,ok\n"
+        "+1415,*,marketing,paper,ok\n"
+        "+14155550131,*,promos,paper,ok\n"
+    )
+    refused = runner.invoke(cli, ["consent", "import", str(bad), "--by", "x"], env=env)
+    assert refused.exit_code == 1 and "nothing imported: 2 problem(s)" in refused.output
+    assert "line 3: number: '+1415' is not an E.164 number" in refused.stderr
+    assert "line 4: category: 'promos' is not one of" in refused.stderr
+    assert json.loads(runner.invoke(cli, ["consent", "show", "+14155550130", "--format", "json"], env=env).output) == []
+    missing = tmp_path / "missing.csv"
+    missing.write_text("number,sender\n+14155550130,*\n")
+    result = runner.invoke(cli, ["consent", "import", str(missing), "--by", "x"], env=env)
+    assert "missing column(s): category, method, wording" in result.stderr

@@ -399,3 +399,41 @@ messaging_services = {{ "{BRAND_SERVICE}" = ["+15005550007", "+15005550010"] }}
     missing = body.replace(str(words), str(tmp_path / "none.toml"))
     with pytest.raises(ConfigError, match=r"accounts\.brand\.keywords_file: file not found"):
         settings(tmp_path, {"TWILIO_AUTH_TOKEN": TOKEN}, {**environ, **_accounts_file(tmp_path, missing)})
+
+
+def test_consent_settings_from_file_and_environment(tmp_path):
+    rules = settings(tmp_path, {"TWILIO_AUTH_TOKEN": "t"})["CONSENT"]
+    assert (rules.categories, rules.required, rules.keyword, rules.default) == (
+        ("marketing", "informational"),
+        (),
+        ("informational",),
+        "informational",
+    )
+    environ = {
+        "GATEWAY_CONSENT_CATEGORIES": "marketing, informational, surveys",
+        "GATEWAY_REQUIRE_CONSENT": "marketing,surveys",
+        "GATEWAY_KEYWORD_CONSENT_CATEGORIES": "",
+        "GATEWAY_DEFAULT_CATEGORY": "surveys",
+    }
+    rules = settings(tmp_path, {"TWILIO_AUTH_TOKEN": "t"}, environ)["CONSENT"]
+    assert rules.required == ("marketing", "surveys") and rules.default == "surveys"
+    assert rules.keyword == ("informational",)  # an empty variable is not set: the file's value stands
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"GATEWAY_REQUIRE_CONSENT": "promos"}, "GATEWAY_REQUIRE_CONSENT: 'promos' is not one of consent_categories"),
+        ({"GATEWAY_DEFAULT_CATEGORY": "promos"}, "GATEWAY_DEFAULT_CATEGORY: 'promos' is not one of consent_categories"),
+        (
+            {"GATEWAY_KEYWORD_CONSENT_CATEGORIES": "marketing,promos"},
+            "GATEWAY_KEYWORD_CONSENT_CATEGORIES: 'promos' is not one of",
+        ),
+        ({"GATEWAY_CONSENT_CATEGORIES": "Marketing"}, "GATEWAY_CONSENT_CATEGORIES: expected a list of category names"),
+        ({"GATEWAY_CONSENT_CATEGORIES": " , "}, "GATEWAY_CONSENT_CATEGORIES: name at least one category"),
+    ],
+)
+def test_bad_consent_settings_are_named(tmp_path, environ, message):
+    with pytest.raises(ConfigError) as raised:
+        settings(tmp_path, {"TWILIO_AUTH_TOKEN": "t"}, environ)
+    assert str(raised.value).startswith(message)

@@ -153,12 +153,68 @@ def test_admin_confirms_a_candidate(browser, site, tmp_path):
     page.close()
 
 
+def test_evidence_page_for_a_legal_file(browser, site, tmp_path):
+    """One number's consent timeline, self-contained, with its chain hashes and the verification; prints to PDF."""
+    from gateway.consent import Grant
+
+    base, made, store = site
+    number = "+14155550109"
+    store.record_consent(
+        Grant(
+            number,
+            "+15005550006",
+            "marketing",
+            "web_form",
+            "2026-11-02T15:04:05.000000Z",
+            "Yes, send me offers from Acme.",
+            "signup form",
+            {"form_url": "https://acme.example/join", "ip": "203.0.113.7"},
+        )
+    )
+    post_sms(base.replace("localhost", "127.0.0.1"), "STOP", number)
+    post_sms(base.replace("localhost", "127.0.0.1"), "START", number)
+    page = browser.new_page()
+    sign_in(page, base, made["auditor"])
+    page.wait_for_url(base + "/console/opt-outs")
+    page.goto(base + "/console/numbers/%2B14155550109")
+    changes = [item.split(" · ")[0] for item in page.locator("ol.timeline li p:first-child").all_inner_texts()]
+    assert changes == [
+        "granted (consent granted)",
+        "revoked (opt out)",
+        "opted in (opt in)",
+        "granted (consent granted)",
+    ]
+    assert "Current consents: informational from +15005550006" in page.locator("main").inner_text()
+    fetched = []
+    page.on("request", lambda request: fetched.append(request.url))
+    page.get_by_role("link", name="Evidence page").click()
+    page.wait_for_url("**/evidence")
+    assert fetched == [page.url]  # self-contained: no stylesheet, script or image to fetch
+    assert page.get_by_role("heading", name="Consent evidence for +14155550109").is_visible()
+    assert page.locator("p.ok").inner_text() == "Ledger intact."
+    events = store.history(number, links=True)
+    text = page.locator("body").inner_text()
+    for event in events:  # every event with both of its chain hashes, as stored
+        assert f"prev {event['prev_hash']}" in text and f"hash {event['hash']}" in text
+    consents = page.locator("table").first.locator("tbody tr")
+    assert consents.count() == 2
+    assert "Yes, send me offers from Acme." in consents.first.inner_text()
+    stop = next(e for e in events if e["event"] == "opt_out")
+    assert "ip: 203.0.113.7" in consents.first.inner_text() and f"by event {stop['id']}" in consents.first.inner_text()
+    page.screenshot(path=str(tmp_path / "evidence.png"), full_page=True)
+    pdf = page.pdf(format="Letter")
+    assert pdf.startswith(b"%PDF") and len(pdf) > 5000
+    (tmp_path / "evidence.pdf").write_bytes(pdf)
+    page.close()
+
+
 WIDTHS = {"desktop": 1280, "phone": 390}
 PAGES = {
     "opt-outs": "/console/opt-outs",
     "candidates": "/console/candidates",
     "integrity": "/console/integrity",
     "timeline": "/console/numbers/%2B14155550102",
+    "evidence": "/console/numbers/%2B14155550102/evidence",
 }
 # Layout faults a person would see: the page scrolls sideways, a time breaks across lines, a control is off-screen.
 LAYOUT = """() => ({

@@ -347,3 +347,29 @@ def test_a_reply_from_a_number_no_account_owns_fails_with_the_reason(accounts_ap
     assert (row["status"], row["error_message"]) == ("failed", reason)
     assert fake.requests == []
     assert f"outbound {queued['id']} failed: {reason}; list it among an account's senders" in caplog.text
+
+
+def test_require_consent_through_the_api(db_url, fake):
+    """A marketing send needs a current marketing consent; without it the answer says why it was suppressed."""
+    app = create_app({**outbound_config(db_url, fake), "REQUIRE_CONSENT": ["marketing"]})
+    store = services.of(app).store
+    key, admin = keys.new_key(), keys.new_key()
+    store.add_api_key(keys.hash_key(key), "sender")
+    store.add_api_key(keys.hash_key(admin), "admin")
+    client, headers = app.test_client(), {"Authorization": f"Bearer {key}"}
+    send = {"to_number": SENDER, "content": "Spring sale!", "category": "marketing"}
+    refused = client.post("/v1/outbound-sms", headers=headers, json=send)
+    assert refused.status_code == 202 and (refused.json["status"], refused.json["reason"]) == (
+        "suppressed",
+        "no_consent",
+    )
+    # No category: the default (informational), which needs none here.
+    plain = client.post("/v1/outbound-sms", headers=headers, json={"to_number": SENDER, "content": "Your code is 1"})
+    assert plain.json["status"] == "queued" and "reason" not in plain.json
+    bad = client.post("/v1/outbound-sms", headers=headers, json={**send, "category": "promos"})
+    assert bad.status_code == 400 and bad.json["message"] == "category 'promos' is not one of marketing, informational"
+    consent = {"number": SENDER, "sender": "*", "category": "marketing", "method": "paper", "wording": "Yes to offers."}
+    assert client.post("/v1/consents", headers={"Authorization": f"Bearer {admin}"}, json=consent).status_code == 201
+    assert client.post("/v1/outbound-sms", headers=headers, json=send).json["status"] == "queued"
+    assert store.outbound(refused.json["id"])["suppressed_reason"] == "no_consent"
+    store.close()
