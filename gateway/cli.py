@@ -1059,6 +1059,44 @@ def consent_show(number: str, current: bool, fmt: str) -> None:
     _emit(rows, CONSENT_SHOW_COLUMNS if fmt == "table" else CONSENT_COLUMNS, fmt, empty)
 
 
+SYNC_ITEM_COLUMNS = ["id", "contact_id", "sender_id", "status", "source", "attempts", "next_attempt_at", "last_error"]
+
+
+@consent_group.command("sync")
+@click.option("--status", "show", is_flag=True, help="Only show what is pending, retrying and failed (the default).")
+@click.option("--retry-failed", is_flag=True, help="Put every failed item back in the queue, due now.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
+)
+def consent_sync(show: bool, retry_failed: bool, fmt: str) -> None:
+    """What is waiting to reach Twilio's Consent Management API (twilio_consent_sync).
+
+    The worker pushes, 25 items a request, retrying until Twilio takes each
+    one; an item Twilio refuses five times is failed, listed here with
+    Twilio's reason, until --retry-failed queues it again. Exits 1 while any
+    item is failed.
+    """
+    if show and retry_failed:
+        raise click.UsageError("give --status or --retry-failed, not both")
+    store = open_store(writes=retry_failed)
+    if retry_failed:
+        click.echo(f"{store.retry_failed_sync()} failed item(s) queued again.")
+    status = store.sync_status()
+    if fmt == "json":
+        click.echo(json.dumps(status, indent=2))
+    else:
+        enabled = "on" if store.consent_sync else "off (twilio_consent_sync = false: nothing new is queued)"
+        click.echo(f"Twilio consent sync: {enabled}")
+        oldest = f", the oldest queued {status['oldest_pending']}" if status["oldest_pending"] else ""
+        click.echo(f"{status['pending']} pending{oldest}; {status['sent']} sent; {status['failed']} failed.")
+        for title, rows in (("Retrying", status["retrying_items"]), ("Failed", status["failed_items"])):
+            if rows:
+                click.echo(f"{title}:")
+                click.echo(tabulate([[row[c] for c in SYNC_ITEM_COLUMNS] for row in rows], headers=SYNC_ITEM_COLUMNS))
+    if status["failed"]:
+        raise SystemExit(1)
+
+
 @cli.command()
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."

@@ -71,6 +71,9 @@ _ENV = {
     "REQUIRE_CONSENT": "GATEWAY_REQUIRE_CONSENT",
     "KEYWORD_CONSENT_CATEGORIES": "GATEWAY_KEYWORD_CONSENT_CATEGORIES",
     "DEFAULT_CATEGORY": "GATEWAY_DEFAULT_CATEGORY",
+    "TWILIO_CONSENT_SYNC": "GATEWAY_TWILIO_CONSENT_SYNC",
+    "CONSENT_SYNC_REQUESTS_PER_MINUTE": "GATEWAY_CONSENT_SYNC_REQUESTS_PER_MINUTE",
+    "CONSENT_SYNC_LEASE_SECONDS": "GATEWAY_CONSENT_SYNC_LEASE_SECONDS",
 }
 
 
@@ -159,6 +162,14 @@ def _as_number(raw: Layers, key: str, low: float, high: float, kind: type, expec
     if not low <= number <= high:
         raise ConfigError(f"{raw.source(key)}: must be between {low:g} and {high:g}, got {number:g}")
     return number
+
+
+def _as_bool(raw: Layers, key: str, default: bool) -> bool:
+    """``raw[key]`` as true or false (also 1 and 0); ConfigError naming the setting otherwise."""
+    value = str(raw.get(key, default)).strip().lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ConfigError(f"{raw.source(key)}: expected true or false, got {value!r}")
+    return value in ("true", "1")
 
 
 def _public_url(raw: Layers) -> str | None:
@@ -302,10 +313,10 @@ def load(
     if secret and len(secret) < 32:
         raise ConfigError(f"{raw.source('SECRET_KEY')}: must be at least 32 characters")
     settings["SECRET_KEY"] = secret or _instance_secret(Path(instance_path) / SECRET_KEY_FILE, create=require_token)
-    secure = str(raw.get("COOKIE_SECURE", True)).strip().lower()
-    if secure not in ("true", "false", "1", "0"):
-        raise ConfigError(f"{raw.source('COOKIE_SECURE')}: expected true or false, got {secure!r}")
-    settings["SESSION_COOKIE_SECURE"] = secure in ("true", "1")
+    settings["SESSION_COOKIE_SECURE"] = _as_bool(raw, "COOKIE_SECURE", True)
+    settings["TWILIO_CONSENT_SYNC"] = _as_bool(raw, "TWILIO_CONSENT_SYNC", False)
+    settings["CONSENT_SYNC_REQUESTS_PER_MINUTE"] = _as_float(raw, "CONSENT_SYNC_REQUESTS_PER_MINUTE", 1, 6000)
+    settings["CONSENT_SYNC_LEASE_SECONDS"] = _as_float(raw, "CONSENT_SYNC_LEASE_SECONDS", 0.5, 3600)
     settings.update(_agent(raw))
     settings.update(_outbound(raw, settings, environ))
     services = _services(raw.get("MESSAGING_SERVICES"), raw.source("MESSAGING_SERVICES"))

@@ -11,6 +11,7 @@ covers (see :func:`senders_ended`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -221,3 +222,64 @@ def timeline(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             change = "opted in"
         rows.append({**event, "change": change})
     return rows
+
+
+# -- keeping Twilio's list in step (the Consent Management API) ---------------------------------
+
+BATCH = 25  # items Twilio takes in one request
+# How each way of giving consent is named to Twilio (its sources: website, offline, opt-in-message,
+# opt-out-message, others).
+TWILIO_SOURCES = {
+    "web_form": "website",
+    "keyword": "opt-in-message",
+    "paper": "offline",
+    "verbal": "offline",
+    "import": "others",
+    "api": "others",
+}
+
+
+@dataclass(frozen=True)
+class SyncItem:
+    """One consent change for Twilio: ``status`` opt-in or opt-out of ``contact_id`` for ``sender_id``."""
+
+    contact_id: str
+    sender_id: str
+    status: str
+    source: str
+    date_of_consent: str | None
+    event_id: int
+
+    @property
+    def correlation_id(self) -> str:
+        """The same 32 hex characters for the same event and sender, however often it is queued or sent:
+        Twilio's upsert then makes a repeated push harmless."""
+        return hashlib.sha256(f"{self.event_id}:{self.sender_id}:{self.status}".encode()).hexdigest()[:32]
+
+    def payload(self, correlation_id: str) -> dict[str, str]:
+        item = {
+            "contact_id": self.contact_id,
+            "correlation_id": correlation_id,
+            "sender_id": self.sender_id,
+            "status": self.status,
+            "source": self.source,
+        }
+        if self.date_of_consent:
+            item["date_of_consent"] = self.date_of_consent
+        return item
+
+
+def sync_senders(scope: Scope, senders: Sequence[str], via: str, seen_by_twilio: bool) -> tuple[str, ...]:
+    """The configured senders to tell Twilio of a change made through ``via`` (a Twilio number, an MG SID
+    or ``*``): every sender the scope covers (all of them for ``*``), less ``via`` when Twilio saw the change
+    itself (a STOP or START it carried)."""
+    if via == BUSINESS:
+        covered = set(senders)
+    else:
+        cover = scope.cover(via)
+        wide = ANY in cover.numbers
+        covered = {s for s in senders if wide or s in cover.numbers or s in cover.services or s == via}
+        covered.add(via)
+    if seen_by_twilio:
+        covered.discard(via)
+    return tuple(sorted(covered))

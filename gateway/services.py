@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from .agent import Forwarder
+from .consentsync import ConsentSync
 from .outbound import Outbound
 from .sessions import Sessions
 from .store import Store
@@ -25,11 +26,18 @@ class Services:
     outbound: Outbound
     forwarder: Forwarder
     sessions: Sessions
+    consent_sync: ConsentSync
 
     @classmethod
     def build(cls, store: Store, config: Mapping[str, Any]) -> Services:
         outbound = Outbound(store, config)
-        return cls(store, outbound, Forwarder(store, outbound, config), Sessions(store, outbound, config))
+        return cls(
+            store,
+            outbound,
+            Forwarder(store, outbound, config),
+            Sessions(store, outbound, config),
+            ConsentSync(store, outbound, config),
+        )
 
 
 def init_app(app: Flask, store: Store) -> None:

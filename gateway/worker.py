@@ -1,4 +1,5 @@
-"""The worker's loop (``gateway worker``): time out sessions, deliver to the agent, send SMS.
+"""The worker's loop (``gateway worker``): time out sessions, deliver to the agent, send SMS, and push
+consent changes to Twilio (with ``twilio_consent_sync``).
 
 Each round does what is due now; when nothing was, the worker waits
 ``interval`` seconds (a cheap read, no write, each time). While the database
@@ -33,10 +34,11 @@ class Round:
     closed: int = 0
     delivered: int = 0
     sent: int = 0
+    synced: int = 0
 
     @property
     def busy(self) -> bool:
-        return bool(self.warned or self.closed or self.delivered or self.sent)
+        return bool(self.warned or self.closed or self.delivered or self.sent or self.synced)
 
 
 class Worker:
@@ -55,7 +57,8 @@ class Worker:
             self._swept_at = time.monotonic()
         delivered = found.forwarder.deliver_once()
         sent = found.outbound.dispatch_once() if found.outbound.can_send else 0
-        return Round(warned, closed, delivered, sent)
+        synced = found.consent_sync.push_once() if found.consent_sync.enabled else 0
+        return Round(warned, closed, delivered, sent, synced)
 
     def run(self, stopping: threading.Event) -> None:
         """Rounds until ``stopping`` is set, riding out database outages."""

@@ -1,10 +1,12 @@
-"""A local HTTP server that answers like Twilio's Messages API.
+"""A local HTTP server that answers like Twilio's Messages API and its Consent Management API (bulk).
 
 Real HTTP on loopback, for the real twilio client to talk to. It serves
 one account or several (subaccounts, each with its own auth token), checks
 Basic auth against the account named in the path, records every request, and can be told to fail the next
 requests with 429 (with Retry-After) or 5xx, or to refuse recipients with
-Twilio's error 21610 (unsubscribed recipient).
+Twilio's error 21610 (unsubscribed recipient). ``POST /v1/Consents/Bulk`` keeps consents by correlation id
+(an upsert, as Twilio's), answers per item, can be told to refuse a contact's items a number of times, and
+to take its time answering.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
@@ -31,6 +34,7 @@ def send_json(handler: BaseHTTPRequestHandler, status: int, body: object, header
 
 
 MESSAGES = re.compile(r"/2010-04-01/Accounts/(AC[0-9a-fA-F]{32})/Messages\.json")
+CONSENTS = "/v1/Consents/Bulk"
 
 
 class FakeTwilio:
@@ -41,6 +45,10 @@ class FakeTwilio:
         self.requests: list[dict] = []
         self.failures: list[tuple[int, dict]] = []  # (status, headers) for the next requests
         self.unsubscribed: set[str] = set()
+        self.consent_requests: list[tuple[str, list[dict]]] = []  # (account, items) per bulk request
+        self.consents: dict[str, dict] = {}  # correlation id -> the item Twilio keeps (upserted)
+        self.refuse: dict[str, int] = {}  # contact id -> how many more times to refuse its items
+        self.consent_delay = 0.0  # seconds before answering a bulk request
         self.lock = threading.Lock()
         fake = self
 
@@ -50,7 +58,10 @@ class FakeTwilio:
 
             def do_POST(self):  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length", 0))
-                form = dict(parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True))
+                pairs = parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True)
+                if self.path == CONSENTS:
+                    return self.consents(pairs)
+                form = dict(pairs)
                 found = MESSAGES.fullmatch(self.path)
                 account = found.group(1) if found else None
                 with fake.lock:
@@ -96,6 +107,38 @@ class FakeTwilio:
                         "uri": self.path,
                     },
                 )
+
+            def consents(self, pairs):
+                """Bulk upsert: Basic auth of any account served; 25 items at most; an answer per item."""
+                scheme, _, encoded = (self.headers.get("Authorization") or "").partition(" ")
+                account, _, token = base64.b64decode(encoded or "").decode().partition(":")
+                if scheme != "Basic" or fake.accounts.get(account) != token:
+                    return self.reply(401, {"code": 20003, "message": "Authenticate", "status": 401})
+                items = [json.loads(value) for key, value in pairs if key == "Items"]
+                with fake.lock:
+                    failure = fake.failures.pop(0) if fake.failures else None
+                    fake.consent_requests.append((account, items))
+                if failure:
+                    status, headers = failure
+                    return self.reply(
+                        status, {"code": 20429, "message": "Too Many Requests", "status": status}, headers
+                    )
+                if not 1 <= len(items) <= 25:
+                    return self.reply(400, {"code": 20001, "message": "Items: 1 to 25 items", "status": 400})
+                time.sleep(fake.consent_delay)
+                answers = []
+                with fake.lock:
+                    for item in items:
+                        correlation, contact = item.get("correlation_id"), item.get("contact_id")
+                        if fake.refuse.get(contact, 0) > 0:
+                            fake.refuse[contact] -= 1
+                            answers.append(
+                                {"correlation_id": correlation, "error_code": 30001, "error_messages": ["try later"]}
+                            )
+                            continue
+                        fake.consents[correlation] = {**item, "account": account}
+                        answers.append({"correlation_id": correlation, "error_code": 0, "error_messages": []})
+                return self.reply(201, {"items": answers})
 
             def reply(self, status, body, headers=None):
                 send_json(self, status, body, headers)

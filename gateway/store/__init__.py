@@ -9,7 +9,7 @@ which database is in use. Inside:
   SQL: ``inbound`` (MessageSid claims), ``ledger`` (the hash-chained event
   log), ``optouts``, ``candidates`` (revocation candidates), ``queue`` (the
   agent queue), ``sessions``, ``outbound`` (messages and delivery status),
-  ``consents`` (consent records),
+  ``consents`` (consent records), ``consentsync`` (their outbox to Twilio),
   ``keys`` (API keys and rate-limit buckets), and ``copy`` (``gateway db copy``);
 - ``backend`` (the seam) and one module per database: ``sqlite`` (the
   zero-configuration default) and ``postgres`` (several instances, managed
@@ -34,6 +34,7 @@ from ..timestamps import utcnow
 from .backend import Backend, SchemaMismatch, StoreError, StoreUnavailable
 from .candidates import CandidateRecords
 from .consents import CONSENT_COLUMNS, ConsentRecords
+from .consentsync import SYNC_COLUMNS, ConsentSyncRecords
 from .inbound import InboundRecords
 from .keys import KeyRecords
 from .ledger import EVENT_COLUMNS, EXPORT_COLUMNS, LedgerRecords
@@ -47,6 +48,7 @@ __all__ = [
     "DURABILITY",
     "CONSENT_COLUMNS",
     "EVENT_COLUMNS",
+    "SYNC_COLUMNS",
     "EXPORT_COLUMNS",
     "LIST_KEY",
     "OPT_OUT_COLUMNS",
@@ -112,6 +114,7 @@ class Store(
     OutboundRecords,
     KeyRecords,
     ConsentRecords,
+    ConsentSyncRecords,
 ):
     """The gateway's records in one database; safe to share between threads, reopened after a fork."""
 
@@ -124,6 +127,7 @@ class Store(
         scope: Scope | None = None,
         accounts: Accounts | None = None,
         consent_rules: Rules | None = None,
+        consent_sync: bool = False,
         *,
         pool_size: int = 4,
         pool_timeout: float = 5.0,
@@ -137,6 +141,7 @@ class Store(
         self.scope = scope or Scope()
         self.accounts = accounts or Accounts.single(None, (), ())
         self.consent_rules = consent_rules or Rules()
+        self.consent_sync = consent_sync
 
     @property
     def kind(self) -> str:
@@ -198,6 +203,7 @@ def from_settings(settings: Mapping[str, Any], readonly: bool = False) -> Store:
         scope=settings["SCOPE"],
         accounts=settings["ACCOUNTS"],
         consent_rules=settings["CONSENT"],
+        consent_sync=settings.get("TWILIO_CONSENT_SYNC", False),
         pool_size=settings.get("DATABASE_POOL_SIZE", 4),
         pool_timeout=settings.get("DATABASE_POOL_TIMEOUT_SECONDS", 5.0),
         readonly=readonly,

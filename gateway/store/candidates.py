@@ -62,6 +62,7 @@ class CandidateRecords(Records):
                 result = record_change(
                     tx, self.scope, number, twilio_number, True, events.MANUAL, now, detail, account=account
                 )
+                self.queue_for_twilio(tx, number, twilio_number, "opt-out", "opt-out-message", now, result["event_id"])
             else:
                 event_id = append_event(
                     tx,

@@ -100,7 +100,9 @@ class ConsentRecords(Records):
         """Record one consent grant, durably, as a row and a chained event."""
         with self.backend.write() as tx:
             tx.lock_numbers(grant.number)
-            return add_consent(tx, grant, self.clock(), self._consent_account(grant.sender))
+            recorded = add_consent(tx, grant, self.clock(), self._consent_account(grant.sender))
+            self._queue_grant(tx, grant, recorded["event_id"])
+            return recorded
 
     def import_consents(self, grants: Sequence[consent.Grant]) -> dict[str, int]:
         """Record imported grants in one transaction: all or none."""
@@ -108,7 +110,8 @@ class ConsentRecords(Records):
             tx.lock_all()
             now = self.clock()
             for grant in grants:
-                add_consent(tx, grant, now, self._consent_account(grant.sender))
+                recorded = add_consent(tx, grant, now, self._consent_account(grant.sender))
+                self._queue_grant(tx, grant, recorded["event_id"])
         return {"rows": len(grants), "recorded": len(grants)}
 
     def consents(
@@ -129,6 +132,10 @@ class ConsentRecords(Records):
         """Whether a current consent of ``category`` allows a send to ``number`` through ``sender``."""
         with self.backend.read() as tx:
             return has_consent(tx, self.scope, number, sender, category)
+
+    def _queue_grant(self, tx: Tx, grant: consent.Grant, event_id: int) -> None:
+        source = consent.TWILIO_SOURCES[grant.method]
+        self.queue_for_twilio(tx, grant.number, grant.sender, "opt-in", source, grant.given_at, event_id)
 
     def _consent_account(self, sender: str) -> str | None:
         return None if sender == consent.BUSINESS else self.account_of(sender)

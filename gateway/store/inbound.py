@@ -162,6 +162,10 @@ class InboundRecords(Records):
                     account,
                 ),
             )
+        if decision.event in events.STATE_EVENTS:  # a wider scope spreads it to senders Twilio did not see it at
+            out = decision.event == events.OPT_OUT
+            status, source = ("opt-out", "opt-out-message") if out else ("opt-in", "opt-in-message")
+            self.queue_for_twilio(tx, message.from_number, message.to_number, status, source, now, event_id, True)
         if decision.event == events.OPT_OUT:
             end_consents(tx, self.scope, message.from_number, message.to_number, now, event_id, service)
         elif decision.event == events.OPT_IN:

@@ -217,7 +217,7 @@ class OptOutRecords(Records):
         """Record a revocation (or re-consent) received by other means: a call, an email."""
         with self.backend.write() as tx:
             tx.lock_numbers(number)
-            return record_change(
+            result = record_change(
                 tx,
                 self.scope,
                 number,
@@ -228,6 +228,9 @@ class OptOutRecords(Records):
                 {"reason": reason, "by": by},
                 account=self.account_of(twilio_number),
             )
+            status = "opt-out" if opted_out else "opt-in"
+            self.queue_for_twilio(tx, number, twilio_number, status, "offline", result["at"], result["event_id"])
+            return result
 
     def record_carrier_opt_out(self, number: str, twilio_number: str, detail: dict[str, Any]) -> bool:
         """Twilio refused a send with 21610: the recipient opted out upstream. Record it (source carrier)."""
@@ -271,4 +274,7 @@ class OptOutRecords(Records):
                     account=self.account_of(row.twilio_number),
                 )
                 added += result["state_changed"]
+                self.queue_for_twilio(
+                    tx, row.number, row.twilio_number, "opt-out", "others", row.opted_out_at, result["event_id"]
+                )
         return {"rows": len(rows), "opted_out": added, "already_opted_out": len(rows) - added}

@@ -21,6 +21,7 @@ TABLES = {
     "rate_buckets": "bucket",
     "sessions": "id",
     "consents": "id",
+    "consent_sync": "id",
 }
 
 # The tables that gained an ``account`` column when accounts came (SQLite 8, PostgreSQL 4): fixed, as a
@@ -28,4 +29,4 @@ TABLES = {
 ACCOUNTS_ADDED_TO = ("events", "opt_outs", "inbound_messages", "revocation_candidates", "outbound_messages", "sessions")
 # The tables whose records belong to one Twilio account (the ``account`` column, an Account SID;
 # empty for records made before accounts were recorded, or without one).
-ACCOUNT_TABLES = (*ACCOUNTS_ADDED_TO, "consents")
+ACCOUNT_TABLES = (*ACCOUNTS_ADDED_TO, "consents", "consent_sync")

@@ -329,9 +329,11 @@ def _migrate_v8(db: sqlite_utils.Database) -> None:
 
 
 def _migrate_v9(db: sqlite_utils.Database) -> None:
-    """Consent records; an outbound message's category and, when suppressed, why."""
+    """Consent records and their outbox to Twilio; an outbound message's category and, when suppressed, why."""
     db.execute(CONSENTS)
     db.execute(CONSENTS_BY_NUMBER)
+    db.execute(CONSENT_SYNC)
+    db.execute(CONSENT_SYNC_DUE)
     _add_columns(db["outbound_messages"], {"category": str, "suppressed_reason": str})
 
 
@@ -353,6 +355,27 @@ CONSENTS = """CREATE TABLE IF NOT EXISTS consents (
     account TEXT
 )"""
 CONSENTS_BY_NUMBER = "CREATE INDEX IF NOT EXISTS consents_by_number ON consents (number, category)"
+
+# Consent changes Twilio did not see, waiting to be pushed to its Consent Management API (an outbox).
+CONSENT_SYNC = """CREATE TABLE IF NOT EXISTS consent_sync (
+    id INTEGER PRIMARY KEY,
+    correlation_id TEXT NOT NULL UNIQUE,
+    account TEXT,
+    contact_id TEXT NOT NULL,
+    sender_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    source TEXT NOT NULL,
+    date_of_consent TEXT,
+    event_id INTEGER,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    lease_until TEXT,
+    last_error TEXT,
+    created_at TEXT NOT NULL,
+    sent_at TEXT
+)"""
+CONSENT_SYNC_DUE = "CREATE INDEX IF NOT EXISTS consent_sync_due ON consent_sync (state, next_attempt_at)"
 
 
 HEALTH_PROBE = "CREATE TABLE IF NOT EXISTS health_probe (id INTEGER PRIMARY KEY, probed_at TEXT NOT NULL)"
