@@ -564,6 +564,8 @@ def optouts_history(number: str, fmt: str) -> None:
     number with nothing recorded says so ("no records for NUMBER", on stderr).
     """
     rows = consent.timeline(open_store().history(number))
+    if fmt == "table":  # the whole detail is in the JSON and CSV
+        rows = [{**row, "detail": consent.brief(row)} for row in rows]
     columns = ["id", "change", *EVENT_COLUMNS[1:]]
     _emit(rows, [c for c in columns if fmt != "table" or c != "hash"], fmt, f"no records for {number}")
 

@@ -198,6 +198,16 @@ def categories_setting(value: Any, where: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
+def brief(event: Mapping[str, Any]) -> Any:
+    """An event's detail for a terminal table: a consent grant as one short line; others as they are."""
+    detail = event.get("detail")
+    if event.get("event") != "consent_granted" or not isinstance(detail, Mapping):
+        return detail
+    wording = str(detail.get("wording") or "")
+    shown = wording if len(wording) <= 40 else wording[:39] + "…"
+    return f"{detail.get('category')} (consent {detail.get('consent_id')}): “{shown}”"
+
+
 def timeline(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """A number's events as a consent timeline: each with ``change``, what it did to consent.
 

@@ -8,6 +8,7 @@ from gateway.consent import (
     BUSINESS,
     Grant,
     Rules,
+    brief,
     categories_setting,
     grant,
     senders_covering,
@@ -172,3 +173,14 @@ def test_timeline_labels_each_change():
         "opted in",
         "granted",
     ]
+
+
+def test_brief_detail_for_a_table():
+    grant_event = {
+        "event": "consent_granted",
+        "detail": {"category": "marketing", "consent_id": 3, "wording": "x" * 50},
+    }
+    assert brief(grant_event) == "marketing (consent 3): “" + "x" * 39 + "…”"
+    short = {"event": "consent_granted", "detail": {"category": "informational", "consent_id": 1, "wording": "START"}}
+    assert brief(short) == "informational (consent 1): “START”"
+    assert brief({"event": "opt_out", "detail": {"reason": "call"}}) == {"reason": "call"}

@@ -90,7 +90,7 @@ def test_samples_are_real_output(tmp_path):
 @pytest.mark.slow
 def test_a_sample_that_drifted_is_named(tmp_path):
     edited = tmp_path / "README.md"
-    edited.write_text(README.replace("ledger intact: 6 events checked", "ledger intact: 7 events checked"))
+    edited.write_text(README.replace("ledger intact: 7 events checked", "ledger intact: 8 events checked"))
     result = subprocess.run(
         [sys.executable, "-m", "tests.readme_samples", "--check", "--readme", str(edited)],
         cwd=ROOT,
@@ -100,5 +100,5 @@ def test_a_sample_that_drifted_is_named(tmp_path):
     )
     assert result.returncode == 1
     assert "sample 'audit-verify' differs from a real run" in result.stderr
-    assert "-ledger intact: 7 events checked" in result.stderr
+    assert "-ledger intact: 8 events checked" in result.stderr
     assert "make readme" in result.stderr

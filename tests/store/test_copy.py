@@ -95,7 +95,7 @@ def _names(raw: RawDatabase, table: str) -> list[str]:
 @pytest.fixture
 def source(sqlite_url):
     clock = Clock()
-    store = Store(sqlite_url, clock=clock, accounts=ACCOUNTS)
+    store = Store(sqlite_url, clock=clock, accounts=ACCOUNTS, consent_sync=True)  # consents and their outbox too
     store.init_schema()
     populate(store, clock)
     store.close()
