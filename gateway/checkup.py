@@ -92,13 +92,11 @@ def _sets(book: KeywordBook, numbers: Sequence[str]) -> list[tuple[str, KeywordS
     return default + [(number, book.per_number[number]) for number in sorted(book.per_number)]
 
 
-def _stop_reply(where: str, reply: str) -> list[Finding]:
+def _stop_reply(where: str, reply: str, what: str = "STOP confirmation") -> list[Finding]:
     rule = "FCC 47 CFR 64.1200(a)(12): one confirmation text, only confirming, no marketing"
     findings = []
     if _URL.search(reply):
-        findings.append(
-            Finding(FAIL, "stop-reply", rule, where, "the STOP confirmation contains a link", "remove the link")
-        )
+        findings.append(Finding(FAIL, "stop-reply", rule, where, f"the {what} contains a link", "remove the link"))
     encoding = analyse(reply)
     if encoding.encoding != "GSM-7" or encoding.units > 160:
         findings.append(
@@ -107,7 +105,7 @@ def _stop_reply(where: str, reply: str) -> list[Finding]:
                 "stop-reply",
                 rule,
                 where,
-                f"the STOP confirmation is {encoding.units} {encoding.encoding} units, not one plain text of "
+                f"the {what} is {encoding.units} {encoding.encoding} units, not one plain text of "
                 "at most 160 GSM-7 characters",
                 "shorten it to a plain confirmation",
             )
@@ -227,8 +225,10 @@ def configuration_findings(settings: Mapping[str, Any], today: date) -> list[Fin
     senders = list(settings["SENDERS"])
     numbers = [*senders, *(n for members in scope.services.values() for n in members)]
     brands = {n: scope.brand_of(n) for n in numbers}
+    clarification = settings.get("CLARIFICATION")
     return [
         *keyword_findings(settings["KEYWORDS"], numbers, {n: b for n, b in brands.items() if b}),
+        *(_stop_reply("clarification_text", clarification.text, "clarification") if clarification else []),
         *scope_findings(scope, today),
         *callback_findings(senders, settings.get("STATUS_CALLBACK_URL")),
     ]

@@ -9,7 +9,7 @@ message for the agent. The storage layer applies the decision atomically.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import events
 from .keywords import HELP, START, STOP
@@ -19,7 +19,7 @@ from .keywords import HELP, START, STOP
 class Decision:
     """What to do with one inbound message."""
 
-    outcome: str  # opt_out, already_opted_out, opt_in, help, queued, candidate, dropped
+    outcome: str  # opt_out, already_opted_out, opt_in, help, queued, candidate, dropped, clarified
     event: str | None  # event type to append, None when nothing is intercepted
     source: str | None
     opted_out: bool  # the pair's state after this message
@@ -27,6 +27,34 @@ class Decision:
     reply: str | None  # reply text, None for an empty <Response/>
     enqueue: bool  # store for the agent session handler
     candidate: str | None = None  # name of the revocation pattern that flagged it
+    # A STOP answered with the clarification text: the categories of the consents it ends, to ask about.
+    asks: tuple[str, ...] = ()
+    # The answer to a clarification: (its id, the categories the person meant to stop).
+    narrows: tuple[int, tuple[str, ...]] | None = None
+
+
+def clarify(decision: Decision, categories: set[str], text: str) -> Decision:
+    """A STOP that changes the state and would be confirmed, for a number with consent in more than one
+    category, is answered with the clarification ``text`` instead (still the one text of the revocation),
+    asking about ``categories``; every category stays revoked until an answer comes."""
+    if decision.event != events.OPT_OUT or not decision.state_changed or decision.reply is None or len(categories) < 2:
+        return decision
+    return replace(decision, reply=text, asks=tuple(sorted(categories)))
+
+
+def narrow(clarification_id: int, categories: tuple[str, ...]) -> Decision:
+    """The answer to a clarification: the pair may be messaged again, except for ``categories``, whose
+    consents stay ended (``require_consent`` keeps stopping them). No text: the revocation had its one."""
+    return Decision(
+        outcome="clarified",
+        event=events.OPT_IN,
+        source=events.CLARIFICATION,
+        opted_out=False,
+        state_changed=True,
+        reply=None,
+        enqueue=False,
+        narrows=(clarification_id, categories),
+    )
 
 
 def upstream_kind(opt_out_type: str | None) -> str | None:

@@ -74,6 +74,7 @@ _ENV = {
     "TWILIO_CONSENT_SYNC": "GATEWAY_TWILIO_CONSENT_SYNC",
     "CONSENT_SYNC_REQUESTS_PER_MINUTE": "GATEWAY_CONSENT_SYNC_REQUESTS_PER_MINUTE",
     "CONSENT_SYNC_LEASE_SECONDS": "GATEWAY_CONSENT_SYNC_LEASE_SECONDS",
+    "CLARIFICATION_TEXT": "GATEWAY_CLARIFICATION_TEXT",
 }
 
 
@@ -97,7 +98,8 @@ def _read_toml(path: Path, setting: str) -> dict[str, Any]:
 
 # The keys a configuration file may set: every setting, by its lower-case name, and the two tables.
 FILE_KEYS = frozenset(
-    {key.lower() for key in _ENV if key != "SENDERS_OVERRIDE"} | {"senders", "messaging_services", "accounts", "brands"}
+    {key.lower() for key in _ENV if key != "SENDERS_OVERRIDE"}
+    | {"senders", "messaging_services", "accounts", "brands", "clarification_choices"}
 )
 
 
@@ -325,6 +327,7 @@ def load(
     settings["SENDERS"] = settings["ACCOUNTS"].senders
     settings["SCOPE"] = _scope(raw, services, overrides.modes, _brands(raw.get("BRANDS"), raw.source("BRANDS")))
     settings["CONSENT"] = _consent(raw)
+    settings["CLARIFICATION"] = _clarification(raw, settings["CONSENT"])
     book = settings["KEYWORDS"]  # a number's own section in the main keywords file comes first
     settings["KEYWORDS"] = KeywordBook(book.default, {**overrides.keywords, **book.per_number})
     return settings
@@ -352,6 +355,21 @@ def _consent(raw: Layers) -> consent.Rules:
         return consent.Rules(categories, required, keyword, default)
     except ValueError as exc:
         setting = str(exc).split(":", 1)[0].upper()
+        raise ConfigError(f"{raw.source(setting)}: {str(exc).split(': ', 1)[1]}") from None
+
+
+def _clarification(raw: Layers, rules: consent.Rules) -> consent.Clarification | None:
+    """The optional clarification text and its answers (``clarification_choices``: WORD = [categories])."""
+    text = str(raw.get("CLARIFICATION_TEXT") or "").strip()
+    choices = raw.get("CLARIFICATION_CHOICES") or {}
+    if not text and not choices:
+        return None
+    if not isinstance(choices, dict):
+        raise ConfigError(f"{raw.source('CLARIFICATION_CHOICES')}: expected a table of WORD = [categories]")
+    try:
+        return consent.Clarification.build(text, choices, rules)
+    except ValueError as exc:
+        setting = "CLARIFICATION_TEXT" if str(exc).startswith("clarification_text") else "CLARIFICATION_CHOICES"
         raise ConfigError(f"{raw.source(setting)}: {str(exc).split(': ', 1)[1]}") from None
 
 

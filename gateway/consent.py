@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import numbers
+from .keywords import normalize
 from .messages import unstorable
 from .scope import ANY, Scope
 from .timestamps import parse_bound
@@ -87,6 +88,42 @@ class Rules:
 
     def needs_consent(self, category: str | None) -> bool:
         return category is not None and category in self.required
+
+
+@dataclass(frozen=True)
+class Clarification:
+    """The optional clarification text sent instead of the STOP confirmation to a number with consent in
+    several categories, and the answers it offers: each answer word names the categories the person meant
+    to stop."""
+
+    text: str
+    choices: Mapping[str, tuple[str, ...]]
+
+    @classmethod
+    def build(cls, text: str, choices: Mapping[str, Sequence[str]], rules: Rules) -> Clarification:
+        """Checked against ``rules``: every category offered must be one ``require_consent`` names, or the
+        gateway could not keep stopping it once the other kinds resume."""
+        if not text.strip():
+            raise ValueError("clarification_text: empty")
+        if not choices:
+            raise ValueError("clarification_choices: offer at least one answer (WORD = [categories])")
+        found = {}
+        for word, categories in choices.items():
+            if not normalize(word) or not isinstance(categories, list | tuple) or not categories:
+                raise ValueError(f"clarification_choices: {word!r} needs a list of categories")
+            for category in categories:
+                if category not in rules.required:
+                    raise ValueError(
+                        f"clarification_choices.{word}: {category!r} must be in require_consent "
+                        f"({', '.join(rules.required) or 'empty'}): only then can it stay stopped while the "
+                        "other kinds resume"
+                    )
+            found[normalize(word)] = tuple(categories)
+        return cls(text.strip(), found)
+
+    def answer(self, body: str) -> tuple[str, ...] | None:
+        """The categories an answer means to stop, if ``body`` is one of the offered answers."""
+        return self.choices.get(normalize(body))
 
 
 def sender_problem(sender: str) -> str | None:

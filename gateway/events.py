@@ -24,6 +24,7 @@ PATTERN = "pattern"  # a revocation-candidate pattern
 MANUAL = "manual"  # recorded by a person (CLI, API, console)
 CARRIER = "carrier"  # Twilio refused a send with 21610: the recipient opted out upstream
 IMPORT = "import"  # an opt-out list brought in from elsewhere
+CLARIFICATION = "clarification"  # the answer to a clarification text: a narrower revocation
 
 # Why an outbound message was suppressed.
 NO_CONSENT = "no_consent"  # require_consent is on for its category and the recipient has no current consent

@@ -200,3 +200,21 @@ def test_doctor_reports_a_database_it_cannot_read(runner, tmp_path):
     result = runner.invoke(cli, ["doctor"], env={"DATABASE_URL": f"sqlite:///{tmp_path / 'none.db'}"})
     assert result.exit_code == 1
     assert any(line.startswith("FAIL [database] database: ") for line in result.output.splitlines())
+
+
+def test_the_clarification_text_is_held_to_the_confirmation_rule(tmp_path):
+    from gateway.config import load
+
+    settings = load(
+        {
+            "TWILIO_AUTH_TOKEN": TOKEN,
+            "REQUIRE_CONSENT": ["marketing"],
+            "CLARIFICATION_TEXT": "Unsubscribed. Manage your choices at https://acme.example/prefs",
+            "CLARIFICATION_CHOICES": {"offers": ["marketing"]},
+        },
+        instance_path=str(tmp_path),
+        environ={},
+    )
+    found = [f for f in configuration_findings(settings, date(2026, 12, 1)) if f.where == "clarification_text"]
+    assert checks(found) == [(FAIL, "stop-reply", "clarification_text")]
+    assert found[0].problem == "the clarification contains a link"

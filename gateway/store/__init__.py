@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..accounts import Accounts
-from ..consent import Rules
+from ..consent import Clarification, Rules
 from ..scope import Scope
 from ..timestamps import utcnow
 from .backend import Backend, SchemaMismatch, StoreError, StoreUnavailable
@@ -128,6 +128,7 @@ class Store(
         accounts: Accounts | None = None,
         consent_rules: Rules | None = None,
         consent_sync: bool = False,
+        clarification: Clarification | None = None,
         *,
         pool_size: int = 4,
         pool_timeout: float = 5.0,
@@ -142,6 +143,7 @@ class Store(
         self.accounts = accounts or Accounts.single(None, (), ())
         self.consent_rules = consent_rules or Rules()
         self.consent_sync = consent_sync
+        self.clarification = clarification
 
     @property
     def kind(self) -> str:
@@ -204,6 +206,7 @@ def from_settings(settings: Mapping[str, Any], readonly: bool = False) -> Store:
         accounts=settings["ACCOUNTS"],
         consent_rules=settings["CONSENT"],
         consent_sync=settings.get("TWILIO_CONSENT_SYNC", False),
+        clarification=settings.get("CLARIFICATION"),
         pool_size=settings.get("DATABASE_POOL_SIZE", 4),
         pool_timeout=settings.get("DATABASE_POOL_TIMEOUT_SECONDS", 5.0),
         readonly=readonly,

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from ..accounts import Accounts
-from ..consent import Rules
+from ..consent import Clarification, Rules
 from ..scope import Scope
 from ..timestamps import FORMAT
 from .backend import Backend
@@ -21,6 +21,7 @@ class Records:
     accounts: Accounts
     durability: str
     consent_rules: Rules
+    clarification: Clarification | None
 
     def account_of(self, via: str) -> str | None:
         """The Account SID of the account that owns ``via`` (a Twilio number or MG SID), if known."""

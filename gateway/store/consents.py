@@ -82,6 +82,73 @@ def end_consents(
     ).rowcount
 
 
+def categories_ended_by(tx: Tx, scope: Scope, number: str, via: str, service_hint: str | None = None) -> set[str]:
+    """The categories of the current consents a revocation through ``via`` would end."""
+    senders = consent.senders_ended(scope, via, service_hint)
+    clause = "" if senders is None else f" AND sender IN ({', '.join('?' * len(senders))})"
+    rows = tx.execute(
+        f"SELECT DISTINCT category FROM consents WHERE number = ? AND ended_at IS NULL{clause}",  # noqa: S608
+        (number, *(senders or ())),
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def pending_clarification(tx: Tx, number: str, twilio_number: str) -> tuple[int, list[str]] | None:
+    """The pair's latest clarification still waiting for an answer: (its id, the categories asked about)."""
+    row = tx.one(
+        "SELECT id, categories FROM clarifications WHERE number = ? AND twilio_number = ? AND answered_at IS NULL "
+        "ORDER BY id DESC LIMIT 1",
+        (number, twilio_number),
+    )
+    return (row[0], json.loads(row[1])) if row else None
+
+
+def ask(
+    tx: Tx, number: str, twilio_number: str, event_id: int, categories: Sequence[str], now: str, account: str | None
+) -> None:
+    """Remember that the revocation ``event_id`` was answered with the clarification text."""
+    tx.execute(
+        "INSERT INTO clarifications (number, twilio_number, revocation_event_id, categories, asked_at, account) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (number, twilio_number, event_id, json.dumps(list(categories)), now, account),
+    )
+
+
+def settle(
+    tx: Tx,
+    clarification_id: int,
+    stopped: Sequence[str],
+    answer: str,
+    message_sid: str,
+    now: str,
+    event_id: int,
+    account: str | None,
+) -> list[str]:
+    """Record the answer to a clarification, and grant again, in the person's answer's words, the consents
+    the revocation ended in the categories the person did not mean to stop; returns those categories."""
+    number, revocation, asked = tx.one(
+        "SELECT number, revocation_event_id, categories FROM clarifications WHERE id = ?", (clarification_id,)
+    )
+    tx.execute(
+        "UPDATE clarifications SET answered_at = ?, answer = ?, answer_event_id = ? WHERE id = ?",
+        (now, answer, event_id, clarification_id),
+    )
+    kept = [category for category in json.loads(asked) if category not in stopped]
+    for consent_id, sender, category in tx.execute(
+        "SELECT id, sender, category FROM consents WHERE number = ? AND ended_by_event_id = ? ORDER BY id",
+        (number, revocation),
+    ).fetchall():
+        if category in kept:
+            evidence = {
+                "clarification": str(clarification_id),
+                "replaces_consent": str(consent_id),
+                "message_sid": message_sid,
+            }
+            grant = consent.Grant(number, sender, category, consent.KEYWORD, now, answer, "clarification", evidence)
+            add_consent(tx, grant, now, account)
+    return kept
+
+
 def has_consent(tx: Tx, scope: Scope, number: str, sender: str, category: str) -> bool:
     """Whether a current consent of ``category`` allows a send to ``number`` through ``sender``."""
     senders = consent.senders_covering(scope, sender)

@@ -18,12 +18,12 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import consent, events
-from ..compliance import Decision
+from ..compliance import Decision, clarify, narrow
 from ..messages import InboundMessage, Processed
 from . import queue
 from .backend import Tx
 from .base import Records
-from .consents import add_consent, end_consents
+from .consents import add_consent, ask, categories_ended_by, end_consents, pending_clarification, settle
 from .ledger import append_event
 from .optouts import covering, not_covered, set_state
 
@@ -77,12 +77,30 @@ class InboundRecords(Records):
         now = self.clock()
         service = message.param("MessagingServiceSid")
         blocked = covering(tx, self.scope, message.from_number, message.to_number, service)
-        decision = decide(blocked is not None)
+        decision = self._clarified(tx, message, decide(blocked is not None), blocked, service)
         account = self._account(message)
         if tx.one(*self._claim_sql(message, decision, now, account)) is None:
             return self._first(tx, message)
         self._apply(tx, message, decision, now, service, account)
         return Processed(decision.outcome, decision.reply, duplicate=False, logged=decision.event is not None)
+
+    def _clarified(
+        self, tx: Tx, message: InboundMessage, decision: Decision, blocked: str | None, service: str | None
+    ) -> Decision:
+        """With a clarification configured: a STOP for a number with consent in several categories gets the
+        clarification text as its one reply; a message that answers a pending clarification narrows it."""
+        rule = self.clarification
+        if rule is None:
+            return decision
+        if blocked is None and decision.event == events.OPT_OUT:
+            asked = categories_ended_by(tx, self.scope, message.from_number, message.to_number, service)
+            return clarify(decision, asked, rule.text)
+        if blocked is not None and decision.outcome == "dropped":
+            pending = pending_clarification(tx, message.from_number, message.to_number)
+            meant = rule.answer(message.body) if pending else None
+            if pending and meant is not None:
+                return narrow(pending[0], meant)
+        return decision
 
     @staticmethod
     def _first(tx: Tx, message: InboundMessage) -> Processed:
@@ -144,7 +162,7 @@ class InboundRecords(Records):
                 source=decision.source,
                 state_changed=decision.state_changed,
                 at=now,
-                detail=json.dumps({"pattern": decision.candidate}) if decision.candidate else None,
+                detail=_detail(decision),
                 account=account,
             )
         if decision.candidate:
@@ -165,9 +183,15 @@ class InboundRecords(Records):
         if decision.event in events.STATE_EVENTS:  # a wider scope spreads it to senders Twilio did not see it at
             out = decision.event == events.OPT_OUT
             status, source = ("opt-out", "opt-out-message") if out else ("opt-in", "opt-in-message")
-            self.queue_for_twilio(tx, message.from_number, message.to_number, status, source, now, event_id, True)
+            seen = decision.narrows is None  # Twilio saw the STOP or START, never the answer to a clarification
+            self.queue_for_twilio(tx, message.from_number, message.to_number, status, source, now, event_id, seen)
         if decision.event == events.OPT_OUT:
             end_consents(tx, self.scope, message.from_number, message.to_number, now, event_id, service)
+            if decision.asks:
+                ask(tx, message.from_number, message.to_number, event_id, decision.asks, now, account)
+        elif decision.narrows is not None:
+            clarification_id, stopped = decision.narrows
+            settle(tx, clarification_id, stopped, message.body, message.message_sid, now, event_id, account)
         elif decision.event == events.OPT_IN:
             for category in self.consent_rules.keyword:  # a START is written consent to this number's messages
                 grant = consent.Grant(
@@ -205,3 +229,15 @@ class InboundRecords(Records):
                 [message_sid],
             )
         return rows[0] if rows else None
+
+
+def _detail(decision: Decision) -> str | None:
+    """What an inbound event keeps besides the message: the pattern that flagged a candidate, the categories
+    a clarification asks about, or what its answer stopped."""
+    if decision.candidate:
+        return json.dumps({"pattern": decision.candidate})
+    if decision.asks:
+        return json.dumps({"clarification_asks": list(decision.asks)})
+    if decision.narrows is not None:
+        return json.dumps({"clarification": decision.narrows[0], "stopped": list(decision.narrows[1])})
+    return None

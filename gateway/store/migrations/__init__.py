@@ -22,6 +22,7 @@ TABLES = {
     "sessions": "id",
     "consents": "id",
     "consent_sync": "id",
+    "clarifications": "id",
 }
 
 # The tables that gained an ``account`` column when accounts came (SQLite 8, PostgreSQL 4): fixed, as a
@@ -29,4 +30,4 @@ TABLES = {
 ACCOUNTS_ADDED_TO = ("events", "opt_outs", "inbound_messages", "revocation_candidates", "outbound_messages", "sessions")
 # The tables whose records belong to one Twilio account (the ``account`` column, an Account SID;
 # empty for records made before accounts were recorded, or without one).
-ACCOUNT_TABLES = (*ACCOUNTS_ADDED_TO, "consents", "consent_sync")
+ACCOUNT_TABLES = (*ACCOUNTS_ADDED_TO, "consents", "consent_sync", "clarifications")

@@ -334,6 +334,7 @@ def _migrate_v9(db: sqlite_utils.Database) -> None:
     db.execute(CONSENTS_BY_NUMBER)
     db.execute(CONSENT_SYNC)
     db.execute(CONSENT_SYNC_DUE)
+    db.execute(CLARIFICATIONS)
     _add_columns(db["outbound_messages"], {"category": str, "suppressed_reason": str})
 
 
@@ -374,6 +375,19 @@ CONSENT_SYNC = """CREATE TABLE IF NOT EXISTS consent_sync (
     last_error TEXT,
     created_at TEXT NOT NULL,
     sent_at TEXT
+)"""
+# A clarification text sent instead of a STOP confirmation, and its answer (see gateway.consent).
+CLARIFICATIONS = """CREATE TABLE IF NOT EXISTS clarifications (
+    id INTEGER PRIMARY KEY,
+    number TEXT NOT NULL,
+    twilio_number TEXT NOT NULL,
+    revocation_event_id INTEGER NOT NULL,
+    categories TEXT NOT NULL,
+    asked_at TEXT NOT NULL,
+    answered_at TEXT,
+    answer TEXT,
+    answer_event_id INTEGER,
+    account TEXT
 )"""
 CONSENT_SYNC_DUE = "CREATE INDEX IF NOT EXISTS consent_sync_due ON consent_sync (state, next_attempt_at)"
 
