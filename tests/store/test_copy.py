@@ -7,6 +7,7 @@ import pytest
 from gateway import imports
 from gateway.accounts import Account, Accounts
 from gateway.cli import cli
+from gateway.consent import Clarification, Grant, Rules
 from gateway.messages import OutboundText
 from gateway.outbound import status_rank
 from gateway.ratelimit import Limit
@@ -68,6 +69,10 @@ def populate(store: Store, clock: Clock) -> None:
     revoked = store.add_api_key("b" * 64, "sender")
     store.revoke_api_key(revoked)
     store.take_token("outbound-sms:" + "a" * 64, Limit(1.0, 5), 1000.0)
+    for category in ("marketing", "informational"):  # consent in two kinds: a STOP asks which, the answer narrows
+        store.record_consent(Grant("+14155550108", "+15005550006", category, "paper", clock.now, "Yes.", "ana"))
+    process(store, "stop", "SM8", sender="+14155550108")
+    process(store, None, "SM9", sender="+14155550108", body="offers")
 
 
 def rows(url: str) -> dict[str, list[tuple]]:
@@ -95,7 +100,15 @@ def _names(raw: RawDatabase, table: str) -> list[str]:
 @pytest.fixture
 def source(sqlite_url):
     clock = Clock()
-    store = Store(sqlite_url, clock=clock, accounts=ACCOUNTS, consent_sync=True)  # consents and their outbox too
+    rules = Rules(required=("marketing",))
+    store = Store(
+        sqlite_url,
+        clock=clock,
+        accounts=ACCOUNTS,
+        consent_rules=rules,
+        consent_sync=True,  # consents, their outbox to Twilio, and a clarification too
+        clarification=Clarification.build("Which kinds?", {"offers": ["marketing"]}, rules),
+    )
     store.init_schema()
     populate(store, clock)
     store.close()
