@@ -82,11 +82,10 @@ def _opt_out(line: int, record: Mapping[str, str | None]) -> ImportRow:
         reason = numbers.problem(value)
         if reason:
             problems.append(f"{name} {value!r} is not an E.164 number such as {numbers.EXAMPLE}: {reason}")
-    at = ""
     try:
         at = parse_bound(record.get("opted_out_at") or "")
     except ValueError as exc:
-        problems.append(f"opted_out_at: {exc}")
+        raise ValueError("; ".join([*problems, f"opted_out_at: {exc}"])) from None
     if problems:
         raise ValueError("; ".join(problems))
     return ImportRow(line, number, twilio_number, at)

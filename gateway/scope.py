@@ -84,9 +84,9 @@ class Scope:
 
     def brand_of(self, via: str, service_hint: str | None = None) -> str | None:
         """The brand ``via`` (a Twilio number or MG SID) belongs to, directly or through its service."""
-        service = via if via.startswith("MG") else self.service_of(via, service_hint)
+        ways = {via} if via.startswith("MG") else {via, self.service_of(via, service_hint)} - {None}
         for name, members in self.brands.items():
-            if via in members or (service is not None and service in members):
+            if ways & members:
                 return name
         return None
 

@@ -32,7 +32,9 @@ TARGET = 0.90
 MODULES = {
     "accounts": "tests/test_accounts.py",
     "chart": "tests/test_chart.py",
+    "checkup": "tests/test_checkup.py",
     "compliance": "tests/test_compliance.py",
+    "consent": "tests/test_consent.py",
     "imports": "tests/test_imports.py",
     "keys": "tests/test_keys.py",
     "keywords": "tests/test_keywords.py",

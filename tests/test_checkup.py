@@ -14,6 +14,7 @@ from gateway.checkup import (
     callback_findings,
     candidate_findings,
     configuration_findings,
+    database_findings,
     has_contact,
     keyword_findings,
     ledger_findings,
@@ -218,3 +219,77 @@ def test_the_clarification_text_is_held_to_the_confirmation_rule(tmp_path):
     found = [f for f in configuration_findings(settings, date(2026, 12, 1)) if f.where == "clarification_text"]
     assert checks(found) == [(FAIL, "stop-reply", "clarification_text")]
     assert found[0].problem == "the clarification contains a link"
+
+
+RULE_12 = "FCC 47 CFR 64.1200(a)(12): one confirmation text, only confirming, no marketing"
+CTIA = "CTIA Messaging Principles: HELP names the program or brand and a way to reach a person"
+REVOKE_ALL = (
+    "FCC 47 CFR 64.1200(a)(10) revoke-all, in force from 2027-01-31: a revocation covers every unrelated message "
+    "from the business"
+)
+TO_BUSINESS = 'set opt_out_scope = "business" (and [brands] if the deployment serves several businesses)'
+
+
+def test_every_finding_reads_as_one_line_with_its_rule_and_fix():
+    bad = {"stop": "Bye, see https://x.example " + "y" * 150, "help": "Reply STOP."}
+    words = {"stop": ["stop"], "start": ["start"], "help": ["help"]}
+    findings = keyword_findings(book(words, **bad), [TWILIO_NUMBER, "MG" + "a" * 32], {TWILIO_NUMBER: "acme-co"})
+    assert [f.line() for f in findings] == [
+        "FAIL [fcc-words] default keywords: the stop keywords lack 'quit', 'end', 'revoke', 'opt out', 'cancel', "
+        "'unsubscribe' (FCC 47 CFR 64.1200(a)(10): these words revoke consent whatever the business offers). "
+        "Fix: add them to the stop list of the keywords file",
+        f"FAIL [stop-reply] default keywords: the STOP confirmation contains a link ({RULE_12}). Fix: remove the link",
+        "FAIL [stop-reply] default keywords: the STOP confirmation is 177 GSM-7 units, not one plain text of at most "
+        f"160 GSM-7 characters ({RULE_12}). Fix: shorten it to a plain confirmation",
+        "FAIL [help-reply] default keywords: the HELP reply gives no phone number, email address or URL "
+        f"({CTIA}). Fix: add a contact, e.g. 'Acme: help at support@acme.example or +1 415 555 0100'",
+        f"FAIL [help-reply] {TWILIO_NUMBER}: the HELP reply does not name the brand 'acme-co' ({CTIA}). Fix: name it",
+    ]
+    lines = [
+        f.line()
+        for f in [
+            *scope_findings(Scope.build("pair", {}), date(2026, 12, 1)),
+            *scope_findings(Scope.build("pair", {}), date(2027, 2, 1)),
+            *callback_findings([TWILIO_NUMBER], None),
+            *candidate_findings([{"due_by": "2026-11-13"}], 10),
+            *ledger_findings(False, "ledger BROKEN at event 3: x"),
+            *database_findings("no such table"),
+        ]
+    ]
+    assert lines == [
+        "WARN [revoke-all] opt_out_scope: the scope is 'pair', narrower than the rule will require from 2027-01-31 "
+        f"({REVOKE_ALL}). Fix: {TO_BUSINESS}",
+        f"FAIL [revoke-all] opt_out_scope: the scope is 'pair' ({REVOKE_ALL}). Fix: {TO_BUSINESS}",
+        f"WARN [status-callback] {TWILIO_NUMBER}: senders are configured but no status callback URL is (delivery "
+        "tracking: a send refused because the recipient opted out upstream is recorded from the status callback). "
+        "Fix: set public_url (the callback is public_url + /twilio/status) or status_callback_url",
+        "FAIL [candidates] revocation candidates: 1 open candidate(s) past their due date (the oldest due "
+        "2026-11-13) (FCC 47 CFR 64.1200(a)(10): a revocation in other words is honoured within 10 business days). "
+        "Fix: resolve them: gateway optouts candidates, then confirm or dismiss each",
+        "FAIL [ledger] event ledger: ledger BROKEN at event 3: x (records: the business carries the burden of proof, "
+        "and a broken chain weakens it). Fix: restore the database from a backup taken before the break; gateway "
+        "audit verify names the event",
+        "FAIL [database] database: no such table (records: opt-outs and consent must be kept and provable). Fix: "
+        "start the database, or run gateway init-db",
+    ]
+
+
+@pytest.mark.parametrize(("length", "fails"), [(160, False), (161, True)])
+def test_the_confirmation_may_fill_one_segment_exactly(length, fails):
+    findings = keyword_findings(book(stop="x" * length), [TWILIO_NUMBER], {})
+    assert bool(findings) is fails
+
+
+@pytest.mark.parametrize("brand", ["acme-co", "acme_co", "ACME-CO"])
+def test_a_brand_is_found_whatever_its_separators(brand):
+    named = book(help="Acme Co: call +1 415 555 0100.")
+    assert keyword_findings(named, [TWILIO_NUMBER], {TWILIO_NUMBER: brand}) == []
+    assert keyword_findings(book(help="AcmeCo: +1 415 555 0100"), [TWILIO_NUMBER], {TWILIO_NUMBER: brand})
+
+
+def test_messaging_service_sids_are_not_numbers_with_keyword_sets():
+    """Every number has its own good set: the (bad) default is in force nowhere, a service SID aside."""
+    own = KeywordSet.build(ALL_WORDS, GOOD_REPLIES)
+    books = KeywordBook(KeywordSet.build(ALL_WORDS, {**GOOD_REPLIES, "help": "no contact"}), {TWILIO_NUMBER: own})
+    assert keyword_findings(books, [TWILIO_NUMBER, "MG" + "a" * 32], {}) == []
+    assert keyword_findings(books, [TWILIO_NUMBER, "+15005550099"], {})  # a number on the default: checked

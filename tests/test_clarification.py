@@ -2,49 +2,14 @@
 
 import pytest
 
-from gateway import create_app, events, services
-from gateway.compliance import Decision, clarify, decide, narrow
+from gateway import create_app, services
 from gateway.config import ConfigError
-from gateway.consent import Clarification, Grant, Rules
+from gateway.consent import Grant
 
 from .conftest import SENDER, TWILIO_NUMBER, TwilioSender, outbound_config
 
 ASK = "Acme: you will get no more texts. To stop only offers and keep appointment reminders, reply OFFERS."
 STOP_REPLY = "You have been unsubscribed and will not receive further messages. Reply START to resubscribe."
-RULES = Rules(required=("marketing",))
-
-
-def test_clarify_only_a_confirmed_stop_for_several_categories():
-    stop = decide("stop", False, {"stop": "bye", "start": "hi", "help": "h"})
-    assert clarify(stop, {"marketing", "informational"}, ASK).reply == ASK
-    assert clarify(stop, {"marketing", "informational"}, ASK).asks == ("informational", "marketing")
-    assert clarify(stop, {"marketing"}, ASK) == stop  # one category: the plain confirmation
-    again = decide("stop", True, {"stop": "bye", "start": "hi", "help": "h"})  # already opted out: no reply at all
-    assert clarify(again, {"marketing", "informational"}, ASK) == again
-    upstream = decide("stop", False, {"stop": "bye", "start": "hi", "help": "h"}, upstream=True)  # Twilio replied
-    assert clarify(upstream, {"marketing", "informational"}, ASK) == upstream
-    answer = narrow(7, ("marketing",))
-    assert answer == Decision(
-        "clarified", events.OPT_IN, events.CLARIFICATION, False, True, None, False, None, (), (7, ("marketing",))
-    )
-
-
-def test_clarification_settings_are_checked():
-    found = Clarification.build(ASK, {"Offers": ["marketing"], "ALL": ["marketing"]}, RULES)
-    assert found.answer("  offers. ") == ("marketing",) and found.answer("all") == ("marketing",)
-    assert found.answer("offers please") is None
-    for text, choices, message in [
-        ("", {"offers": ["marketing"]}, "clarification_text: empty"),
-        (ASK, {}, "clarification_choices: offer at least one answer"),
-        (ASK, {"offers": []}, "clarification_choices: 'offers' needs a list of categories"),
-        (
-            ASK,
-            {"offers": ["informational"]},
-            "clarification_choices.offers: 'informational' must be in require_consent",
-        ),
-    ]:
-        with pytest.raises(ValueError, match=message):
-            Clarification.build(text, choices, RULES)
 
 
 def test_configuration_names_a_bad_clarification(tmp_path):

@@ -1,6 +1,7 @@
 import pytest
 
-from gateway.compliance import Decision, decide, upstream_kind
+from gateway import events
+from gateway.compliance import Decision, clarify, decide, narrow, upstream_kind
 
 REPLIES = {"stop": "R-STOP", "start": "R-START", "help": "R-HELP"}
 
@@ -72,3 +73,25 @@ def test_a_keyword_is_never_a_candidate():
 )
 def test_upstream_kind(value, kind):
     assert upstream_kind(value) == kind
+
+
+ASK = "Acme: no more texts. To stop only offers, reply OFFERS."
+
+
+def test_clarify_only_a_confirmed_stop_for_several_categories():
+    stop = decide("stop", False, {"stop": "bye", "start": "hi", "help": "h"})
+    assert clarify(stop, {"marketing", "informational"}, ASK).reply == ASK
+    assert clarify(stop, {"marketing", "informational"}, ASK).asks == ("informational", "marketing")
+    assert clarify(stop, {"marketing"}, ASK) == stop  # one category: the plain confirmation
+    start = decide("start", True, {"stop": "bye", "start": "hi", "help": "h"})  # changes the state, replies
+    assert clarify(start, {"marketing", "informational"}, ASK) == start  # only a revocation is clarified
+    unchanged = Decision("already_opted_out", events.OPT_OUT, events.KEYWORD, True, False, "x", False)
+    assert clarify(unchanged, {"marketing", "informational"}, ASK) == unchanged
+    again = decide("stop", True, {"stop": "bye", "start": "hi", "help": "h"})  # already opted out: no reply at all
+    assert clarify(again, {"marketing", "informational"}, ASK) == again
+    upstream = decide("stop", False, {"stop": "bye", "start": "hi", "help": "h"}, upstream=True)  # Twilio replied
+    assert clarify(upstream, {"marketing", "informational"}, ASK) == upstream
+    answer = narrow(7, ("marketing",))
+    assert answer == Decision(
+        "clarified", events.OPT_IN, events.CLARIFICATION, False, True, None, False, None, (), (7, ("marketing",))
+    )

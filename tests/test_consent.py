@@ -1,18 +1,24 @@
 """Consent records as plain functions: validation of a grant, what a revocation ends, what allows a send."""
 
+import hashlib
 import json
 
 import pytest
 
 from gateway.consent import (
     BUSINESS,
+    METHODS,
+    TWILIO_SOURCES,
+    Clarification,
     Grant,
     Rules,
+    SyncItem,
     brief,
     categories_setting,
     grant,
     senders_covering,
     senders_ended,
+    sync_senders,
     timeline,
 )
 from gateway.scope import Scope
@@ -126,13 +132,15 @@ def test_rules_are_checked_against_the_categories():
     rules = Rules(required=("marketing",))
     assert rules.needs_consent("marketing") and not rules.needs_consent("informational")
     assert not rules.needs_consent(None)
+    known = "consent_categories (marketing, informational)"
     for kwargs, message in [
-        ({"required": ("promos",)}, "require_consent: 'promos' is not one of consent_categories"),
-        ({"keyword": ("promos",)}, "keyword_consent_categories: 'promos' is not one of"),
-        ({"default": "promos"}, "default_category: 'promos' is not one of"),
+        ({"required": ("promos",)}, f"require_consent: 'promos' is not one of {known}"),
+        ({"keyword": ("informational", "promos")}, f"keyword_consent_categories: 'promos' is not one of {known}"),
+        ({"default": "promos"}, f"default_category: 'promos' is not one of {known}"),
     ]:
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(ValueError) as raised:
             Rules(**kwargs)
+        assert str(raised.value) == message
 
 
 @pytest.mark.parametrize(
@@ -184,3 +192,83 @@ def test_brief_detail_for_a_table():
     short = {"event": "consent_granted", "detail": {"category": "informational", "consent_id": 1, "wording": "START"}}
     assert brief(short) == "informational (consent 1): “START”"
     assert brief({"event": "opt_out", "detail": {"reason": "call"}}) == {"reason": "call"}
+
+
+ASK = "Acme: no more texts. To stop only offers, reply OFFERS."
+RULES = Rules(("marketing", "informational", "surveys"), required=("marketing", "surveys"))
+
+
+def test_clarification_settings_are_checked():
+    found = Clarification.build(f"  {ASK} ", {"Offers": ["marketing"], "ALL": ("marketing",)}, RULES)
+    assert found == Clarification(ASK, {"offers": ("marketing",), "all": ("marketing",)})
+    assert found.answer("  offers. ") == ("marketing",) and found.answer("all") == ("marketing",)
+    assert found.answer("offers please") is None
+    for text, choices, rules, message in [
+        ("  ", {"offers": ["marketing"]}, RULES, "clarification_text: empty"),
+        (ASK, {}, RULES, "clarification_choices: offer at least one answer (WORD = [categories])"),
+        (ASK, {"offers": []}, RULES, "clarification_choices: 'offers' needs a list of categories"),
+        (ASK, {" ": ["marketing"]}, RULES, "clarification_choices: ' ' needs a list of categories"),
+        (ASK, {"offers": "marketing"}, RULES, "clarification_choices: 'offers' needs a list of categories"),
+        (
+            ASK,
+            {"offers": ["informational"]},
+            RULES,
+            "clarification_choices.offers: 'informational' must be in require_consent (marketing, surveys): only "
+            "then can it stay stopped while the other kinds resume",
+        ),
+        (
+            ASK,
+            {"offers": ["marketing"]},
+            Rules(),
+            "clarification_choices.offers: 'marketing' must be in require_consent (empty): only then can it stay "
+            "stopped while the other kinds resume",
+        ),
+    ]:
+        with pytest.raises(ValueError) as raised:
+            Clarification.build(text, choices, rules)
+        assert str(raised.value) == message
+
+
+def test_the_chained_detail_is_canonical_json():
+    """Sorted keys and the wording's own characters: the same grant always hashes the same way."""
+    found = Grant("+14155550100", A, "marketing", "paper", NOW, "Sí, acepto", "Dana", {"b": "2", "a": "1"})
+    assert found.detail(3) == (
+        '{"category": "marketing", "consent_id": 3, "evidence": {"a": "1", "b": "2"}, "given_at": '
+        f'"{NOW}", "method": "paper", "recorded_by": "Dana", "wording": "Sí, acepto"}}'
+    )
+
+
+def test_a_sync_item_for_twilio():
+    item = SyncItem("+14155550100", A, "opt-out", "offline", NOW, 42)
+    expected = hashlib.sha256(f"42:{A}:opt-out".encode()).hexdigest()[:32]
+    assert item.correlation_id == expected and len(expected) == 32
+    assert SyncItem("+14155550100", B, "opt-out", "offline", NOW, 42).correlation_id != expected
+    assert SyncItem("+14155550100", A, "opt-in", "offline", NOW, 42).correlation_id != expected
+    assert item.payload("c" * 32) == {
+        "contact_id": "+14155550100",
+        "correlation_id": "c" * 32,
+        "sender_id": A,
+        "status": "opt-out",
+        "source": "offline",
+        "date_of_consent": NOW,
+    }
+    assert "date_of_consent" not in SyncItem("+1", A, "opt-in", "others", None, 1).payload("x")
+    assert set(TWILIO_SOURCES) == set(METHODS)
+    assert set(TWILIO_SOURCES.values()) <= {"website", "offline", "opt-in-message", "opt-out-message", "others"}
+
+
+@pytest.mark.parametrize(
+    ("mode", "via", "seen", "expected"),
+    [
+        ("pair", A, True, ()),  # Twilio saw it, and the scope covers nothing else
+        ("pair", A, False, (A,)),
+        ("pair", "+15005550099", False, ("+15005550099",)),  # a number not configured as a sender: itself
+        ("messaging_service", A, True, (B, SERVICE)),
+        ("business", A, True, (B, C, SERVICE)),
+        ("business", A, False, (A, B, C, SERVICE)),
+        ("pair", "*", False, (A, B, C, SERVICE)),  # a consent to the whole business: every sender
+    ],
+)
+def test_which_senders_twilio_is_told_about(mode, via, seen, expected):
+    scope = Scope.build(mode, {SERVICE: [A, B]})
+    assert sync_senders(scope, (A, B, C, SERVICE), via, seen) == expected

@@ -3,6 +3,7 @@ import io
 import pytest
 
 from gateway import imports
+from gateway.consent import Grant
 from gateway.imports import ImportError_, ImportRow, parse
 
 HEADER = "number,twilio_number,opted_out_at\n"
@@ -79,3 +80,62 @@ def test_the_error_list_stops_after_twenty_bad_lines():
 def test_nineteen_bad_lines_are_all_listed():
     errors = rejected(HEADER + "x,y,z\n" * 19)
     assert len(errors) == 19 and "stopped" not in errors[-1]
+
+
+CONSENT_HEADER = "number,sender,category,method,wording,given_at,evidence\n"
+NOW = "2026-12-01T10:00:00.000000Z"
+
+
+def consents(text, categories=("marketing", "informational")):
+    return imports.parse_consents(io.StringIO(text), categories, NOW, "CRM export")
+
+
+def test_consent_rows_become_grants_blank_cells_meaning_absent():
+    rows = consents(
+        CONSENT_HEADER + '+14155550101,*,marketing,paper,"Yes, offers.",2026-10-01,"{""ip"": ""1.2.3.4""}"\n'
+        "+14155550102,+15005550006,informational,import,Reminders.,,\n"
+    )
+    assert rows == [
+        Grant(
+            "+14155550101",
+            "*",
+            "marketing",
+            "paper",
+            "2026-10-01T00:00:00.000000Z",
+            "Yes, offers.",
+            "CRM export",
+            {"ip": "1.2.3.4"},
+        ),
+        Grant("+14155550102", "+15005550006", "informational", "import", NOW, "Reminders.", "CRM export", {}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "errors"),
+    [
+        (
+            "number,sender\n",
+            ["line 1: missing column(s): category, method, wording (need number, sender, category, method, wording)"],
+        ),
+        (CONSENT_HEADER, ["the file has no rows"]),
+        (
+            CONSENT_HEADER + "+14155550101,*,promos,paper,Yes.,,\n+1415,*,marketing,paper,Yes.,,\n",
+            [
+                "line 2: category: 'promos' is not one of the configured categories: marketing, informational",
+                "line 3: number: '+1415' is not an E.164 number such as +14155550100: too short for its country",
+            ],
+        ),
+        (CONSENT_HEADER + "+14155550101,*,marketing,paper,,,\n", ["line 2: wording: required, a non-empty string"]),
+        (
+            "number,sender,category,method,wording,colour\n+14155550101,*,marketing,paper,Yes.,red\n",
+            [
+                "line 2: unknown field 'colour'; a consent has category, evidence, given_at, method, number, sender, "
+                "wording"
+            ],
+        ),
+    ],
+)
+def test_bad_consent_files_are_rejected_whole_naming_each_line(text, errors):
+    with pytest.raises(ImportError_) as raised:
+        consents(text)
+    assert raised.value.errors == errors

@@ -55,6 +55,13 @@ def test_business_cover_with_brands(via, hint, expected):
     assert scope.brand_of(A) == "acme" and scope.brand_of(THIRD) is None
 
 
+def test_a_brand_is_its_numbers_and_every_number_of_its_services():
+    scope = Scope.build("business", {SERVICE: [A, B]}, brands={"acme": [LONE, SERVICE]})
+    assert scope.cover(LONE) == Cover((A, B, LONE), (SERVICE,))
+    # A service's brand is its own, whatever service a hint names.
+    assert scope.brand_of(OTHER_SERVICE, SERVICE) is None and scope.brand_of(THIRD, SERVICE) == "acme"
+
+
 @pytest.mark.parametrize(
     ("mode", "modes", "narrowest"),
     [
