@@ -224,7 +224,7 @@ def senders_covering(scope: Scope, sender: str) -> tuple[str, ...]:
     """The consent senders that allow a send through ``sender`` (a Twilio number or MG SID): itself, its
     Messaging Service, and the whole business. A consent to one number never allows a send through a
     service, which may pick another number."""
-    service = None if sender.startswith("MG") else scope.service_of(sender)
+    service = scope.service_of(sender)  # None for a service SID: it is no service's number
     return tuple(sorted({BUSINESS, sender, *([service] if service else [])}))
 
 
@@ -254,14 +254,15 @@ def timeline(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     kind.
     """
     granted_at: dict[tuple[str, str], int] = {}  # (sender, category) -> position of its latest grant
-    last_revocation = -1
+    last_revocation: int | None = None
     rows = []
     for position, event in enumerate(events):
         kind = event["event"]
         change = kind.replace("_", " ")
         if kind == "consent_granted":
             key = (event["twilio_number"], str((event.get("detail") or {}).get("category")))
-            change = "re-granted" if granted_at.get(key, position) < last_revocation else "granted"
+            again = key in granted_at and last_revocation is not None and granted_at[key] < last_revocation
+            change = "re-granted" if again else "granted"
             granted_at[key] = position
         elif kind == "opt_out":
             change, last_revocation = "revoked", position

@@ -67,9 +67,10 @@ def parse_consents(lines: Iterable[str], categories: Sequence[str], now: str, re
     """Parse and validate consent records (see :func:`gateway.consent.grant`); raise ImportError_ listing bad
     lines. Columns: number, sender, category, method, wording, and optionally given_at and evidence (JSON)."""
 
-    def convert(line: int, record: Mapping[str, str | None]) -> consent.Grant:
-        fields = {name: value for name, value in record.items() if name is not None and value not in (None, "")}
-        return consent.grant(fields, categories, now, recorded_by)
+    def convert(line: int, record: Mapping[str | None, object]) -> consent.Grant:
+        if None in record:  # the wording is evidence: a comma that split it must not cut it short
+            raise ValueError("more cells than the header has columns: quote a value that holds a comma")
+        return consent.grant(record, categories, now, recorded_by)
 
     return _parse(lines, CONSENT_REQUIRED, convert)
 

@@ -293,3 +293,36 @@ def test_messaging_service_sids_are_not_numbers_with_keyword_sets():
     books = KeywordBook(KeywordSet.build(ALL_WORDS, {**GOOD_REPLIES, "help": "no contact"}), {TWILIO_NUMBER: own})
     assert keyword_findings(books, [TWILIO_NUMBER, "MG" + "a" * 32], {}) == []
     assert keyword_findings(books, [TWILIO_NUMBER, "+15005550099"], {})  # a number on the default: checked
+
+
+def test_configuration_findings_follow_brands_senders_and_the_callback(tmp_path):
+    from gateway.config import load
+
+    overrides = {
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "SENDERS_OVERRIDE": f"{TWILIO_NUMBER},+15005550007",
+        "BRANDS": {"zenith": [TWILIO_NUMBER]},
+        "OPT_OUT_SCOPE": "business",
+        "KEYWORDS_FILE": str(good_keywords(tmp_path)),
+    }
+    settings = load(overrides, instance_path=str(tmp_path), environ={})
+    found = configuration_findings(settings, date(2026, 12, 1))
+    assert checks(found) == [
+        (FAIL, "help-reply", TWILIO_NUMBER),  # the brand zenith is not named in the (Acme) HELP reply
+        (WARN, "status-callback", f"{TWILIO_NUMBER}, +15005550007"),
+    ]
+    called = load(
+        {**overrides, "STATUS_CALLBACK_URL": "https://gw.example/twilio/status"},
+        instance_path=str(tmp_path),
+        environ={},
+    )
+    assert checks(configuration_findings(called, date(2026, 12, 1))) == [(FAIL, "help-reply", TWILIO_NUMBER)]
+
+
+def good_keywords(tmp_path):
+    keywords = tmp_path / "good-keywords.toml"
+    keywords.write_text(
+        f"[keywords]\nstop = {json.dumps(ALL_WORDS['stop'])}\nstart = ['start']\nhelp = ['help']\n"
+        "[replies]\n" + "".join(f"{kind} = {json.dumps(text)}\n" for kind, text in GOOD_REPLIES.items())
+    )
+    return keywords

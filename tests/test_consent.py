@@ -272,3 +272,84 @@ def test_a_sync_item_for_twilio():
 def test_which_senders_twilio_is_told_about(mode, via, seen, expected):
     scope = Scope.build(mode, {SERVICE: [A, B]})
     assert sync_senders(scope, (A, B, C, SERVICE), via, seen) == expected
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"wording": "w" * 4000}, "w" * 4000),  # the longest wording kept
+        ({"given_at": ""}, NOW),  # a blank cell: now
+        ({"given_at": NOW}, NOW),  # given this very moment: not in the future
+        ({"evidence": ""}, {}),
+        ({"evidence": {"doc": "d" * 7989}}, {"doc": "d" * 7989}),  # 8,000 characters of JSON exactly
+    ],
+)
+def test_grant_limits_are_inclusive(change, expected):
+    found = grant({**GOOD, **change}, CATEGORIES, NOW, "Dana")
+    field = next(iter(change))
+    assert {"wording": found.wording, "given_at": found.given_at, "evidence": found.evidence}[field] == expected
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (["x"], "expected an object with number, sender, category, method and wording"),
+        (
+            {**GOOD, "colour": "red"},
+            "unknown field 'colour'; a consent has category, evidence, given_at, method, number, sender, wording",
+        ),
+        ({**GOOD, "evidence": {"ip\x00": "1"}}, "evidence: 'ip\\x00' must not contain NUL characters"),
+        ({**GOOD, "evidence": {"ip": "1\x00"}}, "evidence: 'ip' must not contain NUL characters"),
+    ],
+)
+def test_grant_messages_in_full(fields, message):
+    with pytest.raises(ValueError) as raised:
+        grant(fields, CATEGORIES, NOW, "Dana")
+    assert str(raised.value) == message
+
+
+def test_a_revocation_through_a_service_or_with_a_hint():
+    scope = Scope.build("pair", {SERVICE: [A, B]})
+    other = "MG" + "b" * 32
+    assert senders_ended(scope, C, other) == ("*", C, other)  # Twilio named the number's service
+    assert senders_ended(scope, SERVICE, other) == ("*", A, B, SERVICE)  # a service is its own
+    assert senders_covering(scope, other) == ("*", other)
+
+
+@pytest.mark.parametrize(
+    ("wording", "shown"),
+    [("", "“”"), ("x" * 40, "“" + "x" * 40 + "”"), ("x" * 41, "“" + "x" * 39 + "…”")],
+)
+def test_brief_keeps_forty_characters(wording, shown):
+    event = {"event": "consent_granted", "detail": {"category": "marketing", "consent_id": 2, "wording": wording}}
+    assert brief(event) == f"marketing (consent 2): {shown}"
+    assert brief({"event": "consent_granted", "detail": {"category": "marketing", "consent_id": 2}}).endswith("“”")
+
+
+def test_a_first_grant_of_another_kind_after_a_revocation_is_granted_not_re_granted():
+    events = [
+        event("consent_granted"),
+        event("opt_out"),
+        event("consent_granted", category="informational"),
+        event("revocation_candidate"),
+        {"event": "consent_granted", "twilio_number": A, "detail": None},
+    ]
+    assert [row["change"] for row in timeline(events)] == [
+        "granted",
+        "revoked",
+        "granted",
+        "revocation candidate",
+        "granted",
+    ]
+
+
+def test_a_grant_repeated_before_any_revocation_is_granted_again():
+    assert [row["change"] for row in timeline([event("consent_granted"), event("consent_granted")])] == [
+        "granted",
+        "granted",
+    ]
+
+
+def test_the_service_twilio_names_widens_a_service_scoped_revocation():
+    scope = Scope.build("messaging_service", {SERVICE: [A, B]})
+    assert senders_ended(scope, C, SERVICE) == ("*", A, B, C, SERVICE)

@@ -61,6 +61,13 @@ def test_extra_columns_are_ignored():
         ),
         (HEADER + "+14155550101,+15005550006\n", ["line 2: opted_out_at: not a date or ISO 8601 date-time: ''"]),
         (
+            HEADER + "+1,,2024-03-04\n",
+            [
+                "line 2: number '+1' is not an E.164 number such as +14155550100: it is not a phone number; "
+                "twilio_number '' is not an E.164 number such as +14155550100: a phone number is required"
+            ],
+        ),
+        (
             HEADER + ",+15005550006,2024-03-04\n",
             ["line 2: number '' is not an E.164 number such as +14155550100: a phone number is required"],
         ),
@@ -126,6 +133,11 @@ def test_consent_rows_become_grants_blank_cells_meaning_absent():
             ],
         ),
         (CONSENT_HEADER + "+14155550101,*,marketing,paper,,,\n", ["line 2: wording: required, a non-empty string"]),
+        (CONSENT_HEADER + "+14155550101,*,marketing,paper\n", ["line 2: wording: required, a non-empty string"]),
+        (
+            CONSENT_HEADER + "+14155550101,*,marketing,paper,Yes, send offers,,\n",
+            ["line 2: more cells than the header has columns: quote a value that holds a comma"],
+        ),
         (
             "number,sender,category,method,wording,colour\n+14155550101,*,marketing,paper,Yes.,red\n",
             [
