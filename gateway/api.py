@@ -299,6 +299,32 @@ def record_consent():
     return jsonify(row), 201
 
 
+@bp.post("/consents/withdrawals")
+@require_role("recorder")
+def withdraw_consent():
+    """Record a withdrawal of one category; 201, 400 for a category require_consent does not name, 404 when
+    no current consent matches."""
+    fields = _body(schemas.WITHDRAWAL)
+    _number("number", fields["number"])
+    sender = fields.get("sender") or consent.BUSINESS
+    if consent.sender_problem(sender):
+        abort(400, description=f"sender: {sender!r} {consent.sender_problem(sender)}")
+    store = services.store()
+    if sender == consent.BUSINESS and g.grant.accounts is not None:
+        abort(403, description="sender *: a key limited to some accounts may withdraw only from their senders")
+    if sender != consent.BUSINESS and not g.grant.sees(store.account_of(sender)):
+        abort(404, description="sender: not one of the numbers of this key's accounts")
+    try:
+        result = store.withdraw_consent(
+            fields["number"], fields["category"], sender, fields["reason"].strip(), fields["by"].strip()
+        )
+    except ValueError as exc:
+        abort(400, description=str(exc.args[0]))
+    except LookupError as exc:
+        abort(404, description=str(exc.args[0]))
+    return jsonify(result), 201
+
+
 @bp.get("/consents")
 @require_role("auditor")
 def list_consents():

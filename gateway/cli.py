@@ -1046,6 +1046,35 @@ def consent_import(file: TextIO, person: str) -> None:
     click.echo(f"Imported {result['recorded']} consent records from {file.name}.")
 
 
+@consent_group.command("withdraw")
+@click.argument("number", type=E164)
+@click.option("--category", required=True, help="The kind of message NUMBER no longer agrees to, e.g. marketing.")
+@click.option(
+    "--sender",
+    default=consent.BUSINESS,
+    show_default=True,
+    help="The Twilio number or Messaging Service SID it is withdrawn from; * for every sender.",
+)
+@click.option("--reason", required=True, type=TEXT, help="How it was received, e.g. 'email to support, ticket 88'.")
+@click.option("--by", "person", required=True, type=TEXT, help="Who is recording it.")
+def consent_withdraw(number: str, category: str, sender: str, reason: str, person: str) -> None:
+    """Record that NUMBER withdrew its consent to one kind of message, keeping the others.
+
+    Ends the matching consents with a chained consent_withdrawn event. Only
+    for a category in require_consent (only then are its sends stopped);
+    for anything wider record an opt-out (gateway optouts add).
+    """
+    problem = consent.sender_problem(sender)
+    if problem:
+        raise click.BadParameter(f"{sender!r} {problem}", param_hint="--sender")
+    try:
+        result = open_store(writes=True).withdraw_consent(number, category, sender, reason.strip(), person.strip())
+    except (ValueError, LookupError) as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+    ended = ", ".join(str(i) for i in result["ended"])
+    click.echo(f"{number} withdrew {category} from {sender}: consent {ended} ended. Event {result['event_id']}.")
+
+
 @consent_group.command("show")
 @click.argument("number", type=E164)
 @click.option("--current", is_flag=True, help="Only consents that have not ended.")

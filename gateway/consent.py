@@ -249,11 +249,12 @@ def timeline(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """A number's events as a consent timeline: each with ``change``, what it did to consent.
 
     ``granted`` (a first consent of that category and sender), ``re-granted``
-    (after a revocation), ``revoked`` (an opt-out: it ends the consents it
-    covers), ``opted in``; other events (HELP, dropped, suppressed) keep their
-    kind.
+    (after a revocation or a withdrawal of its category), ``revoked`` (an
+    opt-out: it ends the consents it covers), ``withdrawn`` (one category),
+    ``opted in``; other events (HELP, dropped, suppressed) keep their kind.
     """
     granted_at: dict[tuple[str, str], int] = {}  # (sender, category) -> position of its latest grant
+    withdrawn_at: dict[str, int] = {}  # category -> position of its latest withdrawal
     last_revocation: int | None = None
     rows = []
     for position, event in enumerate(events):
@@ -261,11 +262,14 @@ def timeline(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         change = kind.replace("_", " ")
         if kind == "consent_granted":
             key = (event["twilio_number"], str((event.get("detail") or {}).get("category")))
-            again = key in granted_at and last_revocation is not None and granted_at[key] < last_revocation
-            change = "re-granted" if again else "granted"
+            ended = max(last_revocation if last_revocation is not None else -1, withdrawn_at.get(key[1], -1))
+            change = "re-granted" if key in granted_at and granted_at[key] < ended else "granted"
             granted_at[key] = position
         elif kind == "opt_out":
             change, last_revocation = "revoked", position
+        elif kind == "consent_withdrawn":
+            change = "withdrawn"
+            withdrawn_at[str((event.get("detail") or {}).get("category"))] = position
         elif kind == "opt_in":
             change = "opted in"
         rows.append({**event, "change": change})

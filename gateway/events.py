@@ -15,6 +15,7 @@ REVOCATION_CANDIDATE = "revocation_candidate"  # reads like a revocation; an aud
 CANDIDATE_DISMISSED = "candidate_dismissed"
 SUPPRESSED = "suppressed"  # an outbound message not sent: the recipient opted out, or gave no consent
 CONSENT_GRANTED = "consent_granted"  # a consent record (gateway.consent): who agreed to what, when, how
+CONSENT_WITHDRAWN = "consent_withdrawn"  # one kind of message withdrawn by other means, the rest kept
 
 # Where an opt-out, opt-in or other event came from.
 KEYWORD = "keyword"  # the gateway matched STOP/START/HELP itself

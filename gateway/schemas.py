@@ -152,6 +152,16 @@ CONSENT = _body(
     },
     ("number", "sender", "category", "method", "wording"),
 )
+WITHDRAWAL = _body(
+    {
+        "number": {**PHONE, "description": "The person's number."},
+        "category": {"type": "string", "description": "The kind of message withdrawn (one require_consent names)."},
+        "sender": {"type": "string", "description": "The sender it is withdrawn from; * (the default) for every one."},
+        "reason": {**TEXT, "description": "How it was received, e.g. 'email to support, ticket 88'."},
+        "by": {**TEXT, "description": "Who is recording it."},
+    },
+    ("number", "category", "reason", "by"),
+)
 CONSENT_RECORD = _record(
     {
         "id": {"type": "integer"},
@@ -278,6 +288,22 @@ OPERATIONS = (
         "recorder",
         (201, "The consent record.", CONSENT_RECORD),
         body=CONSENT,
+        errors=(400, 401, 403, 404, 415),
+    ),
+    Operation(
+        "post",
+        "/consents/withdrawals",
+        "Record that a number withdrew its consent to one kind of message (a category require_consent names), "
+        "keeping the others: a chained event that ends the matching consents.",
+        "recorder",
+        (
+            201,
+            "The withdrawal.",
+            _record(
+                {"event_id": {"type": "integer"}, "ended": {"type": "array", "items": {"type": "integer"}}, "at": STAMP}
+            ),
+        ),
+        body=WITHDRAWAL,
         errors=(400, 401, 403, 404, 415),
     ),
     Operation(

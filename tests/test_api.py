@@ -393,3 +393,24 @@ def test_keys_limited_to_an_account_record_consent_only_to_its_senders(two_accou
     # An auditor of the other account does not see it.
     seen = client.get(f"/v1/consents?number=%2B{SENDER[1:]}", headers=auth(two_accounts.keys["brand_auditor"]))
     assert seen.json["records"] == 0
+
+
+def test_a_withdrawal_through_the_api(db_url, tmp_path):
+    from gateway import create_app
+
+    app = create_app({"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": db_url, "REQUIRE_CONSENT": ["marketing"]})
+    store = services.of(app).store
+    recorder = keys.new_key()
+    store.add_api_key(keys.hash_key(recorder), "recorder")
+    client = app.test_client()
+    assert client.post("/v1/consents", json=CONSENT, headers=auth(recorder)).status_code == 201
+    body = {"number": SENDER, "category": "marketing", "sender": TWILIO_NUMBER, "reason": "email", "by": "Dana"}
+    done = client.post("/v1/consents/withdrawals", json=body, headers=auth(recorder))
+    assert done.status_code == 201 and done.json["ended"] == [1]
+    again = client.post("/v1/consents/withdrawals", json=body, headers=auth(recorder))
+    assert again.status_code == 404 and "has no current consent to marketing" in again.json["message"]
+    wrong = client.post("/v1/consents/withdrawals", json={**body, "category": "informational"}, headers=auth(recorder))
+    assert wrong.status_code == 400 and "not in require_consent" in wrong.json["message"]
+    bad = client.post("/v1/consents/withdrawals", json={**body, "sender": "acme"}, headers=auth(recorder))
+    assert bad.status_code == 400 and bad.json["message"].startswith("sender: 'acme' is not a Twilio number")
+    store.close()

@@ -390,3 +390,31 @@ def test_consent_import_is_all_or_nothing(runner, env, tmp_path):
     missing.write_text("number,sender\n+14155550130,*\n")
     result = runner.invoke(cli, ["consent", "import", str(missing), "--by", "x"], env=env)
     assert "missing column(s): category, method, wording" in result.stderr
+
+
+def test_consent_withdraw(runner, cli_env, db_url):
+    env = {**cli_env, "GATEWAY_REQUIRE_CONSENT": "marketing"}
+    for category in ("marketing", "informational"):
+        runner.invoke(
+            cli,
+            ["consent", "add", SENDER, "--sender", TWILIO_NUMBER, "--category", category, "--method", "verbal",
+             "--wording", WORDING, "--by", "Dana"],
+            env=env,
+        )  # fmt: skip
+    done = runner.invoke(
+        cli, ["consent", "withdraw", SENDER, "--category", "marketing", "--reason", "call", "--by", "Dana"], env=env
+    )
+    assert done.exit_code == 0, done.output
+    assert done.output == f"{SENDER} withdrew marketing from *: consent 1 ended. Event 3.\n"
+    history = json.loads(runner.invoke(cli, ["optouts", "history", SENDER, "--format", "json"], env=env).output)
+    assert [e["change"] for e in history] == ["granted", "granted", "withdrawn"]
+    for args, message in [
+        (["--category", "marketing"], f"Error: {SENDER} has no current consent to marketing from *"),
+        (["--category", "informational"], "Error: category 'informational' is not in require_consent"),
+        (
+            ["--category", "marketing", "--sender", "acme"],
+            "Invalid value for --sender: 'acme' is not a Twilio number",
+        ),
+    ]:
+        result = runner.invoke(cli, ["consent", "withdraw", SENDER, *args, "--reason", "r", "--by", "b"], env=env)
+        assert result.exit_code != 0 and message in result.output, result.output

@@ -353,3 +353,10 @@ def test_a_grant_repeated_before_any_revocation_is_granted_again():
 def test_the_service_twilio_names_widens_a_service_scoped_revocation():
     scope = Scope.build("messaging_service", {SERVICE: [A, B]})
     assert senders_ended(scope, C, SERVICE) == ("*", A, B, C, SERVICE)
+
+
+def test_a_withdrawal_of_one_category_then_its_grant_again():
+    withdrawn = {"event": "consent_withdrawn", "twilio_number": A, "detail": {"category": "marketing"}}
+    events = [event("consent_granted"), event("consent_granted", category="informational"), withdrawn]
+    events += [event("consent_granted"), event("consent_granted", category="informational")]
+    assert [row["change"] for row in timeline(events)] == ["granted", "granted", "withdrawn", "re-granted", "granted"]

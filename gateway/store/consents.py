@@ -181,6 +181,52 @@ class ConsentRecords(Records):
                 self._queue_grant(tx, grant, recorded["event_id"])
         return {"rows": len(grants), "recorded": len(grants)}
 
+    def withdraw_consent(self, number: str, category: str, sender: str, reason: str, by: str) -> dict[str, Any]:
+        """Record that ``number`` withdrew its consent to ``category`` (from ``sender``, or ``*``: from anyone),
+        received by other means (a call, an email): a chained event that ends the matching consents.
+
+        Raises ValueError for a category ``require_consent`` does not name: ending its consents would not
+        stop its sends (record an opt-out instead), and LookupError when no current consent matches.
+        """
+        if category not in self.consent_rules.required:
+            raise ValueError(
+                f"category {category!r} is not in require_consent, so withdrawing it would not stop its sends: "
+                "record an opt-out instead (gateway optouts add), or add it to require_consent"
+            )
+        with self.backend.write() as tx:
+            tx.lock_numbers(number)
+            senders = None if sender == consent.BUSINESS else consent.senders_ended(self.scope, sender)
+            clause = "" if senders is None else f" AND sender IN ({', '.join('?' * len(senders))})"
+            matching = [
+                row[0]
+                for row in tx.execute(
+                    "SELECT id FROM consents WHERE number = ? AND category = ? AND ended_at IS NULL"  # noqa: S608
+                    f"{clause} ORDER BY id",
+                    (number, category, *(senders or ())),
+                ).fetchall()
+            ]
+            if not matching:
+                raise LookupError(f"{number} has no current consent to {category} from {sender}")
+            now = self.clock()
+            event_id = append_event(
+                tx,
+                event=events.CONSENT_WITHDRAWN,
+                number=number,
+                twilio_number=sender,
+                source=events.MANUAL,
+                state_changed=False,
+                at=now,
+                detail=json.dumps(
+                    {"category": category, "consents": matching, "reason": reason, "by": by}, ensure_ascii=False
+                ),
+                account=self._consent_account(sender),
+            )
+            for consent_id in matching:
+                tx.execute(
+                    "UPDATE consents SET ended_at = ?, ended_by_event_id = ? WHERE id = ?", (now, event_id, consent_id)
+                )
+        return {"event_id": event_id, "ended": matching, "at": now}
+
     def consents(
         self, number: str, current: bool = False, accounts: Sequence[str] | None = None
     ) -> list[dict[str, Any]]:

@@ -1,5 +1,7 @@
 """Consent records in the store, on both backends: chained grants, revocations that end them, require_consent."""
 
+import re
+
 import pytest
 
 from gateway import events
@@ -181,3 +183,26 @@ def test_import_is_all_or_nothing_and_each_row_is_chained(db):
     with pytest.raises(Exception):  # noqa: B017 - a row the database refuses rolls the whole import back
         db.import_consents([grant(number="+14155550199"), Grant(None, A, "x", "api", "t", "w", "r")])  # type: ignore[arg-type]
     assert db.consents("+14155550199") == []
+
+
+def test_a_withdrawal_ends_one_category_and_keeps_the_rest(make):
+    store = make()
+    store.record_consent(grant(A, "marketing"))
+    store.record_consent(grant("*", "marketing"))
+    store.record_consent(grant(A, "informational"))
+    store.record_consent(grant(B, "marketing"))
+    result = store.withdraw_consent(NUMBER, "marketing", A, "email, ticket 88", "Dana")
+    assert result["ended"] == [1, 2]  # to A and to the whole business (which covers A); not to B
+    current = {(c["sender"], c["category"]) for c in store.consents(NUMBER, current=True)}
+    assert current == {(A, "informational"), (B, "marketing")}
+    event = store.history(NUMBER)[-1]
+    assert (event["event"], event["twilio_number"], event["state_changed"]) == ("consent_withdrawn", A, False)
+    assert event["detail"] == {"category": "marketing", "consents": [1, 2], "reason": "email, ticket 88", "by": "Dana"}
+    assert store.queue_outbound(NUMBER, A, TEXT, events.API, category="marketing")["reason"] == "no_consent"
+    assert store.queue_outbound(NUMBER, B, TEXT, events.API, category="marketing")["status"] == "queued"
+    assert not store.is_opted_out(NUMBER, A) and store.verify_ledger().ok
+    with pytest.raises(LookupError, match=re.escape(f"{NUMBER} has no current consent to marketing from {A}")):
+        store.withdraw_consent(NUMBER, "marketing", A, "again", "Dana")
+    with pytest.raises(ValueError, match="category 'informational' is not in require_consent"):
+        store.withdraw_consent(NUMBER, "informational", A, "x", "Dana")
+    assert store.withdraw_consent(NUMBER, "marketing", "*", "all of it", "Dana")["ended"] == [4]
