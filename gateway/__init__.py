@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, checkup, config, console, health, logs, metrics, services, statuscallback, webhook
+from . import api, checkup, config, console, health, logs, metrics, revocation, services, statuscallback, webhook
 from .config import ConfigError
 from .store import StoreUnavailable, from_settings
 
@@ -33,8 +33,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=os.environ.get("GATEWAY_INSTANCE_PATH") or None)
     app.config.update(config.load(test_config, instance_path=app.instance_path))
     logs.configure(app)
-    for finding in checkup.configuration_findings(app.config, datetime.now(UTC).date()):
-        logging.getLogger("gateway.checkup").warning("%s", finding.line())
+    today = datetime.now(UTC).date()
+    findings = checkup.configuration_findings(app.config, today)
 
     hops = app.config["TRUST_PROXY"]
     if hops:
@@ -43,11 +43,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     store = from_settings(app.config)
     try:
         store.init_schema()
+        # The ledger's walk grows with it: `gateway doctor` does that one; overdue candidates are one query.
+        days = app.config["REVOCATION"].business_days_to_honour
+        candidates = revocation.with_deadlines(store.revocation_candidates("open"), days, today)
+        findings += checkup.candidate_findings([c for c in candidates if c["overdue"]], days)
     except Exception as exc:
         reason = exc.reason if isinstance(exc, StoreUnavailable) else str(exc)
         raise ConfigError(f"DATABASE_URL: cannot open or migrate {store.describe()}: {reason}") from exc
     finally:
         store.close()  # workers forked after this open their own connections
+    for finding in findings:
+        logging.getLogger("gateway.checkup").warning("%s", finding.line())
     services.init_app(app, store)
 
     app.register_blueprint(webhook.bp)

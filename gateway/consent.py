@@ -262,8 +262,8 @@ def timeline(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         change = kind.replace("_", " ")
         if kind == "consent_granted":
             key = (event["twilio_number"], str((event.get("detail") or {}).get("category")))
-            ended = max(last_revocation if last_revocation is not None else -1, withdrawn_at.get(key[1], -1))
-            change = "re-granted" if key in granted_at and granted_at[key] < ended else "granted"
+            ends = [at for at in (last_revocation, withdrawn_at.get(key[1])) if at is not None]
+            change = "re-granted" if key in granted_at and any(granted_at[key] < at for at in ends) else "granted"
             granted_at[key] = position
         elif kind == "opt_out":
             change, last_revocation = "revoked", position

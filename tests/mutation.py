@@ -66,7 +66,7 @@ EQUIVALENT: dict[str, str] = {
     "gateway.chart.x_axis_ticks__mutmut_16": "ceil(a / b) <= n exactly when a / b <= n for a whole number n",
     "gateway.chart.x_bar_chart__mutmut_8": "axis_ticks(0) and axis_ticks(1) are both [0, 1]",
     "gateway.consent.xǁGrantǁdetail__mutmut_2": "ensure_ascii=None is falsy, as False is",
-    "gateway.consent.x_timeline__mutmut_34": "a grant's position never equals a revocation's: < and <= agree",
+    "gateway.consent.x_timeline__mutmut_42": "a grant's position never equals a revocation's: < and <= agree",
     "gateway.keys.x_new_key__mutmut_2": "token_urlsafe(None) draws secrets.DEFAULT_ENTROPY bytes, which is 32",
     "gateway.keys.x_hash_key__mutmut_4": _CODEC,
     "gateway.ledger.x__json__mutmut_3": "ensure_ascii=None is falsy, as False is",

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from gateway import create_app
+from gateway import create_app, services
 from gateway.checkup import (
     FAIL,
     FCC_PER_SE_WORDS,
@@ -24,7 +24,8 @@ from gateway.cli import cli
 from gateway.keywords import KeywordBook, KeywordSet
 from gateway.scope import Scope
 
-from .conftest import TOKEN, TWILIO_NUMBER
+from .conftest import TOKEN, TWILIO_NUMBER, TwilioSender
+from .database import RawDatabase
 
 GOOD_REPLIES = {
     "stop": "Acme: you are unsubscribed and will get no more messages. Reply START to resubscribe.",
@@ -326,3 +327,15 @@ def good_keywords(tmp_path):
         "[replies]\n" + "".join(f"{kind} = {json.dumps(text)}\n" for kind, text in GOOD_REPLIES.items())
     )
     return keywords
+
+
+def test_start_up_warns_of_overdue_candidates(tmp_path, gateway_log):
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    app = create_app({"TWILIO_AUTH_TOKEN": TOKEN, "DATABASE_URL": url})
+    TwilioSender(app.test_client()).sms("please stop texting me")
+    services.of(app).store.close()
+    RawDatabase(url).execute("UPDATE revocation_candidates SET received_at = '2026-01-05T10:00:00.000000Z'")
+    gateway_log.clear()
+    create_app({"TWILIO_AUTH_TOKEN": TOKEN, "DATABASE_URL": url})
+    lines = [r.getMessage() for r in gateway_log.records if r.name == "gateway.checkup"]
+    assert any(line.startswith("FAIL [candidates] revocation candidates: 1 open candidate(s)") for line in lines)
