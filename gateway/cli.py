@@ -131,6 +131,19 @@ class StoredText(click.ParamType):
 
 
 TEXT = StoredText()
+
+
+class Said(StoredText):
+    """Storable text that says something: stripped, and not empty (who recorded a record, and why)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = super().convert(value, param, ctx).strip()
+        if not text:
+            self.fail("must not be empty", param, ctx)
+        return text
+
+
+SAID = Said()
 ID = click.IntRange(1, 2**63 - 1)  # what either database can hold as an id
 
 
@@ -984,7 +997,7 @@ def _consent_grant(store: Store, fields: dict[str, Any], by: str) -> consent.Gra
     type=click.Choice([m for m in consent.METHODS if m != consent.KEYWORD]),
     help="How the consent was given.",
 )
-@click.option("--wording", required=True, type=TEXT, help="The exact wording the person agreed to.")
+@click.option("--wording", required=True, type=SAID, help="The exact wording the person agreed to.")
 @click.option("--given-at", metavar="DATE", help="When it was given (a date or ISO 8601, UTC) [default: now].")
 @click.option(
     "--evidence",
@@ -992,7 +1005,7 @@ def _consent_grant(store: Store, fields: dict[str, Any], by: str) -> consent.Gra
     metavar="KEY=VALUE",
     help="Evidence, repeatable: form_url=..., ip=..., user_agent=..., document=...",
 )
-@click.option("--by", "person", required=True, type=TEXT, help="Who is recording it.")
+@click.option("--by", "person", required=True, type=SAID, help="Who is recording it.")
 def consent_add(
     number: str,
     sender: str,
@@ -1016,14 +1029,14 @@ def consent_add(
     if pairs:
         fields["evidence"] = pairs
     store = open_store(writes=True)
-    result = store.record_consent(_consent_grant(store, fields, person.strip()))
+    result = store.record_consent(_consent_grant(store, fields, person))
     click.echo(f"Consent {result['id']} recorded for {number}: {category} from {sender}. Event {result['event_id']}.")
 
 
 @consent_group.command("import")
 @click.argument("file", type=click.File("r", encoding="utf-8-sig"))
 @click.option(
-    "--by", "person", required=True, type=TEXT, help="Who is importing, e.g. 'Dana Reyes, CRM export 2026-11'."
+    "--by", "person", required=True, type=SAID, help="Who is importing, e.g. 'Dana Reyes, CRM export 2026-11'."
 )
 def consent_import(file: TextIO, person: str) -> None:
     """Import consent records from FILE.csv, all or nothing.
@@ -1035,7 +1048,7 @@ def consent_import(file: TextIO, person: str) -> None:
     """
     store = open_store(writes=True)
     try:
-        grants = imports.parse_consents(file, store.consent_rules.categories, store.clock(), person.strip())
+        grants = imports.parse_consents(file, store.consent_rules.categories, store.clock(), person)
     except UnicodeDecodeError as exc:
         raise click.ClickException(_not_utf8(file.name, exc)) from None
     except imports.ImportError_ as exc:
@@ -1055,8 +1068,8 @@ def consent_import(file: TextIO, person: str) -> None:
     show_default=True,
     help="The Twilio number or Messaging Service SID it is withdrawn from; * for every sender.",
 )
-@click.option("--reason", required=True, type=TEXT, help="How it was received, e.g. 'email to support, ticket 88'.")
-@click.option("--by", "person", required=True, type=TEXT, help="Who is recording it.")
+@click.option("--reason", required=True, type=SAID, help="How it was received, e.g. 'email to support, ticket 88'.")
+@click.option("--by", "person", required=True, type=SAID, help="Who is recording it.")
 def consent_withdraw(number: str, category: str, sender: str, reason: str, person: str) -> None:
     """Record that NUMBER withdrew its consent to one kind of message, keeping the others.
 
@@ -1068,7 +1081,7 @@ def consent_withdraw(number: str, category: str, sender: str, reason: str, perso
     if problem:
         raise click.BadParameter(f"{sender!r} {problem}", param_hint="--sender")
     try:
-        result = open_store(writes=True).withdraw_consent(number, category, sender, reason.strip(), person.strip())
+        result = open_store(writes=True).withdraw_consent(number, category, sender, reason, person)
     except (ValueError, LookupError) as exc:
         raise click.ClickException(str(exc.args[0])) from None
     ended = ", ".join(str(i) for i in result["ended"])

@@ -418,3 +418,27 @@ def test_consent_withdraw(runner, cli_env, db_url):
     ]:
         result = runner.invoke(cli, ["consent", "withdraw", SENDER, *args, "--reason", "r", "--by", "b"], env=env)
         assert result.exit_code != 0 and message in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [
+            "consent",
+            "add",
+            SENDER,
+            "--sender",
+            "*",
+            "--category",
+            "marketing",
+            "--method",
+            "paper",
+            "--wording",
+            "Yes.",
+        ],
+        ["consent", "withdraw", SENDER, "--category", "marketing", "--reason", "call"],
+    ],
+)
+def test_who_recorded_it_must_be_said(runner, env, command):
+    result = runner.invoke(cli, [*command, "--by", "   "], env={**env, "GATEWAY_REQUIRE_CONSENT": "marketing"})
+    assert result.exit_code == 2 and "Invalid value for '--by': must not be empty" in result.output
