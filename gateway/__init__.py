@@ -43,10 +43,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     store = from_settings(app.config)
     try:
         store.init_schema()
-        # The ledger's walk grows with it: `gateway doctor` does that one; overdue candidates are one query.
+        # Overdue candidates are one query; of the ledger, the newest events (`gateway doctor` walks it all).
         days = app.config["REVOCATION"].business_days_to_honour
         candidates = revocation.with_deadlines(store.revocation_candidates("open"), days, today)
         findings += checkup.candidate_findings([c for c in candidates if c["overdue"]], days)
+        end = store.verify_ledger_end()
+        findings += checkup.ledger_findings(end.ok, end.summary())
     except Exception as exc:
         reason = exc.reason if isinstance(exc, StoreUnavailable) else str(exc)
         raise ConfigError(f"DATABASE_URL: cannot open or migrate {store.describe()}: {reason}") from exc

@@ -50,7 +50,10 @@ class RawDatabase:
     def tamper(self, *statements: str) -> None:
         """Edit the event log, first switching off its append-only guard."""
         if self.kind == "sqlite":
-            guard = ["DROP TRIGGER events_append_only_update", "DROP TRIGGER events_append_only_delete"]
+            guard = [
+                "DROP TRIGGER IF EXISTS events_append_only_update",
+                "DROP TRIGGER IF EXISTS events_append_only_delete",
+            ]
         else:
             guard = ["ALTER TABLE events DISABLE TRIGGER USER"]
         self.execute(*guard, *statements)

@@ -339,3 +339,15 @@ def test_start_up_warns_of_overdue_candidates(tmp_path, gateway_log):
     create_app({"TWILIO_AUTH_TOKEN": TOKEN, "DATABASE_URL": url})
     lines = [r.getMessage() for r in gateway_log.records if r.name == "gateway.checkup"]
     assert any(line.startswith("FAIL [candidates] revocation candidates: 1 open candidate(s)") for line in lines)
+
+
+def test_start_up_warns_of_a_broken_end_of_the_ledger(tmp_path, gateway_log):
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    app = create_app({"TWILIO_AUTH_TOKEN": TOKEN, "DATABASE_URL": url})
+    TwilioSender(app.test_client()).sms("STOP")
+    services.of(app).store.close()
+    RawDatabase(url).tamper("UPDATE events SET body = 'START' WHERE id = 1")
+    gateway_log.clear()
+    create_app({"TWILIO_AUTH_TOKEN": TOKEN, "DATABASE_URL": url})
+    lines = [r.getMessage() for r in gateway_log.records if r.name == "gateway.checkup"]
+    assert any(line.startswith("FAIL [ledger] event ledger: ledger BROKEN at event 1") for line in lines), lines

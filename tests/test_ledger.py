@@ -238,3 +238,18 @@ def test_a_broken_chain_still_counts_the_other_accounts_events_before_it(break_i
     result = ledger.verify(break_it(events), (3, events[-1]["hash"]), ["AC1"])
     assert (result.ok, result.broken_id, result.checked, result.others) == (False, broken_id, checked, others)
     assert f"({checked} events before it intact, and {others} of other accounts)" in result.summary()
+
+
+def test_verify_the_end_of_a_chain_after_an_event_taken_on_trust():
+    events = _chain(5)
+    head = (5, events[-1]["hash"])
+    after = (2, events[1]["hash"])
+    assert ledger.verify(events[2:], head, after=after) == ledger.Verification(True, 3, events[-1]["hash"])
+    assert ledger.verify([], (2, events[1]["hash"]), after=after).ok  # nothing after it: the head is that event
+    edited = [*events[2:3], {**events[3], "body": "edited"}, events[4]]
+    broken = ledger.verify(edited, head, after=after)
+    assert (broken.ok, broken.broken_id, broken.checked) == (False, 4, 1)
+    wrong_start = ledger.verify(events[2:], head, after=(2, "0" * 64))
+    assert (wrong_start.ok, wrong_start.broken_id) == (False, 3)
+    cut = ledger.verify(events[2:4], head, after=after)  # the newest event deleted
+    assert (cut.ok, cut.broken_id) == (False, 5) and "recorded head is event 5" in cut.reason

@@ -108,3 +108,15 @@ def test_concurrent_writers_build_one_chain(db, db_url):
     starts = 4 * len(range(1, 40, 3))  # each START is two events: the opt-in and its consent grant
     assert result.ok and result.checked == 160 + starts
     assert [e["id"] for e in db.events()] == list(range(1, 161 + starts))
+
+
+def test_the_end_of_the_chain_is_checked_quickly(store, raw):
+    """The newest events and the head, the event before them taken on trust: what start-up looks at."""
+    end = store.verify_ledger_end(3)
+    assert (end.ok, end.checked) == (True, 3)
+    assert store.verify_ledger_end(100).checked == 6  # a short chain is walked whole
+    raw.tamper("UPDATE events SET body = 'edited' WHERE id = 1")  # older than the newest three
+    assert store.verify_ledger_end(3).ok and not store.verify_ledger().ok
+    raw.tamper("UPDATE events SET body = 'edited' WHERE id = 5")
+    broken = store.verify_ledger_end(3)
+    assert (broken.ok, broken.broken_id) == (False, 5)
