@@ -329,25 +329,33 @@ def good_keywords(tmp_path):
     return keywords
 
 
-def test_start_up_warns_of_overdue_candidates(tmp_path, gateway_log):
+def start_up_after(tmp_path, gateway_log, body, change):
+    """The warnings of a restart after ``body`` was received and ``change(raw database)`` done behind its back."""
     url = f"sqlite:///{tmp_path / 'g.db'}"
     app = create_app({"TWILIO_AUTH_TOKEN": TOKEN, "DATABASE_URL": url})
-    TwilioSender(app.test_client()).sms("please stop texting me")
+    TwilioSender(app.test_client()).sms(body)
     services.of(app).store.close()
-    RawDatabase(url).execute("UPDATE revocation_candidates SET received_at = '2026-01-05T10:00:00.000000Z'")
+    change(RawDatabase(url))
     gateway_log.clear()
     create_app({"TWILIO_AUTH_TOKEN": TOKEN, "DATABASE_URL": url})
-    lines = [r.getMessage() for r in gateway_log.records if r.name == "gateway.checkup"]
-    assert any(line.startswith("FAIL [candidates] revocation candidates: 1 open candidate(s)") for line in lines)
+    return [r.getMessage() for r in gateway_log.records if r.name == "gateway.checkup"]
 
 
-def test_start_up_warns_of_a_broken_end_of_the_ledger(tmp_path, gateway_log):
-    url = f"sqlite:///{tmp_path / 'g.db'}"
-    app = create_app({"TWILIO_AUTH_TOKEN": TOKEN, "DATABASE_URL": url})
-    TwilioSender(app.test_client()).sms("STOP")
-    services.of(app).store.close()
-    RawDatabase(url).tamper("UPDATE events SET body = 'START' WHERE id = 1")
-    gateway_log.clear()
-    create_app({"TWILIO_AUTH_TOKEN": TOKEN, "DATABASE_URL": url})
-    lines = [r.getMessage() for r in gateway_log.records if r.name == "gateway.checkup"]
-    assert any(line.startswith("FAIL [ledger] event ledger: ledger BROKEN at event 1") for line in lines), lines
+@pytest.mark.parametrize(
+    ("body", "change", "warning"),
+    [
+        (
+            "please stop texting me",
+            lambda raw: raw.execute("UPDATE revocation_candidates SET received_at = '2026-01-05T10:00:00.000000Z'"),
+            "FAIL [candidates] revocation candidates: 1 open candidate(s)",
+        ),
+        (
+            "STOP",
+            lambda raw: raw.tamper("UPDATE events SET body = 'START' WHERE id = 1"),
+            "FAIL [ledger] event ledger: ledger BROKEN at event 1",
+        ),
+    ],
+)
+def test_start_up_warns_of_what_the_records_show(tmp_path, gateway_log, body, change, warning):
+    lines = start_up_after(tmp_path, gateway_log, body, change)
+    assert any(line.startswith(warning) for line in lines), lines

@@ -70,26 +70,36 @@ def add_consent(tx: Tx, grant: consent.Grant, now: str, account: str | None) -> 
     return {"id": consent_id, "event_id": event_id, "recorded_at": now}
 
 
+def current(number: str, senders: Sequence[str] | None, category: str | None = None) -> tuple[str, tuple[str, ...]]:
+    """The condition (and its parameters) on ``number``'s current consents to ``senders`` (None: any sender)
+    of ``category`` (None: any)."""
+    clause, params = "number = ? AND ended_at IS NULL", (number,)
+    if category is not None:
+        clause, params = clause + " AND category = ?", (*params, category)
+    if senders is not None:
+        clause, params = clause + f" AND sender IN ({', '.join('?' * len(senders))})", (*params, *senders)
+    return clause, params
+
+
+def _end(tx: Tx, condition: tuple[str, tuple[str, ...]], at: str, event_id: int) -> int:
+    clause, params = condition
+    return tx.execute(
+        f"UPDATE consents SET ended_at = ?, ended_by_event_id = ? WHERE {clause}",  # noqa: S608
+        (at, event_id, *params),
+    ).rowcount
+
+
 def end_consents(
     tx: Tx, scope: Scope, number: str, via: str, at: str, event_id: int, service_hint: str | None = None
 ) -> int:
     """End every current consent of ``number`` that a revocation through ``via`` covers; how many."""
-    senders = consent.senders_ended(scope, via, service_hint)
-    clause = "" if senders is None else f" AND sender IN ({', '.join('?' * len(senders))})"
-    return tx.execute(
-        f"UPDATE consents SET ended_at = ?, ended_by_event_id = ? WHERE number = ? AND ended_at IS NULL{clause}",  # noqa: S608
-        (at, event_id, number, *(senders or ())),
-    ).rowcount
+    return _end(tx, current(number, consent.senders_ended(scope, via, service_hint)), at, event_id)
 
 
 def categories_ended_by(tx: Tx, scope: Scope, number: str, via: str, service_hint: str | None = None) -> set[str]:
     """The categories of the current consents a revocation through ``via`` would end."""
-    senders = consent.senders_ended(scope, via, service_hint)
-    clause = "" if senders is None else f" AND sender IN ({', '.join('?' * len(senders))})"
-    rows = tx.execute(
-        f"SELECT DISTINCT category FROM consents WHERE number = ? AND ended_at IS NULL{clause}",  # noqa: S608
-        (number, *(senders or ())),
-    ).fetchall()
+    clause, params = current(number, consent.senders_ended(scope, via, service_hint))
+    rows = tx.execute(f"SELECT DISTINCT category FROM consents WHERE {clause}", params).fetchall()  # noqa: S608
     return {row[0] for row in rows}
 
 
@@ -151,15 +161,8 @@ def settle(
 
 def has_consent(tx: Tx, scope: Scope, number: str, sender: str, category: str) -> bool:
     """Whether a current consent of ``category`` allows a send to ``number`` through ``sender``."""
-    senders = consent.senders_covering(scope, sender)
-    return (
-        tx.scalar(
-            "SELECT 1 FROM consents WHERE number = ? AND category = ? AND ended_at IS NULL "  # noqa: S608
-            f"AND sender IN ({', '.join('?' * len(senders))}) LIMIT 1",
-            (number, category, *senders),
-        )
-        is not None
-    )
+    clause, params = current(number, consent.senders_covering(scope, sender), category)
+    return tx.scalar(f"SELECT 1 FROM consents WHERE {clause} LIMIT 1", params) is not None  # noqa: S608
 
 
 class ConsentRecords(Records):
@@ -196,14 +199,11 @@ class ConsentRecords(Records):
         with self.backend.write() as tx:
             tx.lock_numbers(number)
             senders = None if sender == consent.BUSINESS else consent.senders_ended(self.scope, sender)
-            clause = "" if senders is None else f" AND sender IN ({', '.join('?' * len(senders))})"
+            condition = current(number, senders, category)
+            clause, params = condition
             matching = [
                 row[0]
-                for row in tx.execute(
-                    "SELECT id FROM consents WHERE number = ? AND category = ? AND ended_at IS NULL"  # noqa: S608
-                    f"{clause} ORDER BY id",
-                    (number, category, *(senders or ())),
-                ).fetchall()
+                for row in tx.execute(f"SELECT id FROM consents WHERE {clause} ORDER BY id", params).fetchall()  # noqa: S608
             ]
             if not matching:
                 raise LookupError(f"{number} has no current consent to {category} from {sender}")
@@ -221,10 +221,7 @@ class ConsentRecords(Records):
                 ),
                 account=self._consent_account(sender),
             )
-            for consent_id in matching:
-                tx.execute(
-                    "UPDATE consents SET ended_at = ?, ended_by_event_id = ? WHERE id = ?", (now, event_id, consent_id)
-                )
+            _end(tx, condition, now, event_id)  # the same rows: the person's records are locked
         return {"event_id": event_id, "ended": matching, "at": now}
 
     def consents(
@@ -240,11 +237,6 @@ class ConsentRecords(Records):
                 params,
             )
         return [{**row, "evidence": json.loads(row["evidence"] or "{}")} for row in rows]
-
-    def may_send(self, number: str, sender: str, category: str) -> bool:
-        """Whether a current consent of ``category`` allows a send to ``number`` through ``sender``."""
-        with self.backend.read() as tx:
-            return has_consent(tx, self.scope, number, sender, category)
 
     def _queue_grant(self, tx: Tx, grant: consent.Grant, event_id: int) -> None:
         source = consent.TWILIO_SOURCES[grant.method]
