@@ -51,13 +51,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_requests(path: Path, url: str, count: int, seed: int) -> None:
+def write_requests(path: Path, url: str, count: int, seed: int, keywords: float = 0.10) -> None:
     rng = random.Random(seed)
     validator = RequestValidator(TOKEN)
     with path.open("w") as out:
         for _ in range(count):
             sid = "SM" + secrets.token_hex(16)
-            body = rng.choice(KEYWORDS) if rng.random() < 0.10 else rng.choice(PLAIN)
+            body = rng.choice(KEYWORDS) if rng.random() < keywords else rng.choice(PLAIN)
             params = {
                 "ToCountry": "US",
                 "SmsMessageSid": sid,
@@ -270,6 +270,14 @@ def main() -> None:
         help="also run the gateway as of this commit, on SQLite (empty: not) [default: %(default)s, the last "
         "release before the storage layer became a package and a message one row]",
     )
+    parser.add_argument(
+        "--keywords", type=float, default=0.10, help="share of keyword messages in the traffic [default: %(default)s]"
+    )
+    parser.add_argument(
+        "--only",
+        help="comma-separated servers to measure (gateway, compliance, before, pg, pg2), with the reference and "
+        "their floors [default: all]",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -296,6 +304,10 @@ def main() -> None:
     for name, server in servers.items():
         server.env["DATABASE_URL"] = f"sqlite:///{work / name}.db"
     found = None
+    floors = {"gateway": "floor", "before": "floor", "compliance": "floor_nosync", "pg": "pg_floor", "pg2": "pg_floor"}
+    only = set(args.only.split(",")) if args.only else None
+    if only is not None and not args.no_postgres and not only & {"pg", "pg2"}:
+        args.no_postgres = True
     if not args.no_postgres:
         postgres = {
             "pg": Server("gateway, PostgreSQL (1 instance)", "wsgi:app", {}),
@@ -306,6 +318,12 @@ def main() -> None:
         for name, server in postgres.items():
             server.env["DATABASE_URL"] = urls[name]
         servers.update(postgres)
+    if only is not None:
+        unknown = only - set(floors)
+        if unknown:
+            raise SystemExit(f"bench: --only: unknown server(s) {', '.join(sorted(unknown))}")
+        keep = {"reference", *only, *(floors[name] for name in only)}
+        servers = {name: server for name, server in servers.items() if name in keep}
 
     # wrk restarts its script every run, so each round gets its own file, with
     # enough unique requests that no MessageSid repeats (up to 8,000 req/s).
@@ -313,7 +331,8 @@ def main() -> None:
         paths = []
         for port in servers[name].ports:
             path = work / f"{name}-{port}-{round_no}.requests"
-            write_requests(path, f"http://127.0.0.1:{port}/twilio/sms", 8000 * seconds, seed=round_no * 100 + port)
+            url = f"http://127.0.0.1:{port}/twilio/sms"
+            write_requests(path, url, 8000 * seconds, seed=round_no * 100 + port, keywords=args.keywords)
             paths.append(path)
         return paths
 
@@ -344,7 +363,6 @@ def main() -> None:
     reference = results["reference"]
     for r in results.values():
         r["ratio"] = r["rps"] / reference["rps"]
-    floors = {"gateway": "floor", "before": "floor", "compliance": "floor_nosync", "pg": "pg_floor", "pg2": "pg_floor"}
     for name, floor in floors.items():
         if name in results:
             results[name]["stored"], results[name]["queued"] = stored(
@@ -356,7 +374,8 @@ def main() -> None:
 
     print(
         f"gunicorn: {args.workers} workers per instance, {args.worker_class} x{args.gunicorn_threads} threads; "
-        f"wrk: {args.connections} connections; {args.rounds} x {args.seconds}s rounds, median shown"
+        f"wrk: {args.connections} connections; {args.rounds} x {args.seconds}s rounds, median shown; "
+        f"{args.keywords:.0%} keywords"
     )
     print_table("server", {servers[name].label: r for name, r in results.items()}, 42)
     for name, floor in floors.items():

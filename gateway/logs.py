@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 from flask import Flask, Response, current_app, g, jsonify, request
@@ -12,6 +13,33 @@ from .masking import mask_number
 from .store import StoreUnavailable
 
 log = logging.getLogger("gateway.request")
+FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+# Characters that would end a log line early or hide part of it from a reader.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class LineFormatter(logging.Formatter):
+    """One record, one line: control characters in the message (a request path can carry ``%0A``) are
+    escaped, so no client can forge a line of its own; a traceback still follows on its own lines.
+
+    The time is formatted once per second: every request writes a line.
+    """
+
+    _second: tuple[int, str] = (-1, "")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        line = super().formatMessage(record)
+        if _CONTROL.search(line):
+            line = _CONTROL.sub(lambda match: ascii(match.group())[1:-1], line)
+        return line
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        if datefmt:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if self._second[0] != second:
+            self._second = (second, time.strftime(self.default_time_format, self.converter(second)))
+        return self.default_msec_format % (self._second[1], record.msecs)
 
 
 def configure(app: Flask) -> None:
@@ -20,7 +48,7 @@ def configure(app: Flask) -> None:
     root.setLevel(app.config["LOG_LEVEL"])
     if not root.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
+        handler.setFormatter(LineFormatter(FORMAT))
         root.addHandler(handler)
         root.propagate = False
 

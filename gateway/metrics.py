@@ -181,12 +181,29 @@ def _observe(response: Response) -> Response:
 
 
 def _count(response: Response) -> None:
-    route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    started = g.get("started")
+    req, context = request._get_current_object(), g._get_current_object()  # one context lookup, not one per use
+    route = req.url_rule.rule if req.url_rule is not None else "unmatched"
+    started = context.get("started")
     if started is not None and route != "/metrics":
-        LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
-    outcome = g.get("outcome") or ("ok" if response.status_code < 400 else "rejected")
-    if request.endpoint == "webhook.inbound_sms":
-        INBOUND.labels("duplicate" if outcome.endswith(" duplicate") else outcome, g.get("account", "unverified")).inc()
-    elif request.endpoint == "status_callback.status_callback" and response.status_code == 204:
-        STATUS_CALLBACKS.labels(g.get("callback_status", "unknown"), g.get("account", "unverified")).inc()
+        method = req.method if req.method in _METHODS else "other"  # a client chooses it: keep the series few
+        _child(LATENCY, method, route).observe(time.perf_counter() - started)
+    outcome = context.get("outcome") or ("ok" if response.status_code < 400 else "rejected")
+    if req.endpoint == "webhook.inbound_sms":
+        outcome = "duplicate" if outcome.endswith(" duplicate") else outcome
+        _child(INBOUND, outcome, context.get("account", "unverified")).inc()
+    elif req.endpoint == "status_callback.status_callback" and response.status_code == 204:
+        _child(STATUS_CALLBACKS, context.get("callback_status", "unknown"), context.get("account", "unverified")).inc()
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_CHILDREN: dict[tuple, Counter | Histogram] = {}
+
+
+def _child(metric: Counter | Histogram, *labels: str) -> Counter | Histogram:
+    """``metric.labels(*labels)``, remembered: the labels are a handful of routes, outcomes and accounts,
+    and looking a child up again costs more than counting."""
+    key = (metric, *labels)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = metric.labels(*labels)
+    return child

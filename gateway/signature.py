@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from flask import abort, current_app, g, request
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import RequestValidator, compare
 
 from .accounts import Account
 
@@ -41,20 +41,21 @@ def validation_url(request_url: str, public_url: str | None, path: str, query_st
 def is_valid(url: str, params: Any, signature: str | None, tokens: Sequence[str]) -> bool:
     """True when ``signature`` matches ``url`` and ``params`` under any token.
 
-    Fails closed: no token, no signature or any error means invalid.
+    Fails closed: no token, no signature or any error means invalid. The
+    signature over ``url`` exactly as given is tried first under each token
+    (one HMAC, the common case); then twilio's own validation, which also
+    tries ``url`` with its default port added and removed (two more).
     """
     if not signature or not tokens:
         return False
-    for token in tokens:
-        if not token:
-            continue
-        try:
-            if RequestValidator(token).validate(url, params, signature):
-                return True
-        except Exception:  # a malformed URL or header must not open the door
-            log.exception("signature validation raised; treating as invalid")
-            return False
-    return False
+    validators = [RequestValidator(token) for token in tokens if token]
+    try:
+        if any(compare(validator.compute_signature(url, params), signature) for validator in validators):
+            return True
+        return any(validator.validate(url, params, signature) for validator in validators)
+    except Exception:  # a malformed URL or header must not open the door
+        log.exception("signature validation raised; treating as invalid")
+        return False
 
 
 class _FormParams(dict):

@@ -125,6 +125,15 @@ def test_no_phone_number_in_metrics(client, twilio):
     assert labels and not [value for value in labels if SENDER[-4:] in value or TWILIO_NUMBER[-4:] in value]
 
 
+def test_a_method_a_client_makes_up_is_one_series_not_one_each(client):
+    key = ("gateway_request_duration_seconds_count", (("method", "other"), ("route", "unmatched")))
+    before = scrape(client).get(key, 0)
+    for method in ("FOO", "BAR1", "XYZZY"):
+        assert client.open("/twilio/sms", method=method).status_code == 405
+    assert scrape(client)[key] == before + 3
+    assert not [line for line in client.get("/metrics").text.splitlines() if "FOO" in line or "XYZZY" in line]
+
+
 @pytest.mark.slow
 def test_workers_add_up(tmp_path):
     """Two gunicorn workers, one /metrics: every webhook counted once, whichever worker served it."""

@@ -77,6 +77,22 @@ def test_either_token_is_accepted():
     assert is_valid(VECTOR_URL, VECTOR_PARAMS, "RSOYDt4T1cUTdK1PDd93/VVr8B8=", ["", "12345"])  # a blank is skipped
 
 
+@pytest.mark.parametrize(
+    ("signed", "checked"),
+    [
+        ("https://example.com/sms", "https://example.com:443/sms"),
+        ("https://example.com:443/sms", "https://example.com/sms"),
+        ("http://example.com/sms", "http://example.com:80/sms"),
+        ("http://example.com:80/sms", "http://example.com/sms"),
+    ],
+)
+@pytest.mark.parametrize("tokens", [["12345"], ["new-token", "12345"]])
+def test_the_url_with_or_without_its_default_port_is_accepted(signed, checked, tokens):
+    """Twilio's rule: some of its clients sign the URL with the default port, some without."""
+    assert is_valid(checked, VECTOR_PARAMS, signature.sign(signed, list(VECTOR_PARAMS.items()), "12345"), tokens)
+    assert not is_valid(checked, VECTOR_PARAMS, signature.sign(signed, list(VECTOR_PARAMS.items()), "other"), tokens)
+
+
 @pytest.mark.parametrize(("url", "params"), [("http://[::1/twilio/sms", VECTOR_PARAMS), (VECTOR_URL, object())])
 def test_an_error_inside_validation_fails_closed_and_is_logged(caplog, url, params):
     with caplog.at_level(logging.ERROR, logger="gateway.signature"):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 R = TypeVar("R")
@@ -60,6 +61,22 @@ class SchemaMismatch(StoreError):
                 "upgrade the gateway (or use the version that migrated it)"
             )
         super().__init__(text)
+
+
+@dataclass(frozen=True)
+class Locked:
+    """One statement to run holding a person's lock (:meth:`Backend.run_locked`) that returns a new id.
+
+    ``sql`` and ``params`` are the portable statement. ``routine`` optionally
+    names a function of the schema that takes the lock and runs the same
+    statement in one call, given the lock's keys, whether to be durable, and
+    ``arguments``: a backend that has such functions calls it instead.
+    """
+
+    sql: str
+    params: tuple
+    routine: str | None = None
+    arguments: tuple = ()
 
 
 class Tx(abc.ABC):
@@ -153,19 +170,21 @@ class Backend(abc.ABC):
         with self.write(durable=True) as tx:
             return work(tx)
 
-    def run_locked(self, number: str, sql: str, params: Sequence[Any], durable: bool) -> tuple | None:
-        """Run one statement in a transaction of its own, holding ``number``'s lock; its first row.
+    def run_locked(self, number: str, statement: Locked, durable: bool) -> int | None:
+        """Run ``statement`` in a transaction of its own, holding ``number``'s lock; the id it returns
+        (None: it inserted nothing).
 
         The inbound path's common case, a plain message, is one such
         statement; a backend may run it in fewer round trips than a
         transaction of single statements takes.
         """
 
-        def work(tx: Tx) -> tuple | None:
+        def work(tx: Tx) -> int | None:
             tx.lock_numbers(number)
-            return tx.one(sql, params)
+            row = tx.one(statement.sql, statement.params)
+            return row[0] if row else None
 
-        return self.grouped(work, sync_first=False, needs_sync=lambda row: durable and row is not None)
+        return self.grouped(work, sync_first=False, needs_sync=lambda new_id: durable and new_id is not None)
 
     @abc.abstractmethod
     def migrate(self) -> int:

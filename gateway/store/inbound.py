@@ -21,11 +21,11 @@ from .. import consent, events
 from ..compliance import Decision, clarify, narrow
 from ..messages import InboundMessage, Processed
 from . import queue
-from .backend import Tx
+from .backend import Locked, Tx
 from .base import Records
 from .consents import add_consent, ask, categories_ended_by, end_consents, pending_clarification, settle
 from .ledger import append_event
-from .optouts import covering, not_covered, set_state
+from .optouts import cover_arguments, covering, not_covered, set_state
 
 
 class InboundRecords(Records):
@@ -51,7 +51,7 @@ class InboundRecords(Records):
         full = self.durability == "full"
         likely = decide(False)
         if likely.enqueue and likely.event is None:  # a plain message, if the pair may be messaged
-            claimed = self.backend.run_locked(message.from_number, *self._plain(message, likely), durable=full)
+            claimed = self.backend.run_locked(message.from_number, self._plain(message, likely), durable=full)
             if claimed is not None:
                 return Processed(likely.outcome, likely.reply, duplicate=False)
         return self.backend.grouped(
@@ -60,12 +60,16 @@ class InboundRecords(Records):
             needs_sync=lambda result: full or result.logged,
         )
 
-    def _plain(self, message: InboundMessage, decision: Decision) -> tuple[str, tuple]:
+    def _plain(self, message: InboundMessage, decision: Decision) -> Locked:
         """The one statement that claims and queues a plain message, inserting nothing when an opt-out
-        covers the pair (or the MessageSid is taken): the common case, in one statement."""
-        service = message.param("MessagingServiceSid")
-        uncovered = not_covered(self.scope, message.from_number, message.to_number, service)
-        return self._claim_sql(message, decision, self.clock(), self._account(message), unless=uncovered)
+        covers the pair (or the MessageSid is taken): the common case, in one statement (and the schema's
+        routine that does the same, ``gateway_queue_message`` of the PostgreSQL schema)."""
+        cover = self.scope.cover(message.to_number, message.param("MessagingServiceSid"))
+        now = self.clock()
+        row = self._row(message, decision, now, self._account(message))
+        sql, params = self._claim_sql(message, decision, now, row, unless=not_covered(cover, message.from_number))
+        arguments = (*row, _flags(decision), *cover_arguments(cover))
+        return Locked(sql, params, routine="gateway_queue_message", arguments=arguments)
 
     def _account(self, message: InboundMessage) -> str | None:
         """The message's account: the AccountSid Twilio signed, else the one that owns its number."""
@@ -79,7 +83,7 @@ class InboundRecords(Records):
         blocked = covering(tx, self.scope, message.from_number, message.to_number, service)
         decision = self._clarified(tx, message, decide(blocked is not None), blocked, service)
         account = self._account(message)
-        if tx.one(*self._claim_sql(message, decision, now, account)) is None:
+        if tx.one(*self._claim_sql(message, decision, now, self._row(message, decision, now, account))) is None:
             return self._first(tx, message)
         self._apply(tx, message, decision, now, service, account)
         return Processed(decision.outcome, decision.reply, duplicate=False, logged=decision.event is not None)
@@ -113,16 +117,37 @@ class InboundRecords(Records):
         message: InboundMessage,
         decision: Decision,
         now: str,
-        account: str | None,
+        row: tuple,
         unless: tuple[str, tuple] = ("1 = 1", ()),
     ) -> tuple[str, tuple]:
         """The insert of the message's one row, unless its MessageSid is taken (or ``unless`` fails): the
         claim, the outcome, and, when it is for the agent, its place in the queue (the pair's head if
-        nothing of the pair waits). It returns the new row's id when it inserted one."""
+        nothing of the pair waits). ``row`` is :meth:`_row`'s. It returns the new row's id when it inserted one."""
         pair = (message.from_number, message.to_number)
-        row = (
+        condition, condition_params = unless
+        if decision.enqueue:
+            sql = (
+                "INSERT INTO inbound_messages (message_sid, from_number, to_number, body, params, received_at, "  # noqa: S608
+                "outcome, reply, account, status, flags, next_attempt_at, head) "
+                f"SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, {queue.HEAD} WHERE {condition} "
+                "ON CONFLICT DO NOTHING RETURNING id"
+            )
+            return sql, (*row, _flags(decision), now, *pair, *condition_params)
+        sql = (
+            "INSERT INTO inbound_messages (message_sid, from_number, to_number, body, params, received_at, "  # noqa: S608
+            f"outcome, reply, account) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {condition} "
+            "ON CONFLICT DO NOTHING RETURNING id"
+        )
+        return sql, (*row, *condition_params)
+
+    @staticmethod
+    def _row(message: InboundMessage, decision: Decision, now: str, account: str | None) -> tuple:
+        """The message's row as the claim inserts it: MessageSid, pair, body, every parameter, when, outcome,
+        reply, account."""
+        return (
             message.message_sid,
-            *pair,
+            message.from_number,
+            message.to_number,
             message.body,
             json.dumps(list(message.params)),
             now,
@@ -130,22 +155,6 @@ class InboundRecords(Records):
             decision.reply,
             account,
         )
-        condition, condition_params = unless
-        if decision.enqueue:
-            flags = '["revocation_candidate"]' if decision.candidate else "[]"
-            sql = (
-                "INSERT INTO inbound_messages (message_sid, from_number, to_number, body, params, received_at, "  # noqa: S608
-                "outcome, reply, account, status, flags, next_attempt_at, head) "
-                f"SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, {queue.HEAD} WHERE {condition} "
-                "ON CONFLICT DO NOTHING RETURNING id"
-            )
-            return sql, (*row, flags, now, *pair, *condition_params)
-        sql = (
-            "INSERT INTO inbound_messages (message_sid, from_number, to_number, body, params, received_at, "  # noqa: S608
-            f"outcome, reply, account) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {condition} "
-            "ON CONFLICT DO NOTHING RETURNING id"
-        )
-        return sql, (*row, *condition_params)
 
     def _apply(
         self, tx: Tx, message: InboundMessage, decision: Decision, now: str, service: str | None, account: str | None
@@ -229,6 +238,11 @@ class InboundRecords(Records):
                 [message_sid],
             )
         return rows[0] if rows else None
+
+
+def _flags(decision: Decision) -> str:
+    """What a queued message carries to the agent besides itself: whether it may be a revocation."""
+    return '["revocation_candidate"]' if decision.candidate else "[]"
 
 
 def _detail(decision: Decision) -> str | None:

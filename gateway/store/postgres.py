@@ -27,7 +27,6 @@ Everything here is specific to PostgreSQL (psycopg 3 and psycopg_pool):
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
 import re
 import select
@@ -42,7 +41,7 @@ import psycopg
 import psycopg_pool
 from psycopg import conninfo
 
-from .backend import Backend, R, SchemaMismatch, StoreUnavailable, Tx
+from .backend import Backend, Locked, R, SchemaMismatch, StoreUnavailable, Tx
 from .migrations import TABLES
 from .migrations import postgres as migrations
 
@@ -173,8 +172,6 @@ class PostgresBackend(Backend):
         self._pool: psycopg_pool.ConnectionPool | None = None
         self._pid: int | None = None
         self._pool_lock = threading.Lock()
-        # Statements prepared on each connection (a replaced connection is forgotten with it).
-        self._statements: weakref.WeakKeyDictionary[psycopg.Connection, dict[str, str]] = weakref.WeakKeyDictionary()
         _BACKENDS.add(self)
 
     def describe(self) -> str:
@@ -274,37 +271,19 @@ class PostgresBackend(Backend):
                 tx.execute("SET LOCAL synchronous_commit = off")
             return result
 
-    def run_locked(self, number: str, sql: str, params: Sequence[Any], durable: bool) -> tuple | None:
-        """One round trip: the lock and the statement sent together as one implicit transaction.
-
-        The statement is prepared once per connection, so the server plans
-        it once; psycopg binds the parameters on the client (ClientCursor,
-        with the server's own quoting rules) so that the lock and the
-        ``EXECUTE`` travel in one query string. Each statement of it still
-        runs on a fresh snapshot, after the lock.
-        """
+    def run_locked(self, number: str, statement: Locked, durable: bool) -> int | None:
+        """One round trip: the schema's routine for the statement, which takes the lock and runs it, as one
+        prepared call in a transaction of its own (without a routine: a transaction of single statements)."""
+        if statement.routine is None:
+            return super().run_locked(number, statement, durable)
+        marks = ", ".join(["%s"] * (3 + len(statement.arguments)))
         with self._connection() as conn:
-            name = self._prepared(conn, sql)
-            marks = ", ".join(["%s"] * len(params))
-            script = f"SELECT pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock(%s); EXECUTE {name}({marks})"
-            if not durable:
-                script = "SET LOCAL synchronous_commit = off; " + script
-            cursor = psycopg.ClientCursor(conn)
-            cursor.execute(script, (_ALL, _lock_key("number", number), *params))
-            while cursor.nextset():  # the last result is the statement's
-                pass
-            return cursor.fetchone()
-
-    def _prepared(self, conn: psycopg.Connection, sql: str) -> str:
-        """The name ``sql`` is prepared under on this connection (preparing it the first time)."""
-        names = self._statements.setdefault(conn, {})
-        name = names.get(sql)
-        if name is None:
-            name = f"gateway_{hashlib.blake2b(sql.encode(), digest_size=6).hexdigest()}"
-            counter = itertools.count(1)
-            conn.execute(f"PREPARE {name} AS {re.sub(r'[?]', lambda _: f'${next(counter)}', sql)}")
-            names[sql] = name
-        return name
+            row = conn.execute(
+                f"SELECT {statement.routine}({marks})",
+                (_ALL, _lock_key("number", number), durable, *statement.arguments),
+                prepare=True,
+            ).fetchone()
+        return row[0]
 
     # -- schema ------------------------------------------------------------
 
