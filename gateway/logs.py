@@ -64,17 +64,20 @@ def _start() -> None:
 
 
 def _log_request(response: Response) -> Response:
-    fields = getattr(g, "log_fields", {})
+    if not log.isEnabledFor(logging.INFO):
+        return response
+    context, req = g._get_current_object(), request._get_current_object()  # one context lookup, not one per use
+    fields = context.get("log_fields", {})
     extra = "".join(
         f" {key}={mask_number(value) if key in ('from', 'to') else value or '-'}" for key, value in fields.items()
     )
-    elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+    elapsed = (time.perf_counter() - context.get("started", time.perf_counter())) * 1000
     log.info(
         "%s %s %s outcome=%s%s ms=%.1f",
-        request.method,
-        request.path,
+        req.method,
+        req.path,
         response.status_code,
-        g.get("outcome", "-"),
+        context.get("outcome", "-"),
         extra,
         elapsed,
     )

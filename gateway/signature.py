@@ -116,18 +116,19 @@ def check_request(given: str | None = None) -> Check:
     arrives from (a proxy may rewrite host, scheme and path), so it is tried
     first; the URL the request arrived at (or the public URL) after it.
     """
-    config = current_app.config
-    path, query = _raw_target(request.environ)
+    config, req = current_app.config, request._get_current_object()  # one context lookup, not one per use
+    path, query = _raw_target(req.environ)
     url = validation_url(
-        f"{request.scheme}://{request.host}{path}" + (f"?{query}" if query else ""),
+        f"{req.scheme}://{req.host}{path}" + (f"?{query}" if query else ""),
         config.get("PUBLIC_URL"),
         path,
         query,
     )
-    account = config["ACCOUNTS"].for_request(request.form.get("AccountSid"))
-    signature, tokens = request.headers.get(HEADER), account.tokens if account else ()
+    form = req.form
+    account = config["ACCOUNTS"].for_request(form.get("AccountSid"))
+    signature, tokens = req.headers.get(HEADER), account.tokens if account else ()
     for candidate in dict.fromkeys(filter(None, (given, url))):
-        if is_valid(candidate, request.form, signature, tokens):
+        if is_valid(candidate, form, signature, tokens):
             return Check(True, candidate, account)
     return Check(False, " or ".join(dict.fromkeys(filter(None, (given, url)))), account)
 

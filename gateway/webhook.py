@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 @twilio_signed
 def inbound_sms() -> Response:
     """Intercept STOP/START/HELP, drop messages from opted-out pairs, queue the rest."""
-    form = request.form
+    form, config = request.form, current_app.config
     message_sid = form.get("MessageSid") or form.get("SmsSid") or ""
     from_number, to_number = form.get("From", ""), form.get("To", "")
     g.log_fields = {"sid": message_sid, "from": from_number, "to": to_number}
@@ -34,14 +34,14 @@ def inbound_sms() -> Response:
         abort(400, description=f"missing required parameter(s): {', '.join(missing)}")
 
     body = form.get("Body", "")
-    keywords = current_app.config["KEYWORDS"].for_number(to_number)
+    keywords = config["KEYWORDS"].for_number(to_number)
     kind = upstream_kind(form.get("OptOutType"))
     upstream = kind is not None
     if not upstream:
         if form.get("OptOutType"):
             log.warning("unknown OptOutType %r; matching keywords ourselves", form["OptOutType"][:20])
         kind = keywords.match(body)
-    candidate = current_app.config["REVOCATION"].match(body) if kind is None else None
+    candidate = config["REVOCATION"].match(body) if kind is None else None
 
     result = services.store().process_inbound(
         InboundMessage.received(message_sid, from_number, to_number, body, form.items(multi=True)),

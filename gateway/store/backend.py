@@ -65,16 +65,15 @@ class SchemaMismatch(StoreError):
 
 @dataclass(frozen=True)
 class Locked:
-    """One statement to run holding a person's lock (:meth:`Backend.run_locked`) that returns a new id.
+    """Work that inserts a row holding a person's lock (:meth:`Backend.run_locked`), returning its id.
 
-    ``sql`` and ``params`` are the portable statement. ``routine`` optionally
-    names a function of the schema that takes the lock and runs the same
-    statement in one call, given the lock's keys, whether to be durable, and
-    ``arguments``: a backend that has such functions calls it instead.
+    ``work`` is the portable form, run in a transaction that holds the lock.
+    ``routine`` optionally names a function of the schema that takes the lock
+    and does the same in one call, given the lock's keys, whether to be
+    durable, and ``arguments``: a backend that has such functions calls it.
     """
 
-    sql: str
-    params: tuple
+    work: Callable[[Tx], int | None]
     routine: str | None = None
     arguments: tuple = ()
 
@@ -101,6 +100,10 @@ class Tx(abc.ABC):
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = self.one(sql, params)
         return row[0] if row else None
+
+    def inserted_id(self, sql: str, params: Sequence[Any] = ()) -> int | None:
+        """Run an ``INSERT`` of one row (``ON CONFLICT DO NOTHING``); the new row's ``id``, None if it made none."""
+        return self.scalar(sql + " RETURNING id", params)
 
     def stream(self, sql: str, params: Sequence[Any] = (), batch: int = 1000) -> Iterator[tuple]:
         """Rows one at a time, fetched ``batch`` at a time, in bounded memory."""
@@ -170,19 +173,18 @@ class Backend(abc.ABC):
         with self.write(durable=True) as tx:
             return work(tx)
 
-    def run_locked(self, number: str, statement: Locked, durable: bool) -> int | None:
-        """Run ``statement`` in a transaction of its own, holding ``number``'s lock; the id it returns
-        (None: it inserted nothing).
+    def run_locked(self, number: str, locked: Locked, durable: bool) -> int | None:
+        """Run ``locked`` in a transaction of its own, holding ``number``'s lock; the id of the row it
+        inserted (None: none).
 
-        The inbound path's common case, a plain message, is one such
-        statement; a backend may run it in fewer round trips than a
-        transaction of single statements takes.
+        The inbound path's common case, a plain message, is such work; a
+        backend may run it in fewer round trips than a transaction of single
+        statements takes.
         """
 
         def work(tx: Tx) -> int | None:
             tx.lock_numbers(number)
-            row = tx.one(statement.sql, statement.params)
-            return row[0] if row else None
+            return locked.work(tx)
 
         return self.grouped(work, sync_first=False, needs_sync=lambda new_id: durable and new_id is not None)
 

@@ -25,7 +25,11 @@ from .backend import Locked, Tx
 from .base import Records
 from .consents import add_consent, ask, categories_ended_by, end_consents, pending_clarification, settle
 from .ledger import append_event
-from .optouts import cover_arguments, covering, not_covered, set_state
+from .optouts import cover_arguments, covered, covering, set_state
+
+# The columns of a message's row as :meth:`InboundRecords._row` gives them.
+_CLAIMED = "message_sid, from_number, to_number, body, params, received_at, outcome, reply, account"
+_RECEIVED_AT = _CLAIMED.split(", ").index("received_at")
 
 
 class InboundRecords(Records):
@@ -61,15 +65,21 @@ class InboundRecords(Records):
         )
 
     def _plain(self, message: InboundMessage, decision: Decision) -> Locked:
-        """The one statement that claims and queues a plain message, inserting nothing when an opt-out
-        covers the pair (or the MessageSid is taken): the common case, in one statement (and the schema's
-        routine that does the same, ``gateway_queue_message`` of the PostgreSQL schema)."""
+        """The claim and queueing of a plain message, which inserts nothing when an opt-out covers the pair
+        (or the MessageSid is taken): one read of both and the insert, or the schema's routine that does the
+        same in one call (``gateway_queue_message`` of the PostgreSQL schema)."""
         cover = self.scope.cover(message.to_number, message.param("MessagingServiceSid"))
         now = self.clock()
         row = self._row(message, decision, now, self._account(message))
-        sql, params = self._claim_sql(message, decision, now, row, unless=not_covered(cover, message.from_number))
+        blocked, blocked_params = covered(cover, message.from_number)
+        pair = (message.from_number, message.to_number)
+
+        def claim(tx: Tx) -> int | None:
+            opted_out, waiting = tx.one(f"SELECT {blocked}, {queue.WAITING}", (*blocked_params, *pair))
+            return None if opted_out else tx.inserted_id(*self._claim_sql(decision, row, ("?", (0 if waiting else 1,))))
+
         arguments = (*row, _flags(decision), *cover_arguments(cover))
-        return Locked(sql, params, routine="gateway_queue_message", arguments=arguments)
+        return Locked(claim, routine="gateway_queue_message", arguments=arguments)
 
     def _account(self, message: InboundMessage) -> str | None:
         """The message's account: the AccountSid Twilio signed, else the one that owns its number."""
@@ -83,7 +93,11 @@ class InboundRecords(Records):
         blocked = covering(tx, self.scope, message.from_number, message.to_number, service)
         decision = self._clarified(tx, message, decide(blocked is not None), blocked, service)
         account = self._account(message)
-        if tx.one(*self._claim_sql(message, decision, now, self._row(message, decision, now, account))) is None:
+        row = self._row(message, decision, now, account)
+        if (
+            tx.inserted_id(*self._claim_sql(decision, row, (queue.HEAD, (message.from_number, message.to_number))))
+            is None
+        ):
             return self._first(tx, message)
         self._apply(tx, message, decision, now, service, account)
         return Processed(decision.outcome, decision.reply, duplicate=False, logged=decision.event is not None)
@@ -113,32 +127,19 @@ class InboundRecords(Records):
         return Processed(outcome=first[0], reply=first[1], duplicate=True)
 
     @staticmethod
-    def _claim_sql(
-        message: InboundMessage,
-        decision: Decision,
-        now: str,
-        row: tuple,
-        unless: tuple[str, tuple] = ("1 = 1", ()),
-    ) -> tuple[str, tuple]:
-        """The insert of the message's one row, unless its MessageSid is taken (or ``unless`` fails): the
-        claim, the outcome, and, when it is for the agent, its place in the queue (the pair's head if
-        nothing of the pair waits). ``row`` is :meth:`_row`'s. It returns the new row's id when it inserted one."""
-        pair = (message.from_number, message.to_number)
-        condition, condition_params = unless
+    def _claim_sql(decision: Decision, row: tuple, head: tuple[str, tuple]) -> tuple[str, tuple]:
+        """The insert of the message's one row, unless its MessageSid is taken (for :meth:`Tx.inserted_id`):
+        the claim, the outcome, and, when it is for the agent, its place in the queue, due at once (``head``:
+        an SQL expression and its parameters, 1 when it is the pair's head). ``row`` is :meth:`_row`'s."""
         if decision.enqueue:
+            expression, head_params = head
             sql = (
-                "INSERT INTO inbound_messages (message_sid, from_number, to_number, body, params, received_at, "  # noqa: S608
-                "outcome, reply, account, status, flags, next_attempt_at, head) "
-                f"SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, {queue.HEAD} WHERE {condition} "
-                "ON CONFLICT DO NOTHING RETURNING id"
+                f"INSERT INTO inbound_messages ({_CLAIMED}, status, flags, next_attempt_at, head) "  # noqa: S608
+                f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, {expression}) ON CONFLICT DO NOTHING"
             )
-            return sql, (*row, _flags(decision), now, *pair, *condition_params)
-        sql = (
-            "INSERT INTO inbound_messages (message_sid, from_number, to_number, body, params, received_at, "  # noqa: S608
-            f"outcome, reply, account) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {condition} "
-            "ON CONFLICT DO NOTHING RETURNING id"
-        )
-        return sql, (*row, *condition_params)
+            return sql, (*row, _flags(decision), row[_RECEIVED_AT], *head_params)
+        sql = f"INSERT INTO inbound_messages ({_CLAIMED}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"  # noqa: S608
+        return sql, row
 
     @staticmethod
     def _row(message: InboundMessage, decision: Decision, now: str, account: str | None) -> tuple:

@@ -56,15 +56,15 @@ def _cover_clause(cover: Cover) -> tuple[str, tuple[str, ...]]:
     return "(" + " OR ".join(parts) + ")", (*cover.numbers, *cover.services)
 
 
-def not_covered(cover: Cover, number: str) -> tuple[str, tuple]:
-    """An SQL condition (and its parameters) that holds when no opt-out in ``cover`` (:meth:`Scope.cover`)
+def covered(cover: Cover, number: str) -> tuple[str, tuple]:
+    """An SQL condition (and its parameters) that holds when an opt-out in ``cover`` (:meth:`Scope.cover`)
     covers ``number``."""
     clause, params = _cover_clause(cover)
-    return f"NOT EXISTS (SELECT 1 FROM opt_outs WHERE number = ? AND {clause})", (number, *params)  # noqa: S608
+    return f"EXISTS (SELECT 1 FROM opt_outs WHERE number = ? AND {clause})", (number, *params)  # noqa: S608
 
 
 def cover_arguments(cover: Cover) -> tuple[bool, list[str], list[str]]:
-    """``cover`` as a schema routine takes it (the same rule as :func:`not_covered`): (every opt-out covers,
+    """``cover`` as a schema routine takes it (the same rule as :func:`covered`): (every opt-out covers,
     the Twilio numbers whose opt-outs cover, the Messaging Services whose opt-outs cover)."""
     if ANY in cover.numbers:
         return True, [], []

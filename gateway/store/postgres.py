@@ -271,16 +271,16 @@ class PostgresBackend(Backend):
                 tx.execute("SET LOCAL synchronous_commit = off")
             return result
 
-    def run_locked(self, number: str, statement: Locked, durable: bool) -> int | None:
-        """One round trip: the schema's routine for the statement, which takes the lock and runs it, as one
+    def run_locked(self, number: str, locked: Locked, durable: bool) -> int | None:
+        """One round trip: the schema's routine for the work, which takes the lock and does it, as one
         prepared call in a transaction of its own (without a routine: a transaction of single statements)."""
-        if statement.routine is None:
-            return super().run_locked(number, statement, durable)
-        marks = ", ".join(["%s"] * (3 + len(statement.arguments)))
+        if locked.routine is None:
+            return super().run_locked(number, locked, durable)
+        marks = ", ".join(["%s"] * (3 + len(locked.arguments)))
         with self._connection() as conn:
             row = conn.execute(
-                f"SELECT {statement.routine}({marks})",
-                (_ALL, _lock_key("number", number), durable, *statement.arguments),
+                f"SELECT {locked.routine}({marks})",
+                (_ALL, _lock_key("number", number), durable, *locked.arguments),
                 prepare=True,
             ).fetchone()
         return row[0]

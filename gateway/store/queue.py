@@ -34,11 +34,10 @@ _DUE_HEADS = (
     "SELECT {columns} FROM inbound_messages {hint} WHERE status = 'pending' AND head = 1 AND next_attempt_at <= ? "
     "ORDER BY next_attempt_at LIMIT ?"
 )
-# 1 when nothing of the pair (from, to: two parameters) waits yet: a new entry is then the pair's head.
-HEAD = (
-    "CASE WHEN EXISTS (SELECT 1 FROM inbound_messages WHERE from_number = ? AND to_number = ? "
-    "AND status = 'pending') THEN 0 ELSE 1 END"
-)
+# Whether something of the pair (from, to: two parameters) waits for the agent.
+WAITING = "EXISTS (SELECT 1 FROM inbound_messages WHERE from_number = ? AND to_number = ? AND status = 'pending')"
+# 1 when nothing of the pair waits yet: a new entry is then the pair's head.
+HEAD = f"CASE WHEN {WAITING} THEN 0 ELSE 1 END"
 _CLAIM_COLUMNS = (
     "id, message_sid, from_number, to_number, body, params, received_at, flags, attempts, "
     "COALESCE(retry_from, received_at), kind, session_id, account"
