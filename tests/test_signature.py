@@ -93,6 +93,13 @@ def test_the_url_with_or_without_its_default_port_is_accepted(signed, checked, t
     assert not is_valid(checked, VECTOR_PARAMS, signature.sign(signed, list(VECTOR_PARAMS.items()), "other"), tokens)
 
 
+def test_the_url_exactly_as_given_is_tried_first():
+    """twilio's validate re-assembles the URL (``urlparse(...).geturl()`` drops an empty ``?``); a signature over
+    the URL exactly as checked is accepted without that."""
+    url = "https://example.com/sms?"
+    assert is_valid(url, VECTOR_PARAMS, signature.sign(url, list(VECTOR_PARAMS.items()), "12345"), ["12345"])
+
+
 @pytest.mark.parametrize(("url", "params"), [("http://[::1/twilio/sms", VECTOR_PARAMS), (VECTOR_URL, object())])
 def test_an_error_inside_validation_fails_closed_and_is_logged(caplog, url, params):
     with caplog.at_level(logging.ERROR, logger="gateway.signature"):
