@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from gateway.store import Store, StoreUnavailable, check_url
+from gateway.store.migrations import postgres as migrations
 from gateway.store.postgres import parse_url, redact
 
 from ..conftest import free_port, wait_for
@@ -165,3 +166,25 @@ def test_pool_stats(pg):
 
 def test_sqlite_has_no_pool(sqlite_url):
     assert Store(sqlite_url).pool_stats() is None
+
+
+def test_a_database_at_the_previous_schema_migrates_and_queues_through_the_routine(pg_url):
+    """Yesterday's deployments are at schema 5: `gateway init-db` adds the plain message's routine, and the
+    messages queued before it and after it share one queue."""
+    with psycopg.connect(pg_url, autocommit=True) as conn, conn.transaction():
+        for statements in migrations.STEPS[:5]:
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute("UPDATE schema_version SET version = 5")
+        conn.execute(
+            "INSERT INTO inbound_messages (message_sid, from_number, to_number, body, received_at, outcome, status, "
+            "next_attempt_at, head) VALUES ('SMold', '+14155550100', '+15005550006', 'before', "
+            "'2026-11-30T00:00:00Z', 'queued', 'pending', '2026-11-30T00:00:00Z', 1)"
+        )
+    store = Store(pg_url)
+    assert store.init_schema() == migrations.VERSION == 6
+    assert process(store, None, "SMnew", body="after").outcome == "queued"
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute("SELECT message_sid, head FROM inbound_messages ORDER BY id").fetchall()
+    assert rows == [("SMold", 1), ("SMnew", 0)]  # behind the older one of the same pair, in order
+    store.close()
