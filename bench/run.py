@@ -298,14 +298,15 @@ def main() -> None:
         "floor": Server("floor, SQLite (fsynced insert)", "floor_app:app", {}),
         "floor_nosync": Server("floor, SQLite (insert, no fsync)", "floor_app:app", {"FLOOR_FSYNC": "0"}),
     }
-    before = checkout(args.before, work / "before") if args.before else None
+    only = set(args.only.split(",")) if args.only else None
+    wanted = args.before and (only is None or "before" in only)
+    before = checkout(args.before, work / "before") if wanted else None
     if before is not None:
         servers["before"] = Server(f"gateway as of {args.before}, SQLite (full)", "wsgi:app", {}, root=before)
     for name, server in servers.items():
         server.env["DATABASE_URL"] = f"sqlite:///{work / name}.db"
     found = None
     floors = {"gateway": "floor", "before": "floor", "compliance": "floor_nosync", "pg": "pg_floor", "pg2": "pg_floor"}
-    only = set(args.only.split(",")) if args.only else None
     if only is not None and not args.no_postgres and not only & {"pg", "pg2"}:
         args.no_postgres = True
     if not args.no_postgres:
