@@ -93,11 +93,8 @@ class InboundRecords(Records):
         blocked = covering(tx, self.scope, message.from_number, message.to_number, service)
         decision = self._clarified(tx, message, decide(blocked is not None), blocked, service)
         account = self._account(message)
-        row = self._row(message, decision, now, account)
-        if (
-            tx.inserted_id(*self._claim_sql(decision, row, (queue.HEAD, (message.from_number, message.to_number))))
-            is None
-        ):
+        row, head = self._row(message, decision, now, account), (queue.HEAD, (message.from_number, message.to_number))
+        if tx.inserted_id(*self._claim_sql(decision, row, head)) is None:
             return self._first(tx, message)
         self._apply(tx, message, decision, now, service, account)
         return Processed(decision.outcome, decision.reply, duplicate=False, logged=decision.event is not None)

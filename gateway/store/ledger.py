@@ -131,16 +131,17 @@ class LedgerRecords(Records):
         """Check the newest ``count`` events' hashes and links and the recorded head, taking the event before
         them on trust: recent tampering, found in one short read (the whole walk is :meth:`verify_ledger`)."""
         with self.backend.snapshot() as tx:
-            head = tx.one("SELECT last_event_id, hash FROM ledger_head WHERE id = 1")
+            recorded = tx.one("SELECT last_event_id, hash FROM ledger_head WHERE id = 1")
             rows = tx.query(
                 f"SELECT {', '.join(EXPORT_COLUMNS)} FROM events WHERE id > "  # noqa: S608
                 "(SELECT COALESCE(MAX(id), 0) FROM events) - ? ORDER BY id",
                 [count + 1],
             )
+        head = tuple(recorded) if recorded else None
         if len(rows) <= count:  # the whole chain is this short: walk it from the start
-            return ledger.verify(rows, tuple(head) if head else None)
+            return ledger.verify(rows, head)
         first = rows[0]
-        return ledger.verify(rows[1:], tuple(head) if head else None, after=(first["id"], first["hash"]))
+        return ledger.verify(rows[1:], head, after=(first["id"], first["hash"]))
 
     def daily_state_changes(self, since_day: str, accounts: Sequence[str] | None = None) -> list[tuple[str, str, int]]:
         """(day, event, count) of opt-outs and opt-ins that changed a pair's state, from ``since_day``."""

@@ -230,8 +230,8 @@ _V5 = [
     "ALTER TABLE outbound_messages ADD COLUMN suppressed_reason TEXT",
 ]
 
-# A plain message claimed and queued in one call, holding its sender's lock (see ``inbound.py``, whose
-# ``_claim_sql`` and ``optouts.not_covered`` are the same statement for the other backends). Inside a
+# A plain message claimed and queued in one call, holding its sender's lock: what ``InboundRecords._plain``
+# does with ``optouts.covered``, ``queue.WAITING`` and ``_claim_sql`` on the other backends. Inside a
 # function each statement takes a fresh snapshot, so the insert sees every commit made before the lock was
 # granted: one round trip and one prepared call, instead of a lock and a statement in one query string.
 _V6 = [
