@@ -88,6 +88,11 @@ class Tx(abc.ABC):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """Run one statement (``?`` placeholders); return a DB-API cursor."""
 
+    def defer(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run a statement whose result nobody reads, now or with the transaction's next statement (a backend
+        may send both in one round trip); its error, if any, comes from that statement or the commit."""
+        self.execute(sql, params)
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Rows as dicts keyed by column name."""
         cursor = self.execute(sql, params)

@@ -66,7 +66,7 @@ def add_consent(tx: Tx, grant: consent.Grant, now: str, account: str | None) -> 
         detail=grant.detail(consent_id),
         account=account,
     )
-    tx.execute("UPDATE consents SET event_id = ? WHERE id = ?", (event_id, consent_id))
+    tx.defer("UPDATE consents SET event_id = ? WHERE id = ?", (event_id, consent_id))
     return {"id": consent_id, "event_id": event_id, "recorded_at": now}
 
 
@@ -81,19 +81,16 @@ def current(number: str, senders: Sequence[str] | None, category: str | None = N
     return clause, params
 
 
-def _end(tx: Tx, condition: tuple[str, tuple[str, ...]], at: str, event_id: int) -> int:
+def _end(tx: Tx, condition: tuple[str, tuple[str, ...]], at: str, event_id: int) -> None:
     clause, params = condition
-    return tx.execute(
-        f"UPDATE consents SET ended_at = ?, ended_by_event_id = ? WHERE {clause}",  # noqa: S608
-        (at, event_id, *params),
-    ).rowcount
+    tx.defer(f"UPDATE consents SET ended_at = ?, ended_by_event_id = ? WHERE {clause}", (at, event_id, *params))  # noqa: S608
 
 
 def end_consents(
     tx: Tx, scope: Scope, number: str, via: str, at: str, event_id: int, service_hint: str | None = None
-) -> int:
-    """End every current consent of ``number`` that a revocation through ``via`` covers; how many."""
-    return _end(tx, current(number, consent.senders_ended(scope, via, service_hint)), at, event_id)
+) -> None:
+    """End every current consent of ``number`` that a revocation through ``via`` covers."""
+    _end(tx, current(number, consent.senders_ended(scope, via, service_hint)), at, event_id)
 
 
 def categories_ended_by(tx: Tx, scope: Scope, number: str, via: str, service_hint: str | None = None) -> set[str]:
@@ -117,7 +114,7 @@ def ask(
     tx: Tx, number: str, twilio_number: str, event_id: int, categories: Sequence[str], now: str, account: str | None
 ) -> None:
     """Remember that the revocation ``event_id`` was answered with the clarification text."""
-    tx.execute(
+    tx.defer(
         "INSERT INTO clarifications (number, twilio_number, revocation_event_id, categories, asked_at, account) "
         "VALUES (?, ?, ?, ?, ?, ?)",
         (number, twilio_number, event_id, json.dumps(list(categories)), now, account),
@@ -139,7 +136,7 @@ def settle(
     number, revocation, asked = tx.one(
         "SELECT number, revocation_event_id, categories FROM clarifications WHERE id = ?", (clarification_id,)
     )
-    tx.execute(
+    tx.defer(
         "UPDATE clarifications SET answered_at = ?, answer = ?, answer_event_id = ? WHERE id = ?",
         (now, answer, event_id, clarification_id),
     )

@@ -173,7 +173,7 @@ class InboundRecords(Records):
                 account=account,
             )
         if decision.candidate:
-            tx.execute(
+            tx.defer(
                 "INSERT INTO revocation_candidates (message_sid, number, twilio_number, body, pattern, received_at, "
                 "event_id, account) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (

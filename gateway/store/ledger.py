@@ -50,11 +50,11 @@ def append_event(tx: Tx, **fields: Any) -> int:
     event["state_changed"] = int(bool(event["state_changed"]))
     event["hash"] = ledger.event_hash(event, prev_hash)
     event["prev_hash"] = prev_hash
-    tx.execute(
+    tx.defer(
         f"INSERT INTO events ({', '.join(EXPORT_COLUMNS)}) VALUES ({', '.join('?' * len(EXPORT_COLUMNS))})",  # noqa: S608
         [event[name] for name in EXPORT_COLUMNS],
     )
-    tx.execute("UPDATE ledger_head SET last_event_id = ?, hash = ? WHERE id = 1", (event["id"], event["hash"]))
+    tx.defer("UPDATE ledger_head SET last_event_id = ?, hash = ? WHERE id = 1", (event["id"], event["hash"]))
     return event["id"]
 
 

@@ -95,7 +95,7 @@ def set_state(
 ) -> None:
     """Opt the pair out (remembering its Messaging Service), or clear every opt-out covering it."""
     if opted_out:
-        tx.execute(
+        tx.defer(
             "INSERT INTO opt_outs (number, twilio_number, opted_out_at, source, message_sid, event_id, "
             "messaging_service_sid, account) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (
@@ -111,7 +111,7 @@ def set_state(
         )
         return
     clause, params = _cover_clause(scope.cover(twilio_number, service_hint))
-    tx.execute(f"DELETE FROM opt_outs WHERE number = ? AND {clause}", (number, *params))  # noqa: S608
+    tx.defer(f"DELETE FROM opt_outs WHERE number = ? AND {clause}", (number, *params))  # noqa: S608
 
 
 def record_change(

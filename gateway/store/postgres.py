@@ -106,17 +106,73 @@ def _placeholders(sql: str) -> str:
 
 
 class PostgresTx(Tx):
+    """One pooled connection, in a transaction of :meth:`PostgresBackend.write` or outside one.
+
+    Round trips cost more than anything else a short transaction does, so a
+    write transaction's ``BEGIN`` and the statements given to :meth:`defer`
+    wait on the client and go with the next statement that returns something,
+    or with the ``COMMIT``, as one query string of several statements (each
+    with its own snapshot, in order). Their parameters are bound by psycopg's
+    client-side binding (``ClientCursor``: the driver quotes each value for
+    this connection), never by formatting text here.
+    """
+
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
-    def __init__(self, conn: psycopg.Connection):
+    def __init__(self, conn: psycopg.Connection, begin: bool = False):
         self.conn = conn
+        self._pending: list[str] = ["BEGIN"] if begin else []
+        self._binder: psycopg.ClientCursor | None = None
+        self.began = False  # whether BEGIN has reached the server
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
-        return self.conn.execute(_placeholders(sql), params)
+        if not self._pending:
+            return self.conn.execute(_placeholders(sql), params)
+        cursor = self._send(self._bind(sql, params))
+        while cursor.nextset():  # the result of the last statement, the caller's
+            pass
+        return cursor
+
+    def defer(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._pending.append(self._bind(sql, params))
+
+    def flush(self) -> None:
+        """Send what waits on the client now (before work that needs the transaction begun on the server)."""
+        if self._pending:
+            self._send()
+
+    def _bind(self, sql: str, params: Sequence[Any]) -> str:
+        if self._binder is None:
+            self._binder = psycopg.ClientCursor(self.conn)
+        return self._binder.mogrify(_placeholders(sql), params)
+
+    def _send(self, *last: str) -> psycopg.Cursor:
+        statements, self._pending = [*self._pending, *last], []
+        self.began = self.began or statements[0] == "BEGIN"
+        # One simple query; not prepared: the values are in its text, so it never repeats.
+        return self.conn.execute("; ".join(statements), prepare=False)
+
+    def commit(self) -> None:
+        """COMMIT, with whatever still waits, in one round trip (nothing at all if nothing was sent or asked)."""
+        if self._pending == ["BEGIN"]:
+            self._pending = []
+        elif self._pending or self.began:
+            self._send("COMMIT")
+
+    def rollback(self) -> None:
+        """Forget what waits; end the transaction on the server if it began there (a dead connection is the
+        pool's to replace)."""
+        self._pending = []
+        if self.began and not self.conn.closed:
+            try:
+                self.conn.execute("ROLLBACK")
+            except _UNAVAILABLE:
+                pass
 
     def stream(self, sql: str, params: Sequence[Any] = (), batch: int = 1000) -> Iterator[tuple]:
         """A server-side cursor (inside the caller's transaction): memory stays bounded on any table size."""
+        self.flush()
         with self.conn.cursor(name="gateway_stream") as cursor:
             cursor.itersize = batch
             cursor.execute(_placeholders(sql), params)
@@ -124,6 +180,7 @@ class PostgresTx(Tx):
 
     def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """COPY: the fast way to load many rows."""
+        self.flush()
         with self.conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
@@ -131,21 +188,21 @@ class PostgresTx(Tx):
     def lock_numbers(self, *numbers: str) -> None:
         keys = sorted({_lock_key("number", number) for number in numbers if number})
         if keys:
-            locks = ", ".join("pg_advisory_xact_lock(%s)" for _ in keys)
-            self.conn.execute(f"SELECT pg_advisory_xact_lock_shared(%s), {locks}", [_ALL, *keys])
+            locks = ", ".join("pg_advisory_xact_lock(?)" for _ in keys)
+            self.defer(f"SELECT pg_advisory_xact_lock_shared(?), {locks}", [_ALL, *keys])
 
     def try_lock_number(self, number: str) -> bool:
         # CASE fixes the order: the number is only tried once the shared lock is held.
-        return self.conn.execute(
-            "SELECT CASE WHEN pg_try_advisory_xact_lock_shared(%s) THEN pg_try_advisory_xact_lock(%s) ELSE false END",
+        return self.scalar(
+            "SELECT CASE WHEN pg_try_advisory_xact_lock_shared(?) THEN pg_try_advisory_xact_lock(?) ELSE false END",
             (_ALL, _lock_key("number", number)),
-        ).fetchone()[0]
+        )
 
     def lock_all(self) -> None:
-        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ALL,))
+        self.defer("SELECT pg_advisory_xact_lock(?)", (_ALL,))
 
     def lock_name(self, namespace: str, name: str) -> None:
-        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(namespace, name),))
+        self.defer("SELECT pg_advisory_xact_lock(?)", (_lock_key(namespace, name),))
 
 
 def _check(conn: psycopg.Connection) -> None:
@@ -247,10 +304,16 @@ class PostgresBackend(Backend):
 
     @contextmanager
     def write(self, durable: bool = True) -> Iterator[Tx]:
-        with self._connection() as conn, conn.transaction():
+        with self._connection() as conn:
+            tx = PostgresTx(conn, begin=True)
             if not durable:
-                conn.execute("SET LOCAL synchronous_commit = off")
-            yield PostgresTx(conn)
+                tx.defer("SET LOCAL synchronous_commit = off")
+            try:
+                yield tx
+                tx.commit()
+            except BaseException:
+                tx.rollback()
+                raise
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -268,7 +331,7 @@ class PostgresBackend(Backend):
         with self.write(durable=True) as tx:
             result = work(tx)
             if not needs_sync(result):
-                tx.execute("SET LOCAL synchronous_commit = off")
+                tx.defer("SET LOCAL synchronous_commit = off")
             return result
 
     def run_locked(self, number: str, locked: Locked, durable: bool) -> int | None:

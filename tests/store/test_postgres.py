@@ -83,7 +83,9 @@ def _holder(url, ready, release):
     with psycopg.connect(url) as conn, conn.transaction():
         from gateway.store.postgres import PostgresTx
 
-        PostgresTx(conn).lock_numbers("+14155550100")
+        tx = PostgresTx(conn)
+        tx.lock_numbers("+14155550100")
+        tx.flush()
         ready.set()
         release.wait(30)
 
@@ -100,13 +102,77 @@ def test_number_locks_exclude_each_other_and_bulk_work(pg, pg_url):
             assert tx.try_lock_number("+14155550199") is True  # another person's records are free
         with pg.backend.write() as tx:
             tx.execute("SET LOCAL lock_timeout = '200ms'")
+            tx.lock_all()  # bulk work waits for every number lock
             with pytest.raises(psycopg.errors.LockNotAvailable):
-                tx.lock_all()  # bulk work waits for every number lock
+                tx.flush()
     finally:
         release.set()
         holder.join(30)
     with pg.backend.write() as tx:
         assert tx.try_lock_number("+14155550100") is True
+
+
+@pytest.fixture
+def round_trips(monkeypatch):
+    """The queries psycopg sends, one list per round trip (counted at the driver, on a real server)."""
+    sent = []
+    execute = psycopg.Connection.execute
+
+    def counted(self, query, *args, **kwargs):
+        sent.append(str(query))
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", counted)
+    return sent
+
+
+def test_a_keyword_takes_four_round_trips_and_a_plain_message_one(pg, round_trips):
+    """BEGIN and the person's lock go with the opt-out lookup, the writes with the COMMIT: a STOP is the lookup,
+    the claim, the ledger head and the commit. (Every round trip costs ~200 us on a small VM.)"""
+    process(pg, None, "SM0")  # the pool's connection is open and configured
+    round_trips.clear()
+    process(pg, "stop", "SM1")
+    assert len(round_trips) == 4, round_trips
+    assert round_trips[0].startswith("BEGIN; SELECT pg_advisory_xact_lock_shared(")
+    assert round_trips[-1].startswith("INSERT INTO events") and round_trips[-1].endswith("; COMMIT")
+    round_trips.clear()
+    process(pg, None, "SM2", sender="+14155550111")
+    assert len(round_trips) == 1  # the schema's routine
+    assert pg.is_opted_out("+14155550100", "+15005550006") and pg.verify_ledger().ok
+
+
+def test_deferred_statements_fail_with_the_commit_and_leave_nothing(pg, round_trips):
+    with pg.backend.write() as tx:
+        tx.execute("CREATE TABLE probe (v TEXT)")
+    with pytest.raises(psycopg.errors.NotNullViolation), pg.backend.write() as tx:
+        tx.defer("INSERT INTO probe (v) VALUES (?)", ("first",))
+        tx.defer("INSERT INTO events (id) VALUES (NULL)")  # refused by the server, at the commit
+    with pg.backend.write() as tx:  # the connection went back to the pool clean, the transaction rolled back
+        assert tx.scalar("SELECT count(*) FROM probe") == 0
+    round_trips.clear()
+    with pytest.raises(RuntimeError), pg.backend.write() as tx:
+        tx.defer("INSERT INTO probe (v) VALUES (?)", ("never sent",))
+        raise RuntimeError("the caller changed its mind")
+    assert round_trips == []  # nothing had reached the server: nothing to roll back there
+    with pg.backend.read() as tx:
+        assert tx.scalar("SELECT count(*) FROM probe") == 0
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["it's", "back\\slash", "%s and ? and %%", "; DROP TABLE events; --", "E'\\x00'", "üñí😀\u2028", "$$x$$", ""],
+)
+def test_deferred_values_are_bound_by_the_driver_exactly(pg, value):
+    with pg.backend.write() as tx:
+        tx.execute("CREATE TABLE probe (v TEXT, n BIGINT)")
+        tx.defer("INSERT INTO probe (v, n) VALUES (?, ?)", (value, -(2**63)))
+        tx.defer("INSERT INTO probe (v, n) VALUES (?, ?)", (None, 2**63 - 1))
+        assert tx.query("SELECT v, n FROM probe ORDER BY n") == [
+            {"v": value, "n": -(2**63)},
+            {"v": None, "n": 2**63 - 1},
+        ]
+    with pg.backend.read() as tx:
+        assert tx.scalar("SELECT count(*) FROM events") == 0  # the hostile text stayed a value
 
 
 def test_every_connection_commits_durably_whatever_the_server_default(pg_url):
