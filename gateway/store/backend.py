@@ -79,10 +79,19 @@ class Locked:
 
 
 class Tx(abc.ABC):
-    """One connection inside a transaction (or a plain read), with portable helpers."""
+    """One connection inside a transaction (or a plain read), with portable helpers.
+
+    ``memo`` holds what a record area learned in this transaction and may
+    reuse later in it (the ledger's head, which the transaction holds locked
+    and has moved): a Tx never outlives its transaction, nor a savepoint
+    that could be rolled back without it.
+    """
 
     for_update = ""  # appended to a SELECT that must lock the rows it reads
     skip_locked = ""  # appended to a SELECT that leases rows: lock them, passing over rows others hold
+
+    def __init__(self) -> None:
+        self.memo: dict[str, Any] = {}
 
     @abc.abstractmethod
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -92,6 +101,15 @@ class Tx(abc.ABC):
         """Run a statement whose result nobody reads, now or with the transaction's next statement (a backend
         may send both in one round trip); its error, if any, comes from that statement or the commit."""
         self.execute(sql, params)
+
+    def results(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple]]:
+        """Run ``statements`` in order; the rows of each (none for one that returns none). A backend may send
+        them in one round trip: for statements whose parameters do not depend on each other's results."""
+        found = []
+        for sql, params in statements:
+            cursor = self.execute(sql, params)
+            found.append(cursor.fetchall() if cursor.description is not None else [])
+        return found
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Rows as dicts keyed by column name."""

@@ -24,7 +24,7 @@ from . import queue
 from .backend import Locked, Tx
 from .base import Records
 from .consents import add_consent, ask, categories_ended_by, end_consents, pending_clarification, settle
-from .ledger import append_event
+from .ledger import append_event, insert_and_lock_head
 from .optouts import cover_arguments, covered, covering, set_state
 
 # The columns of a message's row as :meth:`InboundRecords._row` gives them.
@@ -94,7 +94,10 @@ class InboundRecords(Records):
         decision = self._clarified(tx, message, decide(blocked is not None), blocked, service)
         account = self._account(message)
         row, head = self._row(message, decision, now, account), (queue.HEAD, (message.from_number, message.to_number))
-        if tx.inserted_id(*self._claim_sql(decision, row, head)) is None:
+        sql, params = self._claim_sql(decision, row, head)
+        # An event to append: the chain head is locked in the claim's round trip.
+        claimed = insert_and_lock_head(tx, sql, params) if decision.event else tx.inserted_id(sql, params)
+        if claimed is None:
             return self._first(tx, message)
         self._apply(tx, message, decision, now, service, account)
         return Processed(decision.outcome, decision.reply, duplicate=False, logged=decision.event is not None)

@@ -33,19 +33,38 @@ EVENT_COLUMNS = [
 ]
 EXPORT_COLUMNS = [*ledger.FIELDS, *ledger.ACCOUNT_FIELDS, "prev_hash", "hash"]
 _STATE_EVENTS = "event IN ('" + "', '".join(events.STATE_EVENTS) + "')"
+# The head as an append reads it: the last id (or a copied event's above it) and the hash to chain from.
+_HEAD = "SELECT last_event_id, hash, (SELECT COALESCE(MAX(id), 0) FROM events) FROM ledger_head WHERE id = 1"
+_HELD = "ledger head"  # the key of Tx.memo: (last id, hash) of the head this transaction holds locked
+
+
+def _held(tx: Tx, row: tuple) -> tuple[int, str]:
+    last_id, head_hash, max_id = row
+    tx.memo[_HELD] = (max(last_id, max_id), head_hash)
+    return tx.memo[_HELD]
+
+
+def insert_and_lock_head(tx: Tx, sql: str, params: Sequence[Any]) -> int | None:
+    """``tx.inserted_id(sql, params)`` and the chain head locked for an append later in the transaction, in
+    one round trip where the backend can send both: for a transaction that will append after this insert.
+
+    Takes the head's lock, the last one (see ``backend.py``): nothing after it may lock a number.
+    """
+    inserted, head = tx.results([(sql + " RETURNING id", params), (_HEAD + tx.for_update, ())])
+    _held(tx, head[0])
+    return inserted[0][0] if inserted else None
 
 
 def append_event(tx: Tx, **fields: Any) -> int:
     """Append one event to the chain and move the head; returns its id.
 
-    Must be the last lock a transaction takes (see ``backend.py``).
+    Must be the last lock a transaction takes (see ``backend.py``). A
+    second append in the transaction chains from the first without reading
+    the head again.
     """
-    last_id, prev_hash, max_id = tx.one(
-        "SELECT last_event_id, hash, (SELECT COALESCE(MAX(id), 0) FROM events) FROM ledger_head "  # noqa: S608
-        f"WHERE id = 1{tx.for_update}"
-    )
+    last_id, prev_hash = tx.memo.get(_HELD) or _held(tx, tx.one(_HEAD + tx.for_update))
     event = {name: fields.get(name) for name in (*ledger.FIELDS, *ledger.ACCOUNT_FIELDS)}
-    event["id"] = max(last_id, max_id) + 1
+    event["id"] = last_id + 1
     event["salt"] = secrets.token_hex(16)
     event["state_changed"] = int(bool(event["state_changed"]))
     event["hash"] = ledger.event_hash(event, prev_hash)
@@ -55,6 +74,7 @@ def append_event(tx: Tx, **fields: Any) -> int:
         [event[name] for name in EXPORT_COLUMNS],
     )
     tx.defer("UPDATE ledger_head SET last_event_id = ?, hash = ? WHERE id = 1", (event["id"], event["hash"]))
+    tx.memo[_HELD] = (event["id"], event["hash"])
     return event["id"]
 
 

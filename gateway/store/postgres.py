@@ -121,6 +121,7 @@ class PostgresTx(Tx):
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, conn: psycopg.Connection, begin: bool = False):
+        super().__init__()
         self.conn = conn
         self._pending: list[str] = ["BEGIN"] if begin else []
         self._binder: psycopg.ClientCursor | None = None
@@ -136,6 +137,16 @@ class PostgresTx(Tx):
 
     def defer(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._pending.append(self._bind(sql, params))
+
+    def results(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple]]:
+        """All of them, with whatever waits, in one round trip."""
+        if not statements:
+            return []
+        cursor = self._send(*(self._bind(sql, params) for sql, params in statements))
+        found = [cursor.fetchall() if cursor.description is not None else []]
+        while cursor.nextset():
+            found.append(cursor.fetchall() if cursor.description is not None else [])
+        return found[-len(statements) :]
 
     def flush(self) -> None:
         """Send what waits on the client now (before work that needs the transaction begun on the server)."""

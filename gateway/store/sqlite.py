@@ -72,6 +72,7 @@ class SQLiteTx(Tx):
     """A connection of this thread. Its write transactions hold the one writer lock, so the finer locks are no-ops."""
 
     def __init__(self, conn: sqlite3.Connection):
+        super().__init__()
         self.conn = conn
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
@@ -296,12 +297,12 @@ class SQLiteBackend(Backend):
                 job.done = True
 
     def _in_savepoints(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        """Each unit in its own savepoint, so one failure cannot spoil the others."""
-        tx = SQLiteTx(conn)
+        """Each unit in its own savepoint, so one failure cannot spoil the others (and its own Tx, so what one
+        remembered cannot outlive its rollback)."""
         for job in batch:
             conn.execute("SAVEPOINT unit")
             try:
-                job.result = job.work(tx)
+                job.result = job.work(SQLiteTx(conn))
             except Exception as exc:
                 job.error = self._unavailable(exc) or exc
                 if not conn.in_transaction:  # SQLite rolled everything back (full disk, I/O error)

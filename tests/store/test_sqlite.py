@@ -9,9 +9,10 @@ import threading
 import pytest
 import sqlite_utils
 
-from gateway import ledger
+from gateway import events, ledger
 from gateway.compliance import decide
 from gateway.store import Store
+from gateway.store.ledger import append_event
 from gateway.store.migrations.sqlite import VERSION as SCHEMA_VERSION
 from gateway.store.migrations.sqlite import _create_v1
 from gateway.store.sqlite import database_path
@@ -344,3 +345,45 @@ def test_full_disk_is_unavailable_not_a_crash(db, monkeypatch):
     with pytest.raises(StoreUnavailable, match="database or disk is full"):
         for n in range(200):
             process(db, None, f"SM{n}", body="x" * 2000)
+
+
+def test_a_unit_rolled_back_in_a_group_leaves_no_trace_in_the_next_units_chain(db):
+    """Three units committed together, the middle one failing after its append: the third chains from the
+    first, not from the head the rolled-back unit had moved (what a unit remembers dies with its savepoint)."""
+
+    def unit(i):
+        def work(tx):
+            append_event(
+                tx,
+                event=events.OPT_OUT,
+                number=f"+1415555010{i}",
+                twilio_number="+15005550006",
+                source=events.MANUAL,
+                at=f"2026-12-01T00:00:0{i}Z",
+            )
+            if i == 1:
+                raise RuntimeError("failed after its append")
+            return i
+
+        return work
+
+    results = {}
+
+    def run(i):
+        try:
+            results[i] = db.backend.grouped(unit(i), sync_first=True, needs_sync=lambda result: True)
+        except RuntimeError as exc:
+            results[i] = exc
+
+    threads = []
+    with db.backend._leader_lock:  # hold the leader's place until all three wait, in order, for one batch
+        for i in range(3):
+            threads.append(threading.Thread(target=run, args=(i,)))
+            threads[-1].start()
+            while len(db.backend._pending) < i + 1:
+                threading.Event().wait(0.001)
+    for thread in threads:
+        thread.join(30)
+    assert results[0] == 0 and isinstance(results[1], RuntimeError) and results[2] == 2
+    assert [e["number"] for e in db.events()] == ["+14155550100", "+14155550102"]
+    assert db.verify_ledger().ok

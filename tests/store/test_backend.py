@@ -1,0 +1,58 @@
+"""The seam every record area writes through (:class:`gateway.store.backend.Tx`), on both backends."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway import events
+from gateway.store.ledger import append_event
+
+TO = "+15005550006"
+MANUAL = {"twilio_number": TO, "source": events.MANUAL}
+
+
+@pytest.fixture
+def probe(db):
+    with db.backend.write() as tx:
+        tx.execute("CREATE TABLE probe (id INTEGER PRIMARY KEY, v TEXT UNIQUE)")  # ids given: portable
+    return db
+
+
+def test_results_gives_each_statements_rows_in_order(probe):
+    with probe.backend.write() as tx:
+        tx.defer(
+            "INSERT INTO probe (id, v) VALUES (?, ?)", (1, "deferred")
+        )  # waits, then goes first; not in the answer
+        found = tx.results(
+            [
+                ("INSERT INTO probe (id, v) VALUES (?, ?) RETURNING id, v", (2, "a")),
+                ("INSERT INTO probe (id, v) VALUES (?, ?)", (3, "b")),  # returns no rows
+                ("INSERT INTO probe (id, v) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING id", (4, "a")),  # taken
+                ("SELECT v FROM probe WHERE v <> ? ORDER BY id", ("x",)),
+            ]
+        )
+    assert found == [[(2, "a")], [], [], [("deferred",), ("a",), ("b",)]]
+    with probe.backend.write() as tx:
+        assert tx.results([]) == []
+
+
+def test_a_failing_statement_in_results_leaves_nothing(probe):
+    with pytest.raises(Exception, match="(?i)unique"), probe.backend.write() as tx:
+        insert = "INSERT INTO probe (id, v) VALUES (?, ?)"
+        tx.results([(insert, (1, "a")), (insert, (2, "a"))])
+    with probe.backend.read() as tx:
+        assert tx.scalar("SELECT count(*) FROM probe") == 0
+
+
+def test_appends_in_one_transaction_chain_from_each_other(db):
+    """The second append chains from the first without reading the head again: one valid chain, either way."""
+    with db.backend.write() as tx:
+        ids = [
+            append_event(tx, event=events.OPT_OUT, number=f"+1415555010{i}", **MANUAL, at=f"2026-12-01T00:00:0{i}Z")
+            for i in range(3)
+        ]
+    with db.backend.write() as tx:
+        ids.append(append_event(tx, event=events.OPT_IN, number="+14155550100", **MANUAL, at="2026-12-01T00:00:09Z"))
+    assert ids == [1, 2, 3, 4]
+    result = db.verify_ledger()
+    assert (result.ok, result.checked, result.head) == (True, 4, db.ledger_head()[1])
