@@ -100,9 +100,10 @@ def main() -> None:
             result = run.wrk(port, requests, args.connections, args.seconds, 2)
             after = cpu_seconds(pids), cpu_seconds(command="postgres"), machine_seconds()
             gunicorn, database, total = (1e6 * (b - a) / result["requests"] for a, b in zip(before, after, strict=True))
+            server = f"postgres {database:.0f}, " if found is not None else ""  # SQLite works inside gunicorn
             print(
                 f"round {round_no}: {result['rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms; gunicorn {gunicorn:.0f}, "
-                f"postgres {database:.0f}, rest (wrk, ...) {total - gunicorn - database:.0f}, total {total:.0f}"
+                f"{server}rest (wrk, ...) {total - gunicorn - database:.0f}, total {total:.0f}"
             )
             requests.unlink()
     finally:
