@@ -25,9 +25,10 @@ TICK = os.sysconf("SC_CLK_TCK")
 SERVERS = {"gateway": "wsgi:app", "floor": "floor_app:app"}
 
 
-def cpu_seconds(pids: set[int] | None = None, command: str | None = None) -> float:
-    """User and system CPU seconds of the processes ``pids``, or of every process named ``command``."""
-    total = 0
+def cpu_seconds(pids: set[int]) -> tuple[float, float, float]:
+    """User and system CPU seconds of the processes ``pids``, of every ``postgres`` process, and (user, nice
+    and system) of the whole machine."""
+    ticks = [0, 0]
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -37,15 +38,14 @@ def cpu_seconds(pids: set[int] | None = None, command: str | None = None) -> flo
         except OSError:  # gone meanwhile
             continue
         name, fields = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
-        if (pids is not None and int(entry) in pids) or (command is not None and name.startswith(command)):
-            total += int(fields[11]) + int(fields[12])
-    return total / TICK
-
-
-def machine_seconds() -> float:
-    """User, nice and system CPU seconds of the whole machine."""
+        used = int(fields[11]) + int(fields[12])
+        if int(entry) in pids:
+            ticks[0] += used
+        elif name.startswith("postgres"):
+            ticks[1] += used
     with open("/proc/stat") as stat:
-        return sum(int(x) for x in stat.readline().split()[1:4]) / TICK
+        machine = sum(int(x) for x in stat.readline().split()[1:4])
+    return ticks[0] / TICK, ticks[1] / TICK, machine / TICK
 
 
 def family(pid: int) -> set[int]:
@@ -75,15 +75,7 @@ def main() -> None:
         url = urls["cpu"]
     else:
         url = f"sqlite:///{work / 'cpu.db'}"
-    env = {
-        **run.clean_env(),
-        "TWILIO_AUTH_TOKEN": run.TOKEN,
-        "GATEWAY_INSTANCE_PATH": str(work / "instance"),
-        "DATABASE_URL": url,
-        "PROMETHEUS_MULTIPROC_DIR": str(work / "metrics"),
-        "PYTHONPATH": f"{run.ROOT}:{run.ROOT / 'bench'}",
-    }
-    (work / "metrics").mkdir()
+    env = {**run.server_env(work, args.server), "DATABASE_URL": url}
     port = run.free_port()
     proc = run.start(SERVERS[args.server], port, args, env, work / "server.log")
     target = f"http://127.0.0.1:{port}/twilio/sms"
@@ -96,9 +88,9 @@ def main() -> None:
             requests = work / f"{round_no}.requests"
             run.write_requests(requests, target, 8000 * args.seconds, seed=10 + round_no, keywords=args.keywords)
             pids = family(proc.pid)
-            before = cpu_seconds(pids), cpu_seconds(command="postgres"), machine_seconds()
+            before = cpu_seconds(pids)
             result = run.wrk(port, requests, args.connections, args.seconds, 2)
-            after = cpu_seconds(pids), cpu_seconds(command="postgres"), machine_seconds()
+            after = cpu_seconds(pids)
             gunicorn, database, total = (1e6 * (b - a) / result["requests"] for a, b in zip(before, after, strict=True))
             server = f"postgres {database:.0f}, " if found is not None else ""  # SQLite works inside gunicorn
             print(

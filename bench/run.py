@@ -120,6 +120,18 @@ def clean_env() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
 
 
+def server_env(work: Path, name: str, root: Path = ROOT) -> dict:
+    """The environment of one server process: none of the caller's gateway settings, this run's auth token, an
+    instance folder and metrics directory of its own under ``work``, the bench apps importable."""
+    return {
+        **clean_env(),
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "GATEWAY_INSTANCE_PATH": str(work / "instance"),
+        "PROMETHEUS_MULTIPROC_DIR": str(work / f"metrics-{name}"),  # gunicorn.conf.py creates it
+        "PYTHONPATH": f"{root}:{ROOT / 'bench'}",
+    }
+
+
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
@@ -284,11 +296,6 @@ def main() -> None:
         raise SystemExit("bench: wrk is not installed: run `make bench` (it installs it) or bench/ensure-wrk")
 
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
-    env = {
-        **clean_env(),
-        "TWILIO_AUTH_TOKEN": TOKEN,
-        "GATEWAY_INSTANCE_PATH": str(work / "instance"),
-    }
     servers = {
         "gateway": Server("gateway, SQLite (durability=full)", "wsgi:app", {}),
         "compliance": Server(
@@ -341,9 +348,8 @@ def main() -> None:
     for name, server in servers.items():
         for instance in range(server.instances):
             port = free_port()
-            metrics = {"PROMETHEUS_MULTIPROC_DIR": str(work / f"metrics-{name}-{instance}")}
-            server_env = {**env, **server.env, **metrics, "PYTHONPATH": f"{server.root}:{ROOT / 'bench'}"}
-            procs.append(start(server.app, port, args, server_env, work / f"{name}.log", server.root))
+            environment = {**server_env(work, f"{name}-{instance}", server.root), **server.env}
+            procs.append(start(server.app, port, args, environment, work / f"{name}.log", server.root))
             server.ports.append(port)
     rounds: dict[str, list[dict]] = {name: [] for name in servers}
     try:

@@ -20,9 +20,8 @@ def probe(db):
 
 def test_results_gives_each_statements_rows_in_order(probe):
     with probe.backend.write() as tx:
-        tx.defer(
-            "INSERT INTO probe (id, v) VALUES (?, ?)", (1, "deferred")
-        )  # waits, then goes first; not in the answer
+        # Waits, then goes first; its result is not in the answer.
+        tx.defer("INSERT INTO probe (id, v) VALUES (?, ?)", (1, "deferred"))
         found = tx.results(
             [
                 ("INSERT INTO probe (id, v) VALUES (?, ?) RETURNING id, v", (2, "a")),

@@ -5,6 +5,7 @@ import multiprocessing
 import os
 import sqlite3
 import threading
+import time
 
 import pytest
 import sqlite_utils
@@ -381,7 +382,7 @@ def test_a_unit_rolled_back_in_a_group_leaves_no_trace_in_the_next_units_chain(d
             threads.append(threading.Thread(target=run, args=(i,)))
             threads[-1].start()
             while len(db.backend._pending) < i + 1:
-                threading.Event().wait(0.001)
+                time.sleep(0.001)
     for thread in threads:
         thread.join(30)
     assert results[0] == 0 and isinstance(results[1], RuntimeError) and results[2] == 2
