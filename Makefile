@@ -72,13 +72,14 @@ test: $(TEST_STAMP) lint browser
 	$(BIN)/python -m pytest
 
 bench: $(TEST_STAMP)
-	bench/ensure-wrk
+	bench/ensure-tools
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/outbound.py
 	$(BIN)/python bench/export.py
 	$(BIN)/python bench/forward.py
 	$(BIN)/python bench/lookup.py
 	$(BIN)/python bench/console.py
+	$(BIN)/python bench/instructions.py
 
 # Mutation testing of the pure modules and the signature check, each against its own tests.
 mutation: $(TEST_STAMP)

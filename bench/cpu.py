@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
-        raise SystemExit("bench: wrk is not installed: run bench/ensure-wrk")
+        raise SystemExit("bench: wrk is not installed: run bench/ensure-tools")
     args.worker_class, args.gunicorn_threads = "sync", 1
 
     work = Path(tempfile.mkdtemp(prefix="gateway-cpu-"))

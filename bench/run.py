@@ -293,7 +293,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
-        raise SystemExit("bench: wrk is not installed: run `make bench` (it installs it) or bench/ensure-wrk")
+        raise SystemExit("bench: wrk is not installed: run `make bench` (it installs it) or bench/ensure-tools")
 
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     servers = {

@@ -29,7 +29,7 @@ class LineFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
         line = super().formatMessage(record)
-        if _CONTROL.search(line):
+        if not line.isprintable() and _CONTROL.search(line):  # isprintable: a quick pass over a clean line
             line = _CONTROL.sub(lambda match: ascii(match.group())[1:-1], line)
         return line
 
@@ -67,21 +67,24 @@ def _log_request(response: Response) -> Response:
     if not log.isEnabledFor(logging.INFO):
         return response
     context, req = g._get_current_object(), request._get_current_object()  # one context lookup, not one per use
-    fields = context.get("log_fields", {})
-    extra = "".join(
-        f" {key}={mask_number(value) if key in ('from', 'to') else value or '-'}" for key, value in fields.items()
+    fields = context.get("log_fields")
+    extra = (
+        "".join(f" {key}={mask_number(value) if key in _NUMBERS else value or '-'}" for key, value in fields.items())
+        if fields
+        else ""
     )
-    elapsed = (time.perf_counter() - context.get("started", time.perf_counter())) * 1000
-    log.info(
-        "%s %s %s outcome=%s%s ms=%.1f",
-        req.method,
-        req.path,
-        response.status_code,
-        context.get("outcome", "-"),
-        extra,
-        elapsed,
+    started = context.get("started")
+    elapsed = (time.perf_counter() - started) * 1000 if started is not None else 0.0
+    # Made here and handed to the handlers as a record: Logger.info would also walk the stack for the
+    # caller's file and line, which the format never shows (every request writes this line).
+    line = (
+        f"{req.method} {req.path} {response.status_code} outcome={context.get('outcome', '-')}{extra} ms={elapsed:.1f}"
     )
+    log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, line, (), None))
     return response
+
+
+_NUMBERS = frozenset({"from", "to"})
 
 
 def _plain(code: int, text: str) -> Response:
