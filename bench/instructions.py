@@ -63,33 +63,34 @@ def counted(
     """Instructions valgrind counts for a process that replays ``WARM + count`` requests to ``app`` (the source
     tree at ``root``; ``extra``: settings of a gateway's environment)."""
     name = f"{backend}-{server}-{count}"
-    log = work / f"{name}.valgrind"
+    log, output = work / f"{name}.valgrind", work / f"{name}.stderr"
     env = {**run.server_env(work / name, name, root), "DATABASE_URL": url, "PYTHONHASHSEED": "0"}
     if app == "wsgi":
         env.update(extra)
     (work / name).mkdir()
-    subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            f"--log-file={log}",
-            sys.executable,
-            __file__,
-            "--replay",
-            app,
-            str(requests_file),
-            str(count),
-        ],
-        cwd=root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=False,
-    )
+    with output.open("wb") as errors:
+        finished = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                f"--log-file={log}",
+                sys.executable,
+                __file__,
+                "--replay",
+                app,
+                str(requests_file),
+                str(count),
+            ],
+            cwd=root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            check=False,
+        )
     found = re.search(r"Collected : (\d+)", log.read_text())
-    if found is None:
-        raise SystemExit(f"bench: {server} did not finish under valgrind; see {log}")
+    if finished.returncode != 0 or found is None:
+        raise SystemExit(f"bench: {server} on {backend} failed under valgrind; see {output} and {log}")
     return int(found.group(1))
 
 

@@ -132,12 +132,38 @@ def _file_layer(raw: Layers, path: Path, setting: str) -> None:
         raw.put(key.upper(), value, f"{path}: {key}")
 
 
+# Variables with the prefix that are not settings: where the configuration and the instance folder are; and
+# GATEWAY_TEST_*, the test suite's own (a developer may keep them in the shell that also runs the gateway).
+_NOT_SETTINGS = frozenset({"GATEWAY_CONFIG_DIR", "GATEWAY_CONFIG_FILE", "GATEWAY_INSTANCE_PATH"})
+
+
+def _check_environment(environ: Mapping[str, str], raw: Layers) -> None:
+    """Refuse a ``GATEWAY_`` variable that is no setting: a misspelt one would otherwise be ignored without a
+    word (``GATEWAY_OPTOUT_SCOPE=business`` leaving the narrower scope in force). A variable the configuration
+    names as an account's token source is known too."""
+    accounts_table = raw.get("ACCOUNTS")
+    named = {
+        str(section[f"{key}_env"])
+        for section in (accounts_table.values() if isinstance(accounts_table, dict) else ())
+        if isinstance(section, dict)
+        for key in ("auth_token", "secondary_auth_token")
+        if section.get(f"{key}_env")
+    }
+    known = {*_ENV.values(), *_NOT_SETTINGS, *named}
+    for name in sorted(environ):
+        if name.startswith("GATEWAY_") and not name.startswith("GATEWAY_TEST_") and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+            hint = f"did you mean {close[0]}?" if close else "see config/gateway.toml for every setting"
+            raise ConfigError(f"environment variable {name}: not a setting of the gateway; {hint}")
+
+
 def _raw_layers(overrides: Mapping[str, Any] | None, environ: Mapping[str, str]) -> Layers:
     raw = Layers()
     _file_layer(raw, config_dir(environ) / "gateway.toml", "GATEWAY_CONFIG_DIR")
     extra = environ.get("GATEWAY_CONFIG_FILE")
     if extra:
         _file_layer(raw, Path(extra), "GATEWAY_CONFIG_FILE")
+    _check_environment(environ, raw)
     for key, variable in _ENV.items():
         if environ.get(variable, "") != "":
             raw.put(key, environ[variable], variable)

@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from gateway import ConfigError, create_app
-from gateway.config import DEV_TOKEN_FILE, dev_token, load
+from gateway.config import DEV_TOKEN_FILE, config_dir, dev_token, load
 
 from .conftest import TOKEN
 
@@ -437,3 +437,35 @@ def test_bad_consent_settings_are_named(tmp_path, environ, message):
     with pytest.raises(ConfigError) as raised:
         settings(tmp_path, {"TWILIO_AUTH_TOKEN": "t"}, environ)
     assert str(raised.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        (
+            "GATEWAY_OPTOUT_SCOPE",
+            "GATEWAY_OPTOUT_SCOPE: not a setting of the gateway; did you mean GATEWAY_OPT_OUT_SCOPE?",
+        ),
+        ("GATEWAY_DURABILTY", "GATEWAY_DURABILTY: not a setting of the gateway; did you mean GATEWAY_DURABILITY?"),
+        ("GATEWAY_COLOUR", "GATEWAY_COLOUR: not a setting of the gateway; see config/gateway.toml for every setting"),
+    ],
+)
+def test_an_unknown_gateway_variable_stops_start_up_naming_it(tmp_path, variable, message):
+    """A misspelt variable must not be ignored: the setting it meant would silently keep its default."""
+    with pytest.raises(ConfigError, match=f"^environment variable {message}$".replace("?", r"\?")):
+        settings(tmp_path, environ={"TWILIO_AUTH_TOKEN": TOKEN, variable: "business"})
+
+
+def test_variables_that_are_not_settings_but_are_known_pass(tmp_path):
+    """Where the configuration and the instance are, the test suite's own, and a token source an account names."""
+    environ = {
+        **_accounts_file(tmp_path, ACCOUNTS_TOML.split("[accounts.region]")[0].replace("BRAND_", "GATEWAY_BRAND_")),
+        "GATEWAY_BRAND_TOKEN": "b",
+        "GATEWAY_BRAND_NEXT_TOKEN": "n",
+        "GATEWAY_INSTANCE_PATH": str(tmp_path / "instance"),
+        "GATEWAY_CONFIG_DIR": str(config_dir()),
+        "GATEWAY_TEST_POSTGRES_URL": "postgresql://localhost/x",
+        "GATEWAY_TEST_ARTEFACTS": str(tmp_path),
+    }
+    accounts = settings(tmp_path, environ=environ)["ACCOUNTS"]
+    assert accounts.by_sid(BRAND_SID).tokens == ("b", "n")
