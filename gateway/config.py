@@ -135,6 +135,8 @@ def _file_layer(raw: Layers, path: Path, setting: str) -> None:
 # Variables with the prefix that are not settings: where the configuration and the instance folder are; and
 # GATEWAY_TEST_*, the test suite's own (a developer may keep them in the shell that also runs the gateway).
 _NOT_SETTINGS = frozenset({"GATEWAY_CONFIG_DIR", "GATEWAY_CONFIG_FILE", "GATEWAY_INSTANCE_PATH"})
+# An account's tokens: each named by KEY_env (an environment variable) or KEY_file, never written in a file.
+_TOKEN_KEYS = ("auth_token", "secondary_auth_token")
 
 
 def _check_environment(environ: Mapping[str, str], raw: Layers) -> None:
@@ -146,7 +148,7 @@ def _check_environment(environ: Mapping[str, str], raw: Layers) -> None:
         str(section[f"{key}_env"])
         for section in (accounts_table.values() if isinstance(accounts_table, dict) else ())
         if isinstance(section, dict)
-        for key in ("auth_token", "secondary_auth_token")
+        for key in _TOKEN_KEYS
         if section.get(f"{key}_env")
     }
     known = {*_ENV.values(), *_NOT_SETTINGS, *named}
@@ -620,7 +622,7 @@ def _account(
     if not isinstance(section, dict):
         raise ConfigError(f"{where}: expected a table with account_sid, auth_token_env or auth_token_file, senders")
     for key in section:
-        if key in ("auth_token", "secondary_auth_token"):
+        if key in _TOKEN_KEYS:
             raise ConfigError(
                 f"{where}.{key}: a token is never written in a configuration file; name the environment variable "
                 f"({key}_env) or the file ({key}_file) that holds it"

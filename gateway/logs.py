@@ -16,6 +16,8 @@ log = logging.getLogger("gateway.request")
 FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 # Characters that would end a log line early or hide part of it from a reader.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# The request's fields that are phone numbers: masked in the line.
+_NUMBERS = frozenset({"from", "to"})
 
 
 class LineFormatter(logging.Formatter):
@@ -82,9 +84,6 @@ def _log_request(response: Response) -> Response:
     )
     log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, line, (), None))
     return response
-
-
-_NUMBERS = frozenset({"from", "to"})
 
 
 def _plain(code: int, text: str) -> Response:
