@@ -89,6 +89,30 @@ def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
     server.drop_schema(schema)
 
 
+@dataclass
+class Pooled:
+    """A fresh database reached through PgBouncer in transaction mode (``url``) and directly (``direct``)."""
+
+    url: str
+    direct: str
+    pooler: postgres.Pooler
+
+
+@pytest.fixture
+def pooled(request: pytest.FixtureRequest) -> Iterator[Pooled]:
+    """A fresh database on the run's server, and PgBouncer in transaction mode in front of it (two server
+    connections, so that clients take turns on them)."""
+    server = request.config.stash[POSTGRES]
+    name, direct = server.new_database()
+    pooler = postgres.Pooler(server.admin_url)
+    try:
+        yield Pooled(pooler.url(name), direct, pooler)
+    finally:
+        postgres_backend.close_all_pools()
+        pooler.stop()
+        server.drop_database(name)
+
+
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest) -> str:
     """A fresh database on each backend in turn: the test runs once on SQLite, once on PostgreSQL."""

@@ -10,6 +10,9 @@
 Each test run gets a throwaway database; each test a schema of its own in
 it (``search_path`` set through the URL), dropped afterwards. The fault
 tests always get a private cluster, since they stop and start it.
+
+The pooler tests put PgBouncer in transaction mode (Debian's ``pgbouncer``
+package, installed with apt-get when missing) in front of that server.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -64,6 +68,23 @@ def _sudo() -> list[str]:
     return [] if os.geteuid() == 0 else ["sudo"]
 
 
+def _apt_install(package: str) -> None:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([*_sudo(), "apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run([*_sudo(), "apt-get", "install", "-y", "-qq", package], check=True, env=env)
+
+
+def _unprivileged(root: Path) -> list[str]:
+    """The prefix that runs a server that refuses root (PostgreSQL, PgBouncer) as ``postgres``, owning ``root``,
+    when the tests run as root; else nothing."""
+    if os.geteuid() != 0:
+        return []
+    owner = pwd.getpwnam("postgres")
+    os.chmod(root, 0o755)
+    os.chown(root, owner.pw_uid, owner.pw_gid)
+    return ["runuser", "-u", "postgres", "--"]
+
+
 def bindir() -> Path:
     """The newest PostgreSQL server binaries on this machine, installing Debian's package if there are none."""
     for attempt in range(2):
@@ -73,10 +94,19 @@ def bindir() -> Path:
         if shutil.which("initdb"):
             return Path(shutil.which("initdb")).parent
         if attempt == 0:
-            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            subprocess.run([*_sudo(), "apt-get", "update", "-qq"], check=True, env=env)
-            subprocess.run([*_sudo(), "apt-get", "install", "-y", "-qq", "postgresql"], check=True, env=env)
+            _apt_install("postgresql")
     raise RuntimeError("no PostgreSQL server binaries (initdb) found, even after apt-get install postgresql")
+
+
+def pgbouncer() -> str:
+    """The PgBouncer program, installing Debian's package if there is none."""
+    for attempt in range(2):
+        found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/local/sbin")
+        if found:
+            return found
+        if attempt == 0:
+            _apt_install("pgbouncer")
+    raise RuntimeError("no pgbouncer found, even after apt-get install pgbouncer")
 
 
 class Cluster:
@@ -89,12 +119,7 @@ class Cluster:
         self.log = self.root / "server.log"
         self.port = _free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-        self._as: list[str] = []
-        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-            owner = pwd.getpwnam("postgres")
-            os.chmod(self.root, 0o755)
-            os.chown(self.root, owner.pw_uid, owner.pw_gid)
-            self._as = ["runuser", "-u", "postgres", "--"]
+        self._as = _unprivileged(self.root)
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
         self.start()
 
@@ -122,6 +147,60 @@ class Cluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+class Pooler:
+    """PgBouncer in transaction mode in front of the server of ``admin_url``, on a free loopback port, with
+    ``pool_size`` server connections per database: fewer than its clients, so they take turns on them, as
+    behind Heroku's connection pooling. Clients log in as the server's user without a password."""
+
+    def __init__(self, admin_url: str, pool_size: int = 2) -> None:
+        server = psycopg.conninfo.conninfo_to_dict(admin_url)
+        self.user = server.get("user") or getpass.getuser()
+        self.root = Path(tempfile.mkdtemp(prefix="gateway-pgbouncer-"))
+        self.port = _free_port()
+        target = " ".join(
+            f"{key}={server[key]}" for key in ("host", "port", "user", "password") if server.get(key) is not None
+        )
+        (self.root / "users.txt").write_text(f'"{self.user}" ""\n')
+        (self.root / "pgbouncer.ini").write_text(
+            f"[databases]\n* = {target}\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {self.port}\n"
+            f"unix_socket_dir =\nauth_type = trust\nauth_file = {self.root / 'users.txt'}\n"
+            f"pool_mode = transaction\ndefault_pool_size = {pool_size}\nmax_client_conn = 200\n"
+            f"logfile = {self.root / 'pgbouncer.log'}\n"
+        )
+        prefix = _unprivileged(self.root)
+        self.process = subprocess.Popen(
+            [*prefix, pgbouncer(), str(self.root / "pgbouncer.ini")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    log = self.root / "pgbouncer.log"
+                    said = log.read_text().strip() if log.exists() else ""
+                    self.stop()
+                    raise RuntimeError(f"pgbouncer did not start on port {self.port}: {said}") from None
+                time.sleep(0.05)
+
+    def url(self, dbname: str) -> str:
+        """A URL of database ``dbname`` through the pooler."""
+        return f"postgresql://{quote(self.user)}@127.0.0.1:{self.port}/{dbname}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 class Server:
     """The server the tests use, a throwaway database on it, and a schema per test."""
 
@@ -140,6 +219,19 @@ class Server:
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA "{name}"')
         return name, with_database(self.admin_url, self.dbname, name)
+
+    def new_database(self) -> tuple[str, str]:
+        """A fresh, empty database on the server (for a client that cannot set search_path, as through
+        PgBouncer): (its name, its URL)."""
+        self._schemas += 1
+        name = f"{self.dbname}_{self._schemas}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return name, with_database(self.admin_url, name)
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def drop_schema(self, name: str) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:

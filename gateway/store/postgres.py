@@ -11,22 +11,34 @@ Everything here is specific to PostgreSQL (psycopg 3 and psycopg_pool):
   ``lock_all`` excludes them all for bulk work. Numbers are locked in a
   fixed order (sorted keys) and before the ledger head, so writers never
   deadlock. Leases on outbound sends take ``FOR UPDATE SKIP LOCKED``;
-- durability: every connection runs with ``synchronous_commit = on``,
-  whatever the server's default, so a compliance record is on disk before
-  the answer; only bookkeeping that can be repeated safely (the worker's
-  claims and results, rate-limit buckets, and with
-  ``durability=compliance`` plain queued messages) commits with it off;
+- durability: every write transaction sets ``synchronous_commit`` itself
+  (``SET LOCAL``), on whatever the server's or the role's default, so a
+  compliance record is on disk before the answer; only bookkeeping that
+  can be repeated safely (the worker's claims and results, rate-limit
+  buckets, and with ``durability=compliance`` plain queued messages)
+  commits with it off;
+- connection poolers: nothing depends on the server session lasting
+  longer than one transaction, so the gateway also works through a pooler
+  in transaction mode (PgBouncer, Heroku's connection pooling), which hands
+  each transaction to whichever server connection is free: no session
+  settings (a read-only command's transactions are ``BEGIN READ ONLY``
+  each), no session locks, and no prepared statements on a connection
+  that turns out to be pooled (its server process is not the one the
+  connection was opened with): there, a statement prepared on one server
+  connection is missing on the next, or another client's statement of the
+  same name would run instead;
 - outages: a connection the server has dropped is noticed before use and
   replaced; while the server is unreachable every operation raises
   :class:`StoreUnavailable` after at most the pool timeout, and the pool
   reconnects by itself when the server is back;
-- migrations run on their own connection under a session advisory lock,
-  so instances starting together migrate once.
+- migrations run in one transaction under a transaction-scoped advisory
+  lock, so instances starting together migrate once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import select
@@ -97,6 +109,10 @@ _ALL = _lock_key("gateway", "all numbers")
 _UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors.ReadOnlySqlTransaction)
 _BACKENDS: weakref.WeakSet[PostgresBackend] = weakref.WeakSet()
 _MIGRATIONS = _lock_key("gateway", "migrations")
+# How a transaction opens: a write sets its own durability (never the session's: see the module's docstring).
+_DURABLE = "BEGIN; SET LOCAL synchronous_commit = on"
+_READ_ONLY = "BEGIN READ ONLY"
+log = logging.getLogger("gateway.store")
 
 
 @lru_cache(maxsize=512)
@@ -120,10 +136,11 @@ class PostgresTx(Tx):
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
-    def __init__(self, conn: psycopg.Connection, begin: bool = False):
+    def __init__(self, conn: psycopg.Connection, begin: str | None = None):
         super().__init__()
         self.conn = conn
-        self._pending: list[str] = ["BEGIN"] if begin else []
+        self._pending: list[str] = [begin] if begin else []
+        self._unsent_begin = begin is not None
         self._binder: psycopg.ClientCursor | None = None
         self.began = False  # whether BEGIN has reached the server
 
@@ -160,21 +177,21 @@ class PostgresTx(Tx):
 
     def _send(self, *last: str) -> psycopg.Cursor:
         statements, self._pending = [*self._pending, *last], []
-        self.began = self.began or statements[0] == "BEGIN"
+        self.began, self._unsent_begin = self.began or self._unsent_begin, False
         # One simple query; not prepared: the values are in its text, so it never repeats.
         return self.conn.execute("; ".join(statements), prepare=False)
 
     def commit(self) -> None:
         """COMMIT, with whatever still waits, in one round trip (nothing at all if nothing was sent or asked)."""
-        if self._pending == ["BEGIN"]:
-            self._pending = []
+        if self._unsent_begin and len(self._pending) == 1:
+            self._pending, self._unsent_begin = [], False
         elif self._pending or self.began:
             self._send("COMMIT")
 
     def rollback(self) -> None:
         """Forget what waits; end the transaction on the server if it began there (a dead connection is the
         pool's to replace)."""
-        self._pending = []
+        self._pending, self._unsent_begin = [], False
         if self.began and not self.conn.closed:
             try:
                 self.conn.execute("ROLLBACK")
@@ -216,6 +233,12 @@ class PostgresTx(Tx):
         self.defer("SELECT pg_advisory_xact_lock(?)", (_lock_key(namespace, name),))
 
 
+def _pooled(conn: psycopg.Connection) -> bool:
+    """Whether a pooler stands between ``conn`` and the server: the server process that answers is not
+    the one the connection's start-up named (a pooler gives its clients keys of its own)."""
+    return conn.execute("SELECT pg_backend_pid()", prepare=False).fetchone()[0] != conn.info.backend_pid
+
+
 def _check(conn: psycopg.Connection) -> None:
     """Before a pooled connection is used: if the server sent something while it sat idle
     (a shutdown notice), make one round trip, which fails if the connection is gone."""
@@ -240,13 +263,16 @@ class PostgresBackend(Backend):
         self._pool: psycopg_pool.ConnectionPool | None = None
         self._pid: int | None = None
         self._pool_lock = threading.Lock()
+        self._noticed = threading.Lock()
+        self.pooled = False  # whether a connection pooler was found between this process and the server
         _BACKENDS.add(self)
 
     def describe(self) -> str:
         where = self.params.get("host") or "the local socket"
         if self.params.get("port"):
             where += f":{self.params['port']}"
-        return f"the PostgreSQL database {self.params.get('dbname') or '(default)'} on {where}"
+        through = " through a connection pooler" if self.pooled else ""
+        return f"the PostgreSQL database {self.params.get('dbname') or '(default)'} on {where}{through}"
 
     @property
     def latest_version(self) -> int:
@@ -263,9 +289,13 @@ class PostgresBackend(Backend):
         return kwargs
 
     def _configure(self, conn: psycopg.Connection) -> None:
-        conn.execute("SET synchronous_commit = on")
-        if self.readonly:
-            conn.execute("SET default_transaction_read_only = on")
+        """A new connection: if a pooler stands between it and the server, it prepares no statement."""
+        if _pooled(conn):
+            conn.prepare_threshold = None
+            with self._noticed:  # the pool's threads configure its connections, maybe at once
+                first, self.pooled = not self.pooled, True
+            if first:
+                log.info("%s: no prepared statements", self.describe())
 
     def _get_pool(self) -> psycopg_pool.ConnectionPool:
         """This process's pool; a forked worker makes its own."""
@@ -315,21 +345,32 @@ class PostgresBackend(Backend):
 
     @contextmanager
     def write(self, durable: bool = True) -> Iterator[Tx]:
-        with self._connection() as conn:
-            tx = PostgresTx(conn, begin=True)
+        with self._transaction(_READ_ONLY if self.readonly else _DURABLE) as tx:
             if not durable:
                 tx.defer("SET LOCAL synchronous_commit = off")
+            yield tx
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """Single statements in autocommit; for a read-only store, a ``BEGIN READ ONLY`` transaction (the
+        server refuses a write, without a session setting that a pooler would hand to other clients)."""
+        if self.readonly:
+            with self._transaction(_READ_ONLY) as tx:
+                yield tx
+            return
+        with self._connection() as conn:
+            yield PostgresTx(conn)
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[PostgresTx]:
+        with self._connection() as conn:
+            tx = PostgresTx(conn, begin=begin)
             try:
                 yield tx
                 tx.commit()
             except BaseException:
                 tx.rollback()
                 raise
-
-    @contextmanager
-    def read(self) -> Iterator[Tx]:
-        with self._connection() as conn:
-            yield PostgresTx(conn)
 
     @contextmanager
     def snapshot(self) -> Iterator[Tx]:
@@ -347,15 +388,16 @@ class PostgresBackend(Backend):
 
     def run_locked(self, number: str, locked: Locked, durable: bool) -> int | None:
         """One round trip: the schema's routine for the work, which takes the lock and does it, as one
-        prepared call in a transaction of its own (without a routine: a transaction of single statements)."""
-        if locked.routine is None:
+        call in a transaction of its own, prepared unless through a pooler (without a routine: a transaction
+        of single statements)."""
+        if locked.routine is None or self.readonly:
             return super().run_locked(number, locked, durable)
         marks = ", ".join(["%s"] * (3 + len(locked.arguments)))
         with self._connection() as conn:
             row = conn.execute(
                 f"SELECT {locked.routine}({marks})",
                 (_ALL, _lock_key("number", number), durable, *locked.arguments),
-                prepare=True,
+                prepare=conn.prepare_threshold is not None,  # not through a pooler (see _configure)
             ).fetchone()
         return row[0]
 
@@ -364,19 +406,16 @@ class PostgresBackend(Backend):
     def migrate(self) -> int:
         """Create or migrate the schema on a connection of its own, one instance at a time."""
         try:
-            with psycopg.connect(self.url, **self._connect_kwargs()) as conn:
-                conn.execute("SET synchronous_commit = on")
-                conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATIONS,))
-                try:
-                    with conn.transaction():
-                        version = migrations.current_version(conn)
-                        if version > migrations.VERSION:
-                            raise SchemaMismatch(version, migrations.VERSION, self.describe())
-                        if version < migrations.VERSION:
-                            migrations.migrate(conn, version)
-                finally:
-                    if not conn.broken:
-                        conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATIONS,))
+            connect = psycopg.connect(self.url, **self._connect_kwargs(), prepare_threshold=None)
+            with connect as conn, conn.transaction():
+                # All in one transaction, its lock too: through a pooler, the next one may be another session.
+                conn.execute("SET LOCAL synchronous_commit = on")
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATIONS,))
+                version = migrations.current_version(conn)
+                if version > migrations.VERSION:
+                    raise SchemaMismatch(version, migrations.VERSION, self.describe())
+                if version < migrations.VERSION:
+                    migrations.migrate(conn, version)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise StoreUnavailable(self.describe(), _scrub(_first_line(exc), self.url)) from exc
         return migrations.VERSION

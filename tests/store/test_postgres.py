@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
 
+from gateway.cli import cli
 from gateway.store import Store, StoreUnavailable, check_url
 from gateway.store.migrations import postgres as migrations
 from gateway.store.postgres import parse_url, redact
@@ -134,7 +138,7 @@ def test_a_keyword_takes_three_round_trips_and_a_plain_message_one(pg, round_tri
     round_trips.clear()
     process(pg, "stop", "SM1")
     assert len(round_trips) == 3, round_trips
-    assert round_trips[0].startswith("BEGIN; SELECT pg_advisory_xact_lock_shared(")
+    assert round_trips[0].startswith("BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_advisory_xact_lock_shared(")
     assert round_trips[1].startswith("INSERT INTO inbound_messages") and "FROM ledger_head" in round_trips[1]
     assert round_trips[-1].startswith("INSERT INTO events") and round_trips[-1].endswith("; COMMIT")
     round_trips.clear()
@@ -157,7 +161,8 @@ def test_results_go_in_one_round_trip_with_what_waits(pg, round_trips):
             [("INSERT INTO probe (id) VALUES (?) RETURNING id", (2,)), ("SELECT count(*) FROM probe", ())]
         )
         assert found == [[(2,)], [(2,)]]
-        assert len(round_trips) == 1 and round_trips[0].startswith("BEGIN; INSERT INTO probe (id) VALUES (1); ")
+        assert len(round_trips) == 1
+        assert round_trips[0].startswith("BEGIN; SET LOCAL synchronous_commit = on; INSERT INTO probe (id) VALUES (1)")
 
 
 def test_deferred_statements_fail_with_the_commit_and_leave_nothing(pg, round_trips):
@@ -194,19 +199,49 @@ def test_deferred_values_are_bound_by_the_driver_exactly(pg, value):
         assert tx.scalar("SELECT count(*) FROM events") == 0  # the hostile text stayed a value
 
 
-def test_every_connection_commits_durably_whatever_the_server_default(pg_url):
-    """Even with synchronous_commit off for the session (a server or role default), compliance writes are on."""
+def test_every_write_commits_durably_whatever_the_session_default(pg_url):
+    """Even with synchronous_commit off for the session (a server or role default, or what another client of a
+    pooler left on the server connection), each write transaction sets it on itself, the schema's routine too."""
     url = pg_url.replace("options=", "options=-csynchronous_commit%3Doff%20")
     store = Store(url)
     try:
+        store.init_schema()
         with store.backend.write() as tx:
             assert tx.scalar("SHOW synchronous_commit") == "on"
         with store.backend.write(durable=False) as tx:  # repeatable bookkeeping only
             assert tx.scalar("SHOW synchronous_commit") == "off"
-        with store.backend.read() as tx:
-            assert tx.scalar("SHOW synchronous_commit") == "on"
+        with store.backend.read() as tx:  # nothing to commit: the session's own setting, untouched
+            assert tx.scalar("SHOW synchronous_commit") == "off"
+        with psycopg.connect(url) as conn:  # the routine, in a transaction of the caller's to look inside
+            assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
+            conn.execute(
+                "SELECT gateway_queue_message(1, 2, true, 'SM1', '+14155550100', '+15005550006', 'hi', '[]', "
+                "'2026-12-02T00:00:00Z', 'queued', NULL, NULL, '', false, ARRAY['+15005550006'], ARRAY[]::TEXT[])"
+            )
+            assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
+            conn.rollback()
+            assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)  # SET LOCAL: gone with it
     finally:
         store.close()
+
+
+def test_a_read_only_store_reads_in_read_only_transactions_and_sets_nothing_on_the_session(pg, pg_url):
+    """A read-only command's store: every read and write is a ``BEGIN READ ONLY`` transaction, so the server
+    refuses a write; no session setting is made, which a pooler would hand on to the gateway's writes."""
+    process(pg, "stop", "SM1")
+    readonly = Store(pg_url, readonly=True)
+    try:
+        assert readonly.is_opted_out("+14155550100", "+15005550006")
+        with readonly.backend.read() as tx:
+            assert tx.scalar("SHOW transaction_read_only") == "on"
+        with pytest.raises(StoreUnavailable, match="read-only transaction"), readonly.backend.write() as tx:
+            tx.execute("DELETE FROM opt_outs")
+        with readonly.backend._connection() as conn:  # the same pooled connection, between transactions
+            assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("off",)
+            assert conn.execute("SHOW transaction_read_only").fetchone() == ("off",)
+    finally:
+        readonly.close()
+    assert pg.is_opted_out("+14155550100", "+15005550006")
 
 
 def test_a_connection_the_server_dropped_is_replaced_before_use(pg, pg_url):
@@ -267,9 +302,99 @@ def test_a_database_at_the_previous_schema_migrates_and_queues_through_the_routi
             "'2026-11-30T00:00:00Z', 'queued', 'pending', '2026-11-30T00:00:00Z', 1)"
         )
     store = Store(pg_url)
-    assert store.init_schema() == migrations.VERSION == 6
+    assert store.init_schema() == migrations.VERSION == 7
     assert process(store, None, "SMnew", body="after").outcome == "queued"
     with psycopg.connect(pg_url) as conn:
         rows = conn.execute("SELECT message_sid, head FROM inbound_messages ORDER BY id").fetchall()
     assert rows == [("SMold", 1), ("SMnew", 0)]  # behind the older one of the same pair, in order
     store.close()
+
+
+# -- through a connection pooler in transaction mode (PgBouncer, as Heroku's connection pooling) ------------
+
+
+def test_a_direct_connection_prepares_the_plain_message_routine(pg_url):
+    store = Store(pg_url, pool_size=1)
+    try:
+        store.init_schema()
+        process(store, None, "SM1")
+        assert store.backend.pooled is False
+        with store.backend._connection() as conn:  # the pool's one connection, which processed the message
+            prepared = [row[0] for row in conn.execute("SELECT statement FROM pg_prepared_statements")]
+    finally:
+        store.close()
+    assert any("gateway_queue_message" in statement for statement in prepared), prepared
+
+
+def test_through_a_pooler_nothing_is_prepared_and_concurrent_messages_all_land(pooled, caplog):
+    """Clients take turns on two server connections: a statement prepared on one would be missing on the
+    other, or be another client's of the same name. The gateway notices the pooler and prepares nothing."""
+    caplog.set_level(logging.INFO, logger="gateway.store")
+    stores = [Store(pooled.url, pool_size=4) for _ in range(2)]  # two processes' worth of pools
+    stores[0].init_schema()
+    senders = [f"+1415555{n:04d}" for n in range(24)]
+
+    def send(n):
+        store, sender = stores[n % 2], senders[n % len(senders)]
+        kind = "stop" if n % 10 == 3 else "start" if n % 10 == 7 else None
+        return process(store, kind, f"SM{n:032d}", sender=sender).outcome
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            outcomes = list(pool.map(send, range(240)))
+        assert all(store.backend.pooled for store in stores)
+        noticed = [r.getMessage() for r in caplog.records if r.name == "gateway.store"]
+        assert noticed == [f"{store.describe()}: no prepared statements" for store in stores]  # once per pool
+        assert "through a connection pooler" in noticed[0]
+        assert Counter(outcomes)["queued"] > 100
+        with psycopg.connect(pooled.direct) as conn:
+            assert conn.execute("SELECT count(*) FROM inbound_messages").fetchone() == (240,)
+        assert stores[1].verify_ledger().ok
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_read_only_command_through_a_pooler_leaves_the_gateway_able_to_write(pooled):
+    """An auditor's read-only command shares the pooler's server connections with the gateway: nothing it
+    does may outlast its own transactions (a session's read-only default once made every later write fail)."""
+    writer = Store(pooled.url)
+    writer.init_schema()
+    readonly = Store(pooled.url, readonly=True)
+    try:
+        for n in range(20):
+            readonly.current_opt_outs()
+            readonly.verify_ledger()
+            assert process(writer, "stop" if n % 2 else None, f"SM{n:032d}", sender=f"+1415555{n:04d}").outcome
+        with psycopg.connect(pooled.direct) as conn:
+            assert conn.execute("SELECT count(*) FROM inbound_messages").fetchone() == (20,)
+    finally:
+        readonly.close()
+        writer.close()
+
+
+def test_db_status_says_a_pooler_is_in_front(pooled, runner):
+    Store(pooled.url).init_schema()
+    result = runner.invoke(cli, ["db", "status"], env={"DATABASE_URL": pooled.url})
+    assert result.exit_code == 0, result.output
+    port = pooled.url.rsplit(":", 1)[1].split("/")[0]
+    assert f"on 127.0.0.1:{port} through a connection pooler: schema version {migrations.VERSION}" in result.output
+    direct = runner.invoke(cli, ["db", "status"], env={"DATABASE_URL": pooled.direct})
+    assert direct.exit_code == 0 and "pooler" not in direct.output
+
+
+def test_instances_starting_together_through_a_pooler_migrate_once(pooled):
+    """Migrations take a transaction-scoped lock: a session lock would be taken on one server connection
+    and released on another (or never), through a pooler."""
+    stores = [Store(pooled.url) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(len(stores)) as pool:
+            versions = list(pool.map(lambda store: store.init_schema(), stores))
+        assert versions == [migrations.VERSION] * len(stores)
+        assert stores[0].init_schema() == migrations.VERSION  # again, at once: no lock was left behind
+    finally:
+        for store in stores:
+            store.close()
+    with psycopg.connect(pooled.direct) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(migrations.VERSION,)]
+        assert conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone() == (0,)

@@ -3,7 +3,7 @@
 The ``schema_version`` table holds the version. Column for column the same
 tables as the SQLite schema (text timestamps, integer flags, JSON as text),
 so rows copy between the two unchanged. The backend runs these under a
-session advisory lock, so instances starting together migrate once.
+transaction-scoped advisory lock, so instances starting together migrate once.
 """
 
 from __future__ import annotations
@@ -233,9 +233,10 @@ _V5 = [
 # A plain message claimed and queued in one call, holding its sender's lock: what ``InboundRecords._plain``
 # does with ``optouts.covered``, ``queue.WAITING`` and ``_claim_sql`` on the other backends. Inside a
 # function each statement takes a fresh snapshot, so the insert sees every commit made before the lock was
-# granted: one round trip and one prepared call, instead of a lock and a statement in one query string.
-_V6 = [
-    """CREATE FUNCTION gateway_queue_message(
+# granted: one round trip and one call, instead of a lock and a statement in one query string. It sets its
+# own durability, whatever the session's (version 7: through a connection pooler, a session setting belongs
+# to whichever client used the server connection before).
+_QUEUE_MESSAGE = """CREATE OR REPLACE FUNCTION gateway_queue_message(
         all_key BIGINT, number_key BIGINT, durable BOOLEAN,
         p_message_sid TEXT, p_from TEXT, p_to TEXT, p_body TEXT, p_params TEXT, p_at TEXT,
         p_outcome TEXT, p_reply TEXT, p_account TEXT, p_flags TEXT,
@@ -244,9 +245,7 @@ _V6 = [
     DECLARE
         queued BIGINT;
     BEGIN
-        IF NOT durable THEN
-            PERFORM set_config('synchronous_commit', 'off', true);
-        END IF;
+        PERFORM set_config('synchronous_commit', CASE WHEN durable THEN 'on' ELSE 'off' END, true);
         PERFORM pg_advisory_xact_lock_shared(all_key), pg_advisory_xact_lock(number_key);
         INSERT INTO inbound_messages (message_sid, from_number, to_number, body, params, received_at,
             outcome, reply, account, status, flags, next_attempt_at, head)
@@ -259,10 +258,11 @@ _V6 = [
         ON CONFLICT DO NOTHING RETURNING id INTO queued;
         RETURN queued;
     END
-    $$""",
-]
+    $$"""
+_V6 = [_QUEUE_MESSAGE]
+_V7 = [_QUEUE_MESSAGE]
 
-STEPS: Sequence[Sequence[str]] = (_V1, _V2, _V3, _V4, _V5, _V6)
+STEPS: Sequence[Sequence[str]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 VERSION = len(STEPS)
 
 # Tables whose ids come from an identity column (``gateway db copy`` moves them past copied rows).
