@@ -4,7 +4,10 @@ Everything here is specific to PostgreSQL (psycopg 3 and psycopg_pool):
 
 - a connection pool per process (made after a fork, never shared with the
   parent), connections in autocommit mode with explicit transactions;
-- isolation: READ COMMITTED, with transaction-scoped advisory locks where
+- isolation: READ COMMITTED, set by each write transaction whatever the
+  database's or role's default (at REPEATABLE READ a transaction that waits
+  for a person's lock would read from a snapshot taken before the wait, and
+  miss an opt-out committed meanwhile), with transaction-scoped advisory locks where
   the records of one person must change one transaction at a time (their
   opt-outs, their queue to the agent, their sessions): ``lock_numbers``
   waits, ``try_lock_number`` passes over a person another worker holds,
@@ -110,7 +113,7 @@ _UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors
 _BACKENDS: weakref.WeakSet[PostgresBackend] = weakref.WeakSet()
 _MIGRATIONS = _lock_key("gateway", "migrations")
 # How a transaction opens: a write sets its own durability (never the session's: see the module's docstring).
-_DURABLE = "BEGIN; SET LOCAL synchronous_commit = on"
+_DURABLE = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = on"
 _READ_ONLY = "BEGIN READ ONLY"
 log = logging.getLogger("gateway.store")
 
@@ -164,6 +167,12 @@ class PostgresTx(Tx):
         while cursor.nextset():
             found.append(cursor.fetchall() if cursor.description is not None else [])
         return found[-len(statements) :]
+
+    def commit_with(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """``sql``'s rows, sent with whatever waits and the COMMIT in one round trip: the transaction's end."""
+        rows = self.results([(sql, params), ("COMMIT", ())])[0]
+        self.began = False
+        return rows
 
     def flush(self) -> None:
         """Send what waits on the client now (before work that needs the transaction begun on the server)."""
@@ -233,12 +242,6 @@ class PostgresTx(Tx):
         self.defer("SELECT pg_advisory_xact_lock(?)", (_lock_key(namespace, name),))
 
 
-def _pooled(conn: psycopg.Connection) -> bool:
-    """Whether a pooler stands between ``conn`` and the server: the server process that answers is not
-    the one the connection's start-up named (a pooler gives its clients keys of its own)."""
-    return conn.execute("SELECT pg_backend_pid()", prepare=False).fetchone()[0] != conn.info.backend_pid
-
-
 def _check(conn: psycopg.Connection) -> None:
     """Before a pooled connection is used: if the server sent something while it sat idle
     (a shutdown notice), make one round trip, which fails if the connection is gone."""
@@ -264,7 +267,10 @@ class PostgresBackend(Backend):
         self._pid: int | None = None
         self._pool_lock = threading.Lock()
         self._noticed = threading.Lock()
-        self.pooled = False  # whether a connection pooler was found between this process and the server
+        # Whether a pooler stands between this process and the server: the server process that answers is
+        # not the one a connection's start-up named (a pooler gives its clients keys of its own).
+        self.pooled = False
+        self.read_committed = True  # whether the database's (or role's) default isolation is READ COMMITTED
         _BACKENDS.add(self)
 
     def describe(self) -> str:
@@ -289,8 +295,14 @@ class PostgresBackend(Backend):
         return kwargs
 
     def _configure(self, conn: psycopg.Connection) -> None:
-        """A new connection: if a pooler stands between it and the server, it prepares no statement."""
-        if _pooled(conn):
+        """A new connection: if a pooler stands between it and the server, it prepares no statement; and
+        whether a statement of its own runs at READ COMMITTED (see :meth:`run_locked`)."""
+        pooled, self.read_committed = conn.execute(
+            "SELECT pg_backend_pid() <> %s, current_setting('default_transaction_isolation') = 'read committed'",
+            (conn.info.backend_pid,),
+            prepare=False,
+        ).fetchone()
+        if pooled:
             conn.prepare_threshold = None
             with self._noticed:  # the pool's threads configure its connections, maybe at once
                 first, self.pooled = not self.pooled, True
@@ -387,19 +399,22 @@ class PostgresBackend(Backend):
             return result
 
     def run_locked(self, number: str, locked: Locked, durable: bool) -> int | None:
-        """One round trip: the schema's routine for the work, which takes the lock and does it, as one
-        call in a transaction of its own, prepared unless through a pooler (without a routine: a transaction
-        of single statements)."""
+        """One round trip: the schema's routine for the work, which takes the lock and does it (without a
+        routine: a transaction of single statements).
+
+        On a direct connection at READ COMMITTED by default, one prepared call in a transaction of its own
+        (inside the routine each statement then reads what was committed before the lock was granted);
+        otherwise the call inside an explicit READ COMMITTED transaction, sent with its COMMIT.
+        """
         if locked.routine is None or self.readonly:
             return super().run_locked(number, locked, durable)
-        marks = ", ".join(["%s"] * (3 + len(locked.arguments)))
+        arguments = (_ALL, _lock_key("number", number), durable, *locked.arguments)
+        call = f"SELECT {locked.routine}({', '.join('?' * len(arguments))})"
         with self._connection() as conn:
-            row = conn.execute(
-                f"SELECT {locked.routine}({marks})",
-                (_ALL, _lock_key("number", number), durable, *locked.arguments),
-                prepare=conn.prepare_threshold is not None,  # not through a pooler (see _configure)
-            ).fetchone()
-        return row[0]
+            if self.read_committed and not self.pooled:
+                return conn.execute(_placeholders(call), arguments, prepare=True).fetchone()[0]
+        with self._transaction(_DURABLE) as tx:
+            return tx.commit_with(call, arguments)[0][0]
 
     # -- schema ------------------------------------------------------------
 
@@ -409,6 +424,8 @@ class PostgresBackend(Backend):
             connect = psycopg.connect(self.url, **self._connect_kwargs(), prepare_threshold=None)
             with connect as conn, conn.transaction():
                 # All in one transaction, its lock too: through a pooler, the next one may be another session.
+                # READ COMMITTED: what another instance migrated while this one waited for the lock is seen.
+                conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
                 conn.execute("SET LOCAL synchronous_commit = on")
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATIONS,))
                 version = migrations.current_version(conn)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -138,7 +139,9 @@ def test_a_keyword_takes_three_round_trips_and_a_plain_message_one(pg, round_tri
     round_trips.clear()
     process(pg, "stop", "SM1")
     assert len(round_trips) == 3, round_trips
-    assert round_trips[0].startswith("BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_advisory_xact_lock_shared(")
+    assert round_trips[0].startswith(
+        "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = on; SELECT pg_advisory_xact_lock_shared("
+    )
     assert round_trips[1].startswith("INSERT INTO inbound_messages") and "FROM ledger_head" in round_trips[1]
     assert round_trips[-1].startswith("INSERT INTO events") and round_trips[-1].endswith("; COMMIT")
     round_trips.clear()
@@ -162,7 +165,9 @@ def test_results_go_in_one_round_trip_with_what_waits(pg, round_trips):
         )
         assert found == [[(2,)], [(2,)]]
         assert len(round_trips) == 1
-        assert round_trips[0].startswith("BEGIN; SET LOCAL synchronous_commit = on; INSERT INTO probe (id) VALUES (1)")
+        assert round_trips[0].startswith(
+            "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = on; INSERT INTO probe (id) VALUES (1)"
+        )
 
 
 def test_deferred_statements_fail_with_the_commit_and_leave_nothing(pg, round_trips):
@@ -397,4 +402,74 @@ def test_instances_starting_together_through_a_pooler_migrate_once(pooled):
             store.close()
     with psycopg.connect(pooled.direct) as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(migrations.VERSION,)]
-        assert conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone() == (0,)
+        held = "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE locktype = 'advisory'"
+        assert conn.execute(held + " AND datname = current_database()").fetchone() == (0,)  # none left behind
+
+
+# -- whatever isolation level the database defaults to ------------------------------------------------------
+
+
+@pytest.mark.parametrize("isolation", ["read committed", "repeatable read", "serializable"])
+@pytest.mark.parametrize("kind", [None, "stop"])
+def test_an_opt_out_committed_while_a_message_waits_for_the_lock_is_seen(pg_url, isolation, kind):
+    """A message waits for its sender's lock while another transaction opts the pair out. Once it has the
+    lock it must see that opt-out, whatever isolation the database or role defaults to: at repeatable read a
+    transaction's snapshot would be taken before the wait, and the message queued for an opted-out pair."""
+    url = pg_url.replace("options=", f"options=-cdefault_transaction_isolation%3D{isolation.replace(' ', '%5C%20')}%20")
+    store = Store(url)
+    store.init_schema()
+    process(store, None, "SM0")  # the pair's earlier message: the pool's connections are open
+    try:
+        with psycopg.connect(pg_url) as holder:  # the session default does not apply to this connection
+            from gateway.store.postgres import PostgresTx
+
+            tx = PostgresTx(holder)
+            tx.lock_numbers("+14155550100")
+            tx.flush()
+            with ThreadPoolExecutor(1) as waiting:
+                answer = waiting.submit(process, store, kind, "SM1")
+                time.sleep(0.5)  # it has begun and waits for the lock
+                assert not answer.done()
+                holder.execute(
+                    "INSERT INTO opt_outs (number, twilio_number, opted_out_at, source) "
+                    "VALUES ('+14155550100', '+15005550006', '2026-12-02T00:00:00Z', 'test')"
+                )
+                holder.commit()
+                outcome = answer.result(30).outcome
+        if kind is None:
+            assert outcome == "dropped"
+        else:  # a STOP for a pair already opted out: recorded, but it changed nothing
+            assert [(e["message_sid"], e["state_changed"]) for e in store.events()] == [("SM1", False)]
+        with psycopg.connect(pg_url) as conn:
+            queued = conn.execute("SELECT message_sid FROM inbound_messages WHERE status = 'pending'").fetchall()
+        assert queued == [("SM0",)]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("where", ["direct", "repeatable read by default", "pooled"])
+def test_a_plain_message_is_one_round_trip_wherever_it_is_stored(pg_url, pooled, round_trips, where):
+    """The prepared call alone where that is safe; else the call inside an explicit READ COMMITTED
+    transaction, sent with its COMMIT: still one round trip."""
+    url = {
+        "direct": pg_url,
+        "repeatable read by default": pg_url.replace(
+            "options=", "options=-cdefault_transaction_isolation%3Drepeatable%5C%20read%20"
+        ),
+        "pooled": pooled.url,
+    }[where]
+    store = Store(url)
+    try:
+        store.init_schema()
+        process(store, None, "SM0")  # the pool's connection is open and configured
+        round_trips.clear()
+        assert process(store, None, "SM1").outcome == "queued"
+    finally:
+        store.close()
+    sent = [query for query in round_trips if "pg_backend_pid" not in query]  # not a new pool connection's check
+    assert len(sent) == 1, sent
+    if where == "direct":
+        assert sent[0].startswith("SELECT gateway_queue_message(")
+    else:
+        assert sent[0].startswith("BEGIN ISOLATION LEVEL READ COMMITTED; ")
+        assert "; SELECT gateway_queue_message(" in sent[0] and sent[0].endswith("; COMMIT")
