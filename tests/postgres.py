@@ -150,9 +150,10 @@ class Cluster:
 class Pooler:
     """PgBouncer in transaction mode in front of the server of ``admin_url``, on a free loopback port, with
     ``pool_size`` server connections per database: fewer than its clients, so they take turns on them, as
-    behind Heroku's connection pooling. Clients log in as the server's user without a password."""
+    behind a platform's pooled URL; ``settings``: more of pgbouncer.ini's. Clients log in as the server's
+    user without a password."""
 
-    def __init__(self, admin_url: str, pool_size: int = 2) -> None:
+    def __init__(self, admin_url: str, pool_size: int = 2, **settings: int) -> None:
         server = psycopg.conninfo.conninfo_to_dict(admin_url)
         self.user = server.get("user") or getpass.getuser()
         self.root = Path(tempfile.mkdtemp(prefix="gateway-pgbouncer-"))
@@ -166,6 +167,7 @@ class Pooler:
             f"unix_socket_dir =\nauth_type = trust\nauth_file = {self.root / 'users.txt'}\n"
             f"pool_mode = transaction\ndefault_pool_size = {pool_size}\nmax_client_conn = 200\n"
             f"logfile = {self.root / 'pgbouncer.log'}\n"
+            + "".join(f"{key} = {value}\n" for key, value in settings.items())
         )
         prefix = _unprivileged(self.root)
         self.process = subprocess.Popen(

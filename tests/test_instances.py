@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 from gateway.cli import cli
-from gateway.store import Store
+from gateway.store import Store, StoreUnavailable
 from gateway.store.migrations.postgres import VERSION as POSTGRES_VERSION
 
 from . import postgres
@@ -39,6 +39,7 @@ from .conftest import (
     worker,
 )
 from .fake_agent import FakeAgent
+from .store.conftest import process
 
 pytestmark = pytest.mark.slow
 
@@ -326,7 +327,7 @@ def test_instances_starting_together_migrate_once(pg_url, tmp_path):
 
 
 def test_gateway_worker_and_auditor_behind_a_transaction_pooler(tmp_path, pooled, runner):
-    """Everything through PgBouncer in transaction mode (Heroku's connection pooling), which hands each
+    """Everything through PgBouncer in transaction mode (as behind a platform's pooled URL), which hands each
     transaction to whichever of its two server connections is free: the release phase's migration, two
     gunicorn workers, a delivery worker and an auditor's read-only commands all at once. Zero 5xx, every
     message stored once, the chain intact, every queued message delivered in order."""
@@ -394,3 +395,34 @@ def test_gateway_worker_and_auditor_behind_a_transaction_pooler(tmp_path, pooled
         assert received[pair] == [sid for sid in expected_queue(plan) if sid not in dropped], pair
     store.close()
     assert "Traceback" not in gateway.log.read_text()
+
+
+def test_database_outage_behind_a_pooler(cluster, cluster_url):
+    """PostgreSQL stops behind PgBouncer: every store operation fails as unavailable (a 503 to Twilio, never a
+    500), and works again once PgBouncer logs in anew, without a new store. PgBouncer's waits are short here
+    (the README says to keep query_wait_timeout under Twilio's 15 s)."""
+    pooler = postgres.Pooler(cluster.url, query_wait_timeout=2, server_login_retry=1)
+    name = cluster_url.rsplit("/", 1)[1]
+    store = Store(pooler.url(name), pool_timeout=2)
+    try:
+        store.init_schema()
+        assert process(store, "stop", "SM1").outcome == "opt_out"
+        cluster.stop("fast")
+        try:
+            for n in range(3):
+                with pytest.raises(StoreUnavailable):
+                    process(store, None, f"SM2{n}")
+        finally:
+            cluster.start()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert process(store, None, "SM3", sender="+14155550111").outcome == "queued"
+                break
+            except StoreUnavailable:
+                assert time.monotonic() < deadline, "still unavailable 30 s after the server came back"
+                time.sleep(0.5)
+        assert store.is_opted_out("+14155550100", "+15005550006") and store.verify_ledger().ok
+    finally:
+        store.close()
+        pooler.stop()

@@ -7,9 +7,9 @@ Everything here is specific to PostgreSQL (psycopg 3 and psycopg_pool):
 - isolation: READ COMMITTED, set by each write transaction whatever the
   database's or role's default (at REPEATABLE READ a transaction that waits
   for a person's lock would read from a snapshot taken before the wait, and
-  miss an opt-out committed meanwhile), with transaction-scoped advisory locks where
-  the records of one person must change one transaction at a time (their
-  opt-outs, their queue to the agent, their sessions): ``lock_numbers``
+  miss an opt-out committed meanwhile), with transaction-scoped advisory
+  locks where the records of one person must change one transaction at a
+  time (their opt-outs, their queue to the agent, their sessions): ``lock_numbers``
   waits, ``try_lock_number`` passes over a person another worker holds,
   ``lock_all`` excludes them all for bulk work. Numbers are locked in a
   fixed order (sorted keys) and before the ledger head, so writers never
@@ -22,7 +22,7 @@ Everything here is specific to PostgreSQL (psycopg 3 and psycopg_pool):
   commits with it off;
 - connection poolers: nothing depends on the server session lasting
   longer than one transaction, so the gateway also works through a pooler
-  in transaction mode (PgBouncer, Heroku's connection pooling), which hands
+  in transaction mode (PgBouncer, a platform's pooled URL), which hands
   each transaction to whichever server connection is free: no session
   settings (a read-only command's transactions are ``BEGIN READ ONLY``
   each), no session locks, and no prepared statements on a connection

@@ -315,7 +315,7 @@ def test_a_database_at_the_previous_schema_migrates_and_queues_through_the_routi
     store.close()
 
 
-# -- through a connection pooler in transaction mode (PgBouncer, as Heroku's connection pooling) ------------
+# -- through a connection pooler in transaction mode (PgBouncer, as behind a platform's pooled URL) ---------
 
 
 def test_a_direct_connection_prepares_the_plain_message_routine(pg_url):
