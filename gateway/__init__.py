@@ -56,6 +56,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         store.close()  # workers forked after this open their own connections
     for finding in findings:
         logging.getLogger("gateway.checkup").warning("%s", finding.line())
+    if store.shared and app.config["SECRET_KEY_FILE"]:
+        logging.getLogger("gateway").warning(
+            "GATEWAY_SECRET_KEY is not set: the console signs its sessions with a key of this machine's (%s), so "
+            "with %s shared by several instances, or a disk that a restart wipes, auditors are signed out whenever "
+            "a request reaches another instance or the key is made anew; set GATEWAY_SECRET_KEY to one value "
+            "(32 characters or more) on every instance",
+            app.config["SECRET_KEY_FILE"],
+            store.describe(),
+        )
     services.init_app(app, store)
 
     app.register_blueprint(webhook.bp)

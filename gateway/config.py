@@ -343,6 +343,7 @@ def load(
     if secret and len(secret) < 32:
         raise ConfigError(f"{raw.source('SECRET_KEY')}: must be at least 32 characters")
     settings["SECRET_KEY"] = secret or _instance_secret(Path(instance_path) / SECRET_KEY_FILE, create=require_token)
+    settings["SECRET_KEY_FILE"] = None if secret else str(Path(instance_path) / SECRET_KEY_FILE)
     settings["SESSION_COOKIE_SECURE"] = _as_bool(raw, "COOKIE_SECURE", True)
     settings["TWILIO_CONSENT_SYNC"] = _as_bool(raw, "TWILIO_CONSENT_SYNC", False)
     settings["CONSENT_SYNC_REQUESTS_PER_MINUTE"] = _as_float(raw, "CONSENT_SYNC_REQUESTS_PER_MINUTE", 1, 6000)

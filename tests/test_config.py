@@ -469,3 +469,26 @@ def test_variables_that_are_not_settings_but_are_known_pass(tmp_path):
     }
     accounts = settings(tmp_path, environ=environ)["ACCOUNTS"]
     assert accounts.by_sid(BRAND_SID).tokens == ("b", "n")
+
+
+def test_the_console_key_is_given_or_made_once_per_instance_folder(tmp_path):
+    given = load({"TWILIO_AUTH_TOKEN": TOKEN}, instance_path=str(tmp_path), environ={"GATEWAY_SECRET_KEY": "k" * 32})
+    assert given["SECRET_KEY"] == "k" * 32 and given["SECRET_KEY_FILE"] is None
+    made = load({"TWILIO_AUTH_TOKEN": TOKEN}, instance_path=str(tmp_path), environ={})
+    again = load({"TWILIO_AUTH_TOKEN": TOKEN}, instance_path=str(tmp_path), environ={})
+    assert made["SECRET_KEY"] == again["SECRET_KEY"] and len(made["SECRET_KEY"]) >= 32  # one key per machine
+    assert made["SECRET_KEY_FILE"] == str(tmp_path / "console_secret_key")
+    with pytest.raises(ConfigError, match="GATEWAY_SECRET_KEY.*at least 32 characters"):
+        load({"TWILIO_AUTH_TOKEN": TOKEN}, instance_path=str(tmp_path), environ={"GATEWAY_SECRET_KEY": "short"})
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_a_shared_database_without_a_console_key_is_warned_of(db_url, db_kind, gateway_log, given):
+    """Instances sharing a database each make their own console key: auditors would be signed out whenever
+    the load balancer picks another instance. Start-up says so in one line on PostgreSQL, and only there."""
+    create_app({"TWILIO_AUTH_TOKEN": TOKEN, "DATABASE_URL": db_url, **({"SECRET_KEY": "k" * 32} if given else {})})
+    warned = [r.getMessage() for r in gateway_log.records if "GATEWAY_SECRET_KEY is not set" in r.getMessage()]
+    if db_kind == "postgresql" and not given:
+        assert len(warned) == 1 and "\n" not in warned[0] and "set GATEWAY_SECRET_KEY to one value" in warned[0]
+    else:
+        assert warned == []

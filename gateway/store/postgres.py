@@ -256,6 +256,7 @@ class PostgresBackend(Backend):
     """One PostgreSQL database; a connection pool per process."""
 
     kind = "postgresql"
+    shared = True
 
     def __init__(self, url: str, pool_size: int = 4, timeout: float = 5.0, readonly: bool = False):
         self.url = url
