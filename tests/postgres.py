@@ -75,14 +75,17 @@ def _apt_install(package: str) -> None:
 
 
 def _unprivileged(root: Path) -> list[str]:
-    """The prefix that runs a server that refuses root (PostgreSQL, PgBouncer) as ``postgres``, owning ``root``,
-    when the tests run as root; else nothing."""
+    """The prefix that runs a server that refuses root (PostgreSQL, PgBouncer) as ``postgres`` (else
+    ``nobody``), owning ``root``, when the tests run as root; else nothing."""
     if os.geteuid() != 0:
         return []
-    owner = pwd.getpwnam("postgres")
+    try:
+        owner = pwd.getpwnam("postgres")
+    except KeyError:  # Debian's packages make it; a server installed otherwise may not have
+        owner = pwd.getpwnam("nobody")
     os.chmod(root, 0o755)
     os.chown(root, owner.pw_uid, owner.pw_gid)
-    return ["runuser", "-u", "postgres", "--"]
+    return ["runuser", "-u", owner.pw_name, "--"]
 
 
 def bindir() -> Path:
