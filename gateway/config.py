@@ -42,6 +42,7 @@ _ENV = {
     "KEYWORDS_FILE": "GATEWAY_KEYWORDS_FILE",
     "REVOCATION_FILE": "GATEWAY_REVOCATION_FILE",
     "DATABASE_URL": "DATABASE_URL",
+    "EPHEMERAL_SQLITE": "GATEWAY_EPHEMERAL_SQLITE",
     "SECRET_KEY": "GATEWAY_SECRET_KEY",
     "COOKIE_SECURE": "GATEWAY_COOKIE_SECURE",
     "TWILIO_AUTH_TOKEN": "TWILIO_AUTH_TOKEN",
@@ -274,6 +275,29 @@ def _instance_secret(path: Path, create: bool = True) -> str | None:
     return token
 
 
+# Platforms whose local disk every restart and deploy wipes, each known by a variable it sets in every process.
+_EPHEMERAL_DISKS = (("DYNO", "Heroku"), ("K_SERVICE", "Cloud Run (or Knative)"))
+
+
+def _refuse_a_disk_that_forgets(raw: Layers, url: str, environ: Mapping[str, str], given: bool) -> None:
+    """An SQLite file on such a platform would lose every opt-out at the next restart: stop, unless told."""
+    file = store.local_file(url)
+    found = next(((variable, name) for variable, name in _EPHEMERAL_DISKS if environ.get(variable)), None)
+    if file is None or found is None or _as_bool(raw, "EPHEMERAL_SQLITE", False):
+        return
+    variable, name = found
+    where = (
+        f"{raw.source('DATABASE_URL')}: the SQLite file"
+        if given
+        else "DATABASE_URL is not set: the default SQLite file"
+    )
+    raise ConfigError(
+        f"{where} {file} is on {name}'s disk ({variable} is set), which every restart and deploy wipes, and every "
+        "opt-out with it: use PostgreSQL (DATABASE_URL=postgres://...), or for a trial with nothing to keep set "
+        "GATEWAY_EPHEMERAL_SQLITE=true"
+    )
+
+
 def load(
     overrides: Mapping[str, Any] | None = None,
     *,
@@ -322,6 +346,7 @@ def load(
     except ValueError as exc:
         raise ConfigError(f"{raw.source('DATABASE_URL')}: {exc}") from None
     settings["DATABASE_URL"] = url
+    _refuse_a_disk_that_forgets(raw, url, environ, given=bool(raw.get("DATABASE_URL")))
 
     primary = str(raw.get("TWILIO_AUTH_TOKEN") or "").strip()
     secondary = str(raw.get("TWILIO_SECONDARY_AUTH_TOKEN") or "").strip()

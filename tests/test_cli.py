@@ -442,3 +442,13 @@ def test_consent_withdraw(runner, cli_env, db_url):
 def test_who_recorded_it_must_be_said(runner, env, command):
     result = runner.invoke(cli, [*command, "--by", "   "], env={**env, "GATEWAY_REQUIRE_CONSENT": "marketing"})
     assert result.exit_code == 2 and "Invalid value for '--by': must not be empty" in result.output
+
+
+def test_init_db_on_heroku_without_postgresql_stops_the_release(runner, tmp_path):
+    """The Procfile's release phase runs init-db first: on Heroku with no PostgreSQL it fails, naming why, and
+    the release stops before a gateway serves on a disk that forgets its opt-outs."""
+    result = runner.invoke(cli, ["init-db"], env={"DYNO": "release.1", "DATABASE_URL": ""})
+    assert result.exit_code != 0
+    assert "DATABASE_URL is not set: the default SQLite file" in result.output
+    assert "on Heroku's disk (DYNO is set)" in result.output and "Traceback" not in result.output
+    assert not list(tmp_path.rglob("gateway.db"))  # nothing made

@@ -492,3 +492,30 @@ def test_a_shared_database_without_a_console_key_is_warned_of(db_url, db_kind, g
         assert len(warned) == 1 and "\n" not in warned[0] and "set GATEWAY_SECRET_KEY to one value" in warned[0]
     else:
         assert warned == []
+
+
+@pytest.mark.parametrize(
+    ("environ", "refused"),
+    [
+        ({"DYNO": "web.1"}, "DATABASE_URL is not set: the default SQLite file {db} is on Heroku's disk (DYNO is set)"),
+        (
+            {"K_SERVICE": "gateway", "DATABASE_URL": "sqlite:///{db}"},
+            "DATABASE_URL: the SQLite file {db} is on Cloud Run",
+        ),
+        ({"DYNO": "run.1234", "GATEWAY_EPHEMERAL_SQLITE": "true"}, None),  # a trial: told, so it starts
+        ({"DYNO": "web.1", "DATABASE_URL": "postgres://gw:pw@db.example.com:5432/gateway"}, None),
+        ({"DATABASE_URL": "sqlite:///{db}"}, None),  # a machine of one's own
+        ({"DYNO": "web.1", "GATEWAY_EPHEMERAL_SQLITE": "perhaps"}, "GATEWAY_EPHEMERAL_SQLITE: expected true or false"),
+    ],
+)
+def test_sqlite_on_a_disk_that_restarts_wipe_is_refused(tmp_path, environ, refused):
+    """Heroku's and Cloud Run's disks forget everything at each restart and deploy: an SQLite file there
+    would lose every opt-out, so start-up stops, naming the file and what to do."""
+    db = tmp_path / "gateway.db"
+    environ = {key: value.format(db=db) for key, value in environ.items()}
+    if refused is None:
+        assert load({"TWILIO_AUTH_TOKEN": TOKEN}, instance_path=str(tmp_path), environ=environ)
+        return
+    with pytest.raises(ConfigError) as caught:
+        load({"TWILIO_AUTH_TOKEN": TOKEN}, instance_path=str(tmp_path), environ=environ)
+    assert str(caught.value).startswith(refused.format(db=db)) and "\n" not in str(caught.value)

@@ -51,8 +51,9 @@ def test_the_procfile_runs_migrations_then_gunicorn_with_preload():
             {"TWILIO_AUTH_TOKEN": TOKEN, "DATABASE_URL": "postgresql://gw:secret-pw@127.0.0.1:{port}/gateway"},
             "DATABASE_URL: cannot open or migrate the PostgreSQL database gateway on 127.0.0.1",
         ),
+        ({"TWILIO_AUTH_TOKEN": TOKEN, "DYNO": "web.1"}, "DATABASE_URL is not set: the default SQLite file"),
     ],
-    ids=["no-token", "bad-setting", "database-unreachable"],
+    ids=["no-token", "bad-setting", "database-unreachable", "sqlite-on-heroku"],
 )
 def test_gunicorn_stops_with_the_reason(tmp_path, preload, config, settings, reason):
     """Plain `gunicorn wsgi:app` (as most people start it) exits at once with the reason, not a restart loop.

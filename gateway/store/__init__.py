@@ -59,6 +59,7 @@ __all__ = [
     "check_url",
     "default_url",
     "from_settings",
+    "local_file",
 ]
 
 DURABILITY = ("full", "compliance")
@@ -69,6 +70,15 @@ _EXPECTED = "expected sqlite:///path/to/file.db or postgresql://user:password@ho
 def default_url(instance_path: str | os.PathLike[str]) -> str:
     """The zero-configuration database: ``gateway.db`` in the instance folder."""
     return "sqlite:///" + str(Path(instance_path).resolve() / "gateway.db")
+
+
+def local_file(url: str) -> Path | None:
+    """The file on this machine's disk that holds every record ``url`` names, if one does (SQLite)."""
+    if url.startswith("sqlite:///"):
+        from .sqlite import database_path
+
+        return database_path(url)
+    return None
 
 
 def check_url(url: str) -> None:
