@@ -125,7 +125,14 @@ def test_every_table_has_rows_to_copy(source):
         assert found - {None} <= {"AC" + "a" * 32, "AC" + "b" * 32} and found - {None}, table
 
 
-def test_sqlite_to_postgresql_and_back(source, pg_url, tmp_path, runner):
+@pytest.fixture(params=["direct", "pooled"])
+def postgresql(request) -> str:
+    """A fresh PostgreSQL database: directly, then through PgBouncer in transaction mode."""
+    return request.getfixturevalue("pg_url") if request.param == "direct" else request.getfixturevalue("pooled").url
+
+
+def test_sqlite_to_postgresql_and_back(source, postgresql, tmp_path, runner):
+    pg_url = postgresql
     before = rows(source)
     copied = copy_records(source, pg_url)
     assert copied.counts == {table: len(found) for table, found in before.items()}
