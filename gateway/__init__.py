@@ -14,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import api, checkup, config, console, health, logs, metrics, revocation, services, statuscallback, webhook
 from .config import ConfigError
-from .store import StoreUnavailable, from_settings
+from .store import StoreUnavailable, from_settings, local_file
 
 __all__ = ["ConfigError", "app_or_exit", "create_app"]
 
@@ -56,7 +56,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         store.close()  # workers forked after this open their own connections
     for finding in findings:
         logging.getLogger("gateway.checkup").warning("%s", finding.line())
-    if store.shared and app.config["SECRET_KEY_FILE"]:
+    if app.config["SECRET_KEY_FILE"] and local_file(app.config["DATABASE_URL"]) is None:  # a database of many
         logging.getLogger("gateway").warning(
             "GATEWAY_SECRET_KEY is not set: the console signs its sessions with a key of this machine's (%s), so "
             "with %s shared by several instances, or a disk that a restart wipes, auditors are signed out whenever "

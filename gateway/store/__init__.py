@@ -160,12 +160,6 @@ class Store(
         """``sqlite`` or ``postgresql``: for reports, never for decisions outside this package."""
         return self.backend.kind
 
-    @property
-    def shared(self) -> bool:
-        """Whether gateways on other machines may use these records too (what one machine keeps for itself,
-        they do not see)."""
-        return self.backend.shared
-
     def describe(self) -> str:
         """Where the records are, for messages (never a password)."""
         return self.backend.describe()

@@ -165,7 +165,6 @@ class Backend(abc.ABC):
     """A database the store runs on."""
 
     kind: str  # "sqlite" or "postgresql"
-    shared = False  # whether gateways on other machines may use the same database
 
     @abc.abstractmethod
     def describe(self) -> str:

@@ -242,6 +242,18 @@ class PostgresTx(Tx):
         self.defer("SELECT pg_advisory_xact_lock(?)", (_lock_key(namespace, name),))
 
 
+@contextmanager
+def _transaction_on(conn: psycopg.Connection, begin: str) -> Iterator[PostgresTx]:
+    """A transaction on ``conn`` that opens with ``begin``: committed when the block ends, else rolled back."""
+    tx = PostgresTx(conn, begin=begin)
+    try:
+        yield tx
+        tx.commit()
+    except BaseException:
+        tx.rollback()
+        raise
+
+
 def _check(conn: psycopg.Connection) -> None:
     """Before a pooled connection is used: if the server sent something while it sat idle
     (a shutdown notice), make one round trip, which fails if the connection is gone."""
@@ -256,7 +268,6 @@ class PostgresBackend(Backend):
     """One PostgreSQL database; a connection pool per process."""
 
     kind = "postgresql"
-    shared = True
 
     def __init__(self, url: str, pool_size: int = 4, timeout: float = 5.0, readonly: bool = False):
         self.url = url
@@ -376,14 +387,8 @@ class PostgresBackend(Backend):
 
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[PostgresTx]:
-        with self._connection() as conn:
-            tx = PostgresTx(conn, begin=begin)
-            try:
-                yield tx
-                tx.commit()
-            except BaseException:
-                tx.rollback()
-                raise
+        with self._connection() as conn, _transaction_on(conn, begin) as tx:
+            yield tx
 
     @contextmanager
     def snapshot(self) -> Iterator[Tx]:
@@ -414,8 +419,8 @@ class PostgresBackend(Backend):
         with self._connection() as conn:
             if self.read_committed and not self.pooled:
                 return conn.execute(_placeholders(call), arguments, prepare=True).fetchone()[0]
-        with self._transaction(_DURABLE) as tx:
-            return tx.commit_with(call, arguments)[0][0]
+            with _transaction_on(conn, _DURABLE) as tx:
+                return tx.commit_with(call, arguments)[0][0]
 
     # -- schema ------------------------------------------------------------
 
