@@ -31,6 +31,8 @@ from .conftest import (
     AGENT_SECRET,
     ENV_PREFIXES,
     ROOT,
+    SENDER,
+    TWILIO_NUMBER,
     Gunicorn,
     new_sid,
     post_webhook,
@@ -312,6 +314,51 @@ def test_killed_instance_while_the_other_serves(tmp_path, pg_url):
     assert len(queued) == len(set(queued))
     store.close()
     assert "Traceback" not in b.log.read_text()
+
+
+def test_an_instance_frozen_half_way_through_a_stop_holds_the_others_up_only_briefly(tmp_path, pg_url):
+    """Another instance stops half-way through a STOP (its VM paused, its network cut) holding the sender's
+    lock and the ledger's head, which every keyword waits for. With the default settings the server ends
+    that transaction within seconds: STOPs to a live instance, from that sender and from another, are
+    answered within Twilio's 15 s and recorded; the frozen one's writes never land."""
+    server = Gunicorn(tmp_path, workers=2, db_url=pg_url)
+    frozen_instance = Store(pg_url)
+    frozen, wake = threading.Event(), threading.Event()
+
+    def stop_half_way():
+        with frozen_instance.backend.write() as tx:
+            tx.lock_numbers(SENDER)
+            tx.one("SELECT hash FROM ledger_head WHERE id = 1" + tx.for_update)
+            tx.defer(
+                "INSERT INTO opt_outs (number, twilio_number, opted_out_at, source) VALUES (?, ?, ?, 'frozen')",
+                (SENDER, TWILIO_NUMBER, "2026-12-02T00:00:00Z"),
+            )
+            frozen.set()
+            wake.wait(60)
+
+    stops = [sms_params("STOP", sender=sender) for sender in (SENDER, "+14155550177")]
+    try:
+        with ThreadPoolExecutor(3) as threads:
+            held = threads.submit(stop_half_way)
+            assert frozen.wait(10)
+            try:
+                answers = list(threads.map(lambda params: post_webhook(server.base, params, timeout=15)[0], stops))
+            finally:
+                wake.set()
+            with pytest.raises(StoreUnavailable):
+                held.result(30)
+    finally:
+        server.stop()
+        frozen_instance.close()
+    assert answers == [200, 200]
+    store = Store(pg_url)
+    try:
+        assert {e["message_sid"] for e in store.events()} == {dict(p)["MessageSid"] for p in stops}
+        assert store.verify_ledger().ok
+        assert sorted(row["number"] for row in store.current_opt_outs()) == sorted([SENDER, "+14155550177"])
+    finally:
+        store.close()
+    assert "Traceback" not in server.log.read_text()
 
 
 def test_instances_starting_together_migrate_once(pg_url, tmp_path):

@@ -30,6 +30,15 @@ Everything here is specific to PostgreSQL (psycopg 3 and psycopg_pool):
   connection was opened with): there, a statement prepared on one server
   connection is missing on the next, or another client's statement of the
   same name would run instead;
+- waits: no write waits for another transaction's lock longer than the
+  store's timeout (``lock_timeout``: then 503, and Twilio retries), and a
+  write transaction left idle half as long (its instance paused, killed
+  without closing its socket, or cut off by the network half-way) is ended
+  by the server (``idle_in_transaction_session_timeout``), releasing the
+  sender's lock and the ledger's head that every other instance's keywords
+  wait for. Each write sets both itself (``SET LOCAL``); on a direct
+  connection, where the plain message's routine runs outside an explicit
+  transaction, the session's ``lock_timeout`` is set when it connects;
 - outages: a connection the server has dropped is noticed before use and
   replaced; while the server is unreachable every operation raises
   :class:`StoreUnavailable` after at most the pool timeout, and the pool
@@ -108,13 +117,33 @@ def _lock_key(namespace: str, value: str) -> int:
 
 _ALL = _lock_key("gateway", "all numbers")
 # Errors that mean "cannot store now": the server unreachable or shutting down, a lost connection, no pool
-# connection in time, a full disk, or a server that only reads (a replica after a failover).
-_UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors.ReadOnlySqlTransaction)
+# connection in time, a lock not granted in time (OperationalError too), a full disk, a server that only
+# reads (a replica after a failover), or a transaction the server ended because it sat idle too long.
+_UNAVAILABLE = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg.errors.ReadOnlySqlTransaction,
+    psycopg.errors.IdleInTransactionSessionTimeout,
+)
 _BACKENDS: weakref.WeakSet[PostgresBackend] = weakref.WeakSet()
 _MIGRATIONS = _lock_key("gateway", "migrations")
-# How a transaction opens: a write sets its own durability (never the session's: see the module's docstring).
-_DURABLE = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = on"
+# How a transaction opens: a write sets its own isolation, durability and waits (never the session's: see
+# the module's docstring); ``db copy``'s load may sit idle while it reads the source.
+_BULK = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = on"
 _READ_ONLY = "BEGIN READ ONLY"
+
+
+def _durable(timeout: float) -> str:
+    """The opening of a write transaction whose lock waits give up after ``timeout`` seconds and which the
+    server ends if it sits idle for half that long."""
+    waits, idle = _milliseconds(timeout), _milliseconds(timeout / 2)
+    return f"{_BULK}; SET LOCAL lock_timeout = {waits}; SET LOCAL idle_in_transaction_session_timeout = {idle}"
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
 log = logging.getLogger("gateway.store")
 
 
@@ -275,6 +304,7 @@ class PostgresBackend(Backend):
         self.pool_size = pool_size
         self.timeout = timeout
         self.readonly = readonly
+        self._begin = _READ_ONLY if readonly else _durable(timeout)
         self._pool: psycopg_pool.ConnectionPool | None = None
         self._pid: int | None = None
         self._pool_lock = threading.Lock()
@@ -308,10 +338,13 @@ class PostgresBackend(Backend):
 
     def _configure(self, conn: psycopg.Connection) -> None:
         """A new connection: if a pooler stands between it and the server, it prepares no statement; and
-        whether a statement of its own runs at READ COMMITTED (see :meth:`run_locked`)."""
-        pooled, self.read_committed = conn.execute(
-            "SELECT pg_backend_pid() <> %s, current_setting('default_transaction_isolation') = 'read committed'",
-            (conn.info.backend_pid,),
+        whether a statement of its own runs at READ COMMITTED (see :meth:`run_locked`). A direct connection's
+        session waits for a lock at most the store's timeout (the plain message's routine runs outside an
+        explicit transaction there); a pooled one's session is not the gateway's to set."""
+        pooled, self.read_committed, _ = conn.execute(
+            "SELECT pg_backend_pid() <> %s, current_setting('default_transaction_isolation') = 'read committed', "
+            "CASE WHEN pg_backend_pid() = %s THEN set_config('lock_timeout', %s, false) END",
+            (conn.info.backend_pid, conn.info.backend_pid, str(_milliseconds(self.timeout))),
             prepare=False,
         ).fetchone()
         if pooled:
@@ -369,7 +402,7 @@ class PostgresBackend(Backend):
 
     @contextmanager
     def write(self, durable: bool = True) -> Iterator[Tx]:
-        with self._transaction(_READ_ONLY if self.readonly else _DURABLE) as tx:
+        with self._transaction(self._begin) as tx:
             if not durable:
                 tx.defer("SET LOCAL synchronous_commit = off")
             yield tx
@@ -419,7 +452,7 @@ class PostgresBackend(Backend):
         with self._connection() as conn:
             if self.read_committed and not self.pooled:
                 return conn.execute(_placeholders(call), arguments, prepare=True).fetchone()[0]
-            with _transaction_on(conn, _DURABLE) as tx:
+            with _transaction_on(conn, self._begin) as tx:
                 return tx.commit_with(call, arguments)[0][0]
 
     # -- schema ------------------------------------------------------------
@@ -449,6 +482,12 @@ class PostgresBackend(Backend):
 
     def tables(self) -> list[str]:
         return list(TABLES)
+
+    @contextmanager
+    def bulk_load(self) -> Iterator[Tx]:
+        """Without the idle limit of other writes: between batches the load waits for the source's rows."""
+        with self._transaction(_BULK) as tx:
+            yield tx
 
     def after_load(self, tx: Tx) -> None:
         for table in migrations.IDENTITY_TABLES:

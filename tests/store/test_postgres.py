@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -117,6 +118,13 @@ def test_number_locks_exclude_each_other_and_bulk_work(pg, pg_url):
         assert tx.try_lock_number("+14155550100") is True
 
 
+# How a write opens, with the default timeout of 5 s: its isolation, durability, lock waits and idle limit.
+BEGIN = (
+    "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = on; SET LOCAL lock_timeout = 5000; "
+    "SET LOCAL idle_in_transaction_session_timeout = 2500"
+)
+
+
 @pytest.fixture
 def round_trips(monkeypatch):
     """The queries psycopg sends, one list per round trip (counted at the driver, on a real server)."""
@@ -139,9 +147,7 @@ def test_a_keyword_takes_three_round_trips_and_a_plain_message_one(pg, round_tri
     round_trips.clear()
     process(pg, "stop", "SM1")
     assert len(round_trips) == 3, round_trips
-    assert round_trips[0].startswith(
-        "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = on; SELECT pg_advisory_xact_lock_shared("
-    )
+    assert round_trips[0].startswith(f"{BEGIN}; SELECT pg_advisory_xact_lock_shared(")
     assert round_trips[1].startswith("INSERT INTO inbound_messages") and "FROM ledger_head" in round_trips[1]
     assert round_trips[-1].startswith("INSERT INTO events") and round_trips[-1].endswith("; COMMIT")
     round_trips.clear()
@@ -165,9 +171,7 @@ def test_results_go_in_one_round_trip_with_what_waits(pg, round_trips):
         )
         assert found == [[(2,)], [(2,)]]
         assert len(round_trips) == 1
-        assert round_trips[0].startswith(
-            "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = on; INSERT INTO probe (id) VALUES (1)"
-        )
+        assert round_trips[0].startswith(f"{BEGIN}; INSERT INTO probe (id) VALUES (1)")
 
 
 def test_deferred_statements_fail_with_the_commit_and_leave_nothing(pg, round_trips):
@@ -473,3 +477,90 @@ def test_a_plain_message_is_one_round_trip_wherever_it_is_stored(pg_url, pooled,
     else:
         assert sent[0].startswith("BEGIN ISOLATION LEVEL READ COMMITTED; ")
         assert "; SELECT gateway_queue_message(" in sent[0] and sent[0].endswith("; COMMIT")
+
+
+# -- an instance that stops half-way through a transaction ---------------------------------------------------
+
+SENDER = "+14155550100"
+
+
+@pytest.mark.parametrize("kind", [None, "stop"])
+@pytest.mark.parametrize("where", ["direct", "pooled"])
+def test_an_instance_frozen_inside_a_transaction_holds_nobody_up_for_long(pg_url, pooled, kind, where):
+    """Another instance stops half-way through a STOP (its VM paused, its process stopped, its network cut)
+    holding the sender's lock and the ledger's head. The server ends that transaction once it has sat idle
+    for half the store's timeout, so this instance's message is answered well within Twilio's 15 s; the frozen
+    one, when it wakes, finds its transaction gone and nothing of it stored."""
+    url = pg_url if where == "direct" else pooled.url
+    store, frozen_instance = Store(url, pool_timeout=2), Store(url, pool_timeout=2)
+    store.init_schema()
+    process(store, None, "SM0")  # the pool's connections are open
+    frozen, wake = threading.Event(), threading.Event()
+
+    def stop_half_way():
+        with frozen_instance.backend.write() as tx:
+            tx.lock_numbers(SENDER)
+            tx.one("SELECT hash FROM ledger_head WHERE id = 1" + tx.for_update)
+            tx.defer(
+                "INSERT INTO opt_outs (number, twilio_number, opted_out_at, source) VALUES (?, ?, ?, 'frozen')",
+                (SENDER, "+15005550006", "2026-12-02T00:00:00Z"),
+            )
+            frozen.set()
+            wake.wait(60)
+
+    try:
+        with ThreadPoolExecutor(2) as threads:
+            held = threads.submit(stop_half_way)
+            assert frozen.wait(10)
+            answer = threads.submit(process, store, kind, "SM1")
+            try:
+                outcome = answer.result(15).outcome  # Twilio's webhook timeout
+            finally:
+                wake.set()
+            with pytest.raises(StoreUnavailable):
+                held.result(30)
+        assert outcome == ("queued" if kind is None else "opt_out")
+        with psycopg.connect(pooled.direct if where == "pooled" else pg_url) as conn:
+            assert conn.execute("SELECT count(*) FROM opt_outs WHERE source = 'frozen'").fetchone() == (0,)
+        assert store.verify_ledger().ok
+        assert process(store, None, "SM2").outcome == ("queued" if kind is None else "dropped")  # the pool recovered
+        frozen_instance.ping()  # and so did the frozen instance's
+    finally:
+        wake.set()
+        store.close()
+        frozen_instance.close()
+
+
+@pytest.mark.parametrize("kind", [None, "stop"])
+@pytest.mark.parametrize("where", ["direct", "pooled"])
+def test_a_message_waits_for_a_lock_at_most_the_store_timeout_then_is_unavailable(pg_url, pooled, kind, where):
+    """A lock held by something the gateway cannot end (an operator's open transaction, a long migration):
+    the message is answered 503 after the store's timeout, not held until Twilio gives up, and leaves nothing;
+    Twilio's retry after the lock is released is processed. Through a pooler the wait is limited by each
+    transaction, never by a session setting that other clients of the pooler would inherit."""
+    url, direct = (pg_url, pg_url) if where == "direct" else (pooled.url, pooled.direct)
+    store = Store(url, pool_timeout=1)
+    store.init_schema()
+    process(store, None, "SM0")
+    try:
+        with psycopg.connect(direct) as holder:
+            from gateway.store.postgres import PostgresTx
+
+            tx = PostgresTx(holder)
+            tx.lock_numbers(SENDER)
+            tx.flush()
+            with ThreadPoolExecutor(1) as waiting:
+                answer = waiting.submit(process, store, kind, "SM1")
+                try:
+                    failure = answer.exception(10)
+                finally:
+                    holder.rollback()  # whatever happened: the waiting thread must be able to end
+            assert isinstance(failure, StoreUnavailable) and "lock timeout" in str(failure), failure
+        with psycopg.connect(direct) as conn:
+            assert conn.execute("SELECT count(*) FROM inbound_messages WHERE message_sid = 'SM1'").fetchone() == (0,)
+        assert process(store, kind, "SM1").duplicate is False
+        if where == "pooled":
+            with psycopg.connect(pooled.url) as other_client:
+                assert other_client.execute("SHOW lock_timeout").fetchone() == ("0",)
+    finally:
+        store.close()
