@@ -40,7 +40,8 @@ Everything here is specific to PostgreSQL (psycopg 3 and psycopg_pool):
   connection, where the plain message's routine runs outside an explicit
   transaction, the session's ``lock_timeout`` is set when it connects;
 - outages: a connection the server has dropped is noticed before use and
-  replaced; while the server is unreachable every operation raises
+  replaced, and one cut off without a word fails within seconds (TCP
+  keepalives and a user timeout); while the server is unreachable every operation raises
   :class:`StoreUnavailable` after at most the pool timeout, and the pool
   reconnects by itself when the server is back;
 - migrations run in one transaction under a transaction-scoped advisory
@@ -329,12 +330,20 @@ class PostgresBackend(Backend):
     # -- connections -------------------------------------------------------
 
     def _connect_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"autocommit": True}
-        if "connect_timeout" not in self.params:
-            kwargs["connect_timeout"] = max(2, round(self.timeout))
-        if "application_name" not in self.params:
-            kwargs["application_name"] = "sms-gateway"
-        return kwargs
+        """Connection settings the URL does not give itself. TCP keepalives and a user timeout, so that a
+        server cut off without a word (a partition, a machine gone: no reset arrives) fails the request that
+        waits on it within seconds rather than when TCP gives up, minutes or hours later (libpq ignores them
+        on a Unix socket)."""
+        defaults: dict[str, Any] = {
+            "connect_timeout": max(2, round(self.timeout)),
+            "application_name": "sms-gateway",
+            "keepalives": 1,
+            "keepalives_idle": max(1, round(self.timeout)),
+            "keepalives_interval": 1,
+            "keepalives_count": 3,
+            "tcp_user_timeout": _milliseconds(2 * self.timeout),
+        }
+        return {"autocommit": True, **{key: value for key, value in defaults.items() if key not in self.params}}
 
     def _configure(self, conn: psycopg.Connection) -> None:
         """A new connection: if a pooler stands between it and the server, it prepares no statement; and

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import select
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -17,6 +21,7 @@ from gateway.store import Store, StoreUnavailable, check_url
 from gateway.store.migrations import postgres as migrations
 from gateway.store.postgres import parse_url, redact
 
+from .. import netns
 from ..conftest import free_port, wait_for
 from .conftest import process
 
@@ -564,3 +569,78 @@ def test_a_message_waits_for_a_lock_at_most_the_store_timeout_then_is_unavailabl
                 assert other_client.execute("SHOW lock_timeout").fetchone() == ("0",)
     finally:
         store.close()
+
+
+# -- a server cut off without a word ---------------------------------------------------------------------------
+
+_CUT_OFF_CLIENT = """
+import sys, time
+from gateway.store import Store, StoreUnavailable
+store = Store(sys.argv[1], pool_timeout=1)
+for _ in sys.stdin:
+    began = time.monotonic()
+    try:
+        store.is_opted_out("+14155550100", "+15005550006")
+        print(f"answered {time.monotonic() - began:.1f}", flush=True)
+    except StoreUnavailable as exc:
+        print(f"unavailable {time.monotonic() - began:.1f} {exc}", flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (
+            "",
+            {"keepalives_idle": "5", "keepalives_interval": "1", "keepalives_count": "3", "tcp_user_timeout": "10000"},
+        ),
+        ("&keepalives_idle=42&tcp_user_timeout=7000", {"keepalives_idle": "42", "tcp_user_timeout": "7000"}),
+    ],
+)
+def test_connections_carry_keepalives_unless_the_url_sets_its_own(pg, pg_url, query, expected):
+    store = Store(pg_url + query)
+    try:
+        with store.backend.read() as tx:
+            assert expected.items() <= tx.conn.info.get_parameters().items()
+    finally:
+        store.close()
+
+
+def test_a_server_cut_off_without_a_word_fails_the_request_within_seconds(pg, pg_url):
+    """The network between the gateway and PostgreSQL partitions: packets vanish and no reset arrives, so
+    nothing tells the waiting connection. TCP alone would retransmit for about 15 minutes (a worker stuck,
+    Twilio long gone); the gateway's keepalives and user timeout fail the request within seconds, and once
+    the network is back the same process recovers. The gateway runs in a network namespace of its own, its
+    link to this host cut by the test."""
+    why_not = netns.available()
+    if why_not:
+        pytest.skip(why_not)
+    server = parse_url(pg_url)
+    host, port = server.get("host", "127.0.0.1"), int(server.get("port", 5432))
+    namespace = netns.Namespace()
+    relay = netns.Relay(namespace.host_address, f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port))
+    parts = urlsplit(pg_url)
+    url = urlunsplit(parts._replace(netloc=f"{parts.netloc.rsplit('@', 1)[0]}@{namespace.host_address}:{relay.port}"))
+    client = namespace.popen(
+        [sys.executable, "-c", _CUT_OFF_CLIENT, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+    def ask() -> str:
+        client.stdin.write("\n")
+        client.stdin.flush()
+        readable, _, _ = select.select([client.stdout], [], [], 60)
+        assert readable, "the store hangs on a connection cut off without a word"
+        return client.stdout.readline().strip()
+
+    try:
+        assert ask().startswith("answered")
+        namespace.cut()
+        said, seconds, *_ = ask().split(" ", 2)
+        assert said == "unavailable" and float(seconds) < 10, (said, seconds)  # Twilio's timeout: 15 s
+        namespace.restore()
+        wait_for(lambda: ask().startswith("answered"), 30, "the store to recover once the network is back")
+    finally:
+        client.kill()
+        client.communicate()
+        relay.close()
+        namespace.remove()
