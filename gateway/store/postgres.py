@@ -475,13 +475,17 @@ class PostgresBackend(Backend):
                 # READ COMMITTED: what another instance migrated while this one waited for the lock is seen.
                 conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
                 conn.execute("SET LOCAL synchronous_commit = on")
+                # An instance frozen half-way would hold every other one's start-up (and, by the tables'
+                # locks, every write): the server ends the migration if it sits idle. Waiting for the lock
+                # has no limit: another instance's migration may take long.
+                conn.execute(f"SET LOCAL idle_in_transaction_session_timeout = {_milliseconds(self.timeout / 2)}")
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATIONS,))
                 version = migrations.current_version(conn)
                 if version > migrations.VERSION:
                     raise SchemaMismatch(version, migrations.VERSION, self.describe())
                 if version < migrations.VERSION:
                     migrations.migrate(conn, version)
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        except _UNAVAILABLE as exc:
             raise StoreUnavailable(self.describe(), _scrub(_first_line(exc), self.url)) from exc
         return migrations.VERSION
 

@@ -415,6 +415,39 @@ def test_instances_starting_together_through_a_pooler_migrate_once(pooled):
         assert conn.execute(held + " AND datname = current_database()").fetchone() == (0,)  # none left behind
 
 
+def test_an_instance_frozen_while_it_migrates_holds_the_others_up_only_briefly(pg_url, monkeypatch):
+    """An instance stops after its migration's statements, before its COMMIT, holding the migrations' lock
+    and the new tables' locks: the server ends its transaction, and another instance starting meanwhile
+    migrates in its place."""
+    frozen, wake = threading.Event(), threading.Event()
+    migrate = migrations.migrate
+
+    def migrate_then_freeze(conn, version):
+        migrate(conn, version)
+        if not frozen.is_set():
+            frozen.set()
+            wake.wait(60)
+
+    monkeypatch.setattr(migrations, "migrate", migrate_then_freeze)
+    first, second = Store(pg_url, pool_timeout=2), Store(pg_url, pool_timeout=2)
+    try:
+        with ThreadPoolExecutor(2) as threads:
+            held = threads.submit(first.init_schema)
+            assert frozen.wait(30)
+            started = threads.submit(second.init_schema)
+            try:
+                assert started.result(15) == migrations.VERSION
+            finally:
+                wake.set()
+            with pytest.raises(StoreUnavailable):
+                held.result(30)
+        assert first.init_schema() == migrations.VERSION  # its next start finds the schema migrated
+    finally:
+        wake.set()
+        first.close()
+        second.close()
+
+
 # -- whatever isolation level the database defaults to ------------------------------------------------------
 
 
