@@ -484,7 +484,17 @@ class PostgresBackend(Backend):
                 if version > migrations.VERSION:
                     raise SchemaMismatch(version, migrations.VERSION, self.describe())
                 if version < migrations.VERSION:
+                    # A table's lock queues every later reader and writer of the table behind it: when a
+                    # long transaction holds the table, give up soon (every write would wait) and say so.
+                    conn.execute(f"SET LOCAL lock_timeout = {_milliseconds(self.timeout / 2)}")
                     migrations.migrate(conn, version)
+        except psycopg.errors.LockNotAvailable as exc:
+            raise StoreUnavailable(
+                self.describe(),
+                f"the migration from schema version {version} to {migrations.VERSION} could not lock a table "
+                f"within {self.timeout / 2:g} s: a long transaction holds it (see pg_stat_activity); nothing "
+                "was changed: run it again when that transaction has ended",
+            ) from exc
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(self.describe(), _scrub(_first_line(exc), self.url)) from exc
         return migrations.VERSION

@@ -448,6 +448,33 @@ def test_an_instance_frozen_while_it_migrates_holds_the_others_up_only_briefly(p
         second.close()
 
 
+def test_a_migration_blocked_by_a_long_transaction_gives_up_soon_and_changes_nothing(pg_url):
+    """A migration that alters a table an auditor's long export is reading would wait for the export, and
+    every webhook would queue behind the migration's lock: it gives up after half the store's timeout,
+    names the cause, leaves the schema as it was, and succeeds once the export is done."""
+    with psycopg.connect(pg_url, autocommit=True) as conn, conn.transaction():
+        for statements in migrations.STEPS[:3]:  # the next version alters opt_outs and other tables
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute("UPDATE schema_version SET version = 3")
+    store = Store(pg_url, pool_timeout=2)
+    try:
+        with psycopg.connect(pg_url) as export:
+            export.execute("SELECT count(*) FROM opt_outs").fetchone()  # its transaction stays open
+            with ThreadPoolExecutor(1) as starting:
+                attempt = starting.submit(store.init_schema)
+                try:
+                    failure = attempt.exception(15)
+                finally:
+                    export.rollback()  # whatever happened: the migration must be able to end
+            assert isinstance(failure, StoreUnavailable), failure
+            assert "from schema version 3 to" in str(failure) and "a long transaction holds it" in str(failure)
+            assert export.execute("SELECT version FROM schema_version").fetchone() == (3,)
+        assert store.init_schema() == migrations.VERSION
+    finally:
+        store.close()
+
+
 # -- whatever isolation level the database defaults to ------------------------------------------------------
 
 
