@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -483,6 +484,21 @@ def worker(db_url: str, agent_url: str, tmp_path: Path, name: str, **extra: str)
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+def stop_half_way_through_a_stop(store, frozen: threading.Event, wake: threading.Event) -> None:
+    """What an instance holds when it stops half-way through a STOP (its VM paused, its process stopped, its
+    network cut): SENDER's lock, the ledger head's, and a write not yet sent; ``frozen`` is set once they are
+    held, and they are held until ``wake``. The transaction then commits if it still can."""
+    with store.backend.write() as tx:
+        tx.lock_numbers(SENDER)
+        tx.one("SELECT hash FROM ledger_head WHERE id = 1" + tx.for_update)
+        tx.defer(
+            "INSERT INTO opt_outs (number, twilio_number, opted_out_at, source) VALUES (?, ?, ?, 'frozen')",
+            (SENDER, TWILIO_NUMBER, "2026-12-02T00:00:00Z"),
+        )
+        frozen.set()
+        wake.wait(60)
 
 
 def wait_for(condition, seconds: float, what: str) -> None:

@@ -32,11 +32,11 @@ from .conftest import (
     ENV_PREFIXES,
     ROOT,
     SENDER,
-    TWILIO_NUMBER,
     Gunicorn,
     new_sid,
     post_webhook,
     sms_params,
+    stop_half_way_through_a_stop,
     wait_for,
     worker,
 )
@@ -325,21 +325,10 @@ def test_an_instance_frozen_half_way_through_a_stop_holds_the_others_up_only_bri
     frozen_instance = Store(pg_url)
     frozen, wake = threading.Event(), threading.Event()
 
-    def stop_half_way():
-        with frozen_instance.backend.write() as tx:
-            tx.lock_numbers(SENDER)
-            tx.one("SELECT hash FROM ledger_head WHERE id = 1" + tx.for_update)
-            tx.defer(
-                "INSERT INTO opt_outs (number, twilio_number, opted_out_at, source) VALUES (?, ?, ?, 'frozen')",
-                (SENDER, TWILIO_NUMBER, "2026-12-02T00:00:00Z"),
-            )
-            frozen.set()
-            wake.wait(60)
-
     stops = [sms_params("STOP", sender=sender) for sender in (SENDER, "+14155550177")]
     try:
         with ThreadPoolExecutor(3) as threads:
-            held = threads.submit(stop_half_way)
+            held = threads.submit(stop_half_way_through_a_stop, frozen_instance, frozen, wake)
             assert frozen.wait(10)
             try:
                 answers = list(threads.map(lambda params: post_webhook(server.base, params, timeout=15)[0], stops))

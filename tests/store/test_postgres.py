@@ -22,7 +22,7 @@ from gateway.store.migrations import postgres as migrations
 from gateway.store.postgres import parse_url, redact
 
 from .. import netns
-from ..conftest import free_port, wait_for
+from ..conftest import SENDER, free_port, stop_half_way_through_a_stop, wait_for
 from .conftest import process
 
 
@@ -546,8 +546,6 @@ def test_a_plain_message_is_one_round_trip_wherever_it_is_stored(pg_url, pooled,
 
 # -- an instance that stops half-way through a transaction ---------------------------------------------------
 
-SENDER = "+14155550100"
-
 
 @pytest.mark.parametrize("kind", [None, "stop"])
 @pytest.mark.parametrize("where", ["direct", "pooled"])
@@ -562,20 +560,9 @@ def test_an_instance_frozen_inside_a_transaction_holds_nobody_up_for_long(pg_url
     process(store, None, "SM0")  # the pool's connections are open
     frozen, wake = threading.Event(), threading.Event()
 
-    def stop_half_way():
-        with frozen_instance.backend.write() as tx:
-            tx.lock_numbers(SENDER)
-            tx.one("SELECT hash FROM ledger_head WHERE id = 1" + tx.for_update)
-            tx.defer(
-                "INSERT INTO opt_outs (number, twilio_number, opted_out_at, source) VALUES (?, ?, ?, 'frozen')",
-                (SENDER, "+15005550006", "2026-12-02T00:00:00Z"),
-            )
-            frozen.set()
-            wake.wait(60)
-
     try:
         with ThreadPoolExecutor(2) as threads:
-            held = threads.submit(stop_half_way)
+            held = threads.submit(stop_half_way_through_a_stop, frozen_instance, frozen, wake)
             assert frozen.wait(10)
             answer = threads.submit(process, store, kind, "SM1")
             try:
