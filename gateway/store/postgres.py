@@ -137,12 +137,18 @@ _READ_ONLY = "BEGIN READ ONLY"
 def _durable(timeout: float) -> str:
     """The opening of a write transaction whose lock waits give up after ``timeout`` seconds and which the
     server ends if it sits idle for half that long."""
-    waits, idle = _milliseconds(timeout), _milliseconds(timeout / 2)
+    waits, idle = _milliseconds(timeout), _half(timeout)
     return f"{_BULK}; SET LOCAL lock_timeout = {waits}; SET LOCAL idle_in_transaction_session_timeout = {idle}"
 
 
 def _milliseconds(seconds: float) -> int:
     return max(1, round(seconds * 1000))
+
+
+def _half(timeout: float) -> int:
+    """Half the store's timeout in milliseconds, at least a second: how long a write may sit idle, and a
+    migration wait for a table (less would end healthy transactions on a slow network)."""
+    return _milliseconds(max(1.0, timeout / 2))
 
 
 log = logging.getLogger("gateway.store")
@@ -341,7 +347,7 @@ class PostgresBackend(Backend):
             "keepalives_idle": max(1, round(self.timeout)),
             "keepalives_interval": 1,
             "keepalives_count": 3,
-            "tcp_user_timeout": _milliseconds(2 * self.timeout),
+            "tcp_user_timeout": _milliseconds(max(2.0, 2 * self.timeout)),
         }
         return {"autocommit": True, **{key: value for key, value in defaults.items() if key not in self.params}}
 
@@ -478,7 +484,7 @@ class PostgresBackend(Backend):
                 # An instance frozen half-way would hold every other one's start-up (and, by the tables'
                 # locks, every write): the server ends the migration if it sits idle. Waiting for the lock
                 # has no limit: another instance's migration may take long.
-                conn.execute(f"SET LOCAL idle_in_transaction_session_timeout = {_milliseconds(self.timeout / 2)}")
+                conn.execute(f"SET LOCAL idle_in_transaction_session_timeout = {_half(self.timeout)}")
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATIONS,))
                 version = migrations.current_version(conn)
                 if version > migrations.VERSION:
@@ -486,13 +492,13 @@ class PostgresBackend(Backend):
                 if version < migrations.VERSION:
                     # A table's lock queues every later reader and writer of the table behind it: when a
                     # long transaction holds the table, give up soon (every write would wait) and say so.
-                    conn.execute(f"SET LOCAL lock_timeout = {_milliseconds(self.timeout / 2)}")
+                    conn.execute(f"SET LOCAL lock_timeout = {_half(self.timeout)}")
                     migrations.migrate(conn, version)
         except psycopg.errors.LockNotAvailable as exc:
             raise StoreUnavailable(
                 self.describe(),
                 f"the migration from schema version {version} to {migrations.VERSION} could not lock a table "
-                f"within {self.timeout / 2:g} s: a long transaction holds it (see pg_stat_activity); nothing "
+                f"within {_half(self.timeout) / 1000:g} s: a long transaction holds it (see pg_stat_activity); nothing "
                 "was changed: run it again when that transaction has ended",
             ) from exc
         except _UNAVAILABLE as exc:

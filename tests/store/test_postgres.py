@@ -130,6 +130,23 @@ BEGIN = (
 )
 
 
+@pytest.mark.parametrize(
+    ("timeout", "waits", "idle", "user_timeout"),
+    [(5, 5000, 2500, 10000), (30, 30000, 15000, 60000), (0.1, 100, 1000, 2000)],  # a second at least: a slow link
+)
+def test_a_writes_limits_follow_the_store_timeout(pg_url, timeout, waits, idle, user_timeout):
+    store = Store(pg_url, pool_timeout=timeout)
+    try:
+        store.init_schema()
+        with store.backend.write() as tx:
+            setting = "SELECT setting::int FROM pg_settings WHERE name = ?"
+            assert tx.scalar(setting, ("lock_timeout",)) == waits
+            assert tx.scalar(setting, ("idle_in_transaction_session_timeout",)) == idle
+            assert tx.conn.info.get_parameters()["tcp_user_timeout"] == str(user_timeout)
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def round_trips(monkeypatch):
     """The queries psycopg sends, one list per round trip (counted at the driver, on a real server)."""
