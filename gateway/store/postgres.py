@@ -41,9 +41,9 @@ Everything here is specific to PostgreSQL (psycopg 3 and psycopg_pool):
   transaction, the session's ``lock_timeout`` is set when it connects;
 - outages: a connection the server has dropped is noticed before use and
   replaced, and one cut off without a word fails within seconds (TCP
-  keepalives and a user timeout); while the server is unreachable every operation raises
-  :class:`StoreUnavailable` after at most the pool timeout, and the pool
-  reconnects by itself when the server is back;
+  keepalives and a user timeout); while the server is unreachable every
+  operation raises :class:`StoreUnavailable` after at most the pool
+  timeout, and the pool reconnects by itself when the server is back;
 - migrations run in one transaction under a transaction-scoped advisory
   lock, so instances starting together migrate once.
 """
@@ -490,20 +490,24 @@ class PostgresBackend(Backend):
                 if version > migrations.VERSION:
                     raise SchemaMismatch(version, migrations.VERSION, self.describe())
                 if version < migrations.VERSION:
-                    # A table's lock queues every later reader and writer of the table behind it: when a
-                    # long transaction holds the table, give up soon (every write would wait) and say so.
-                    conn.execute(f"SET LOCAL lock_timeout = {_half(self.timeout)}")
-                    migrations.migrate(conn, version)
+                    self._migrate_soon(conn, version)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(self.describe(), _scrub(_first_line(exc), self.url)) from exc
+        return migrations.VERSION
+
+    def _migrate_soon(self, conn: psycopg.Connection, version: int) -> None:
+        """Migrate, giving up soon (and saying why) when a long transaction holds a table: while the
+        migration waits for a table's lock, every later reader and writer of the table queues behind it."""
+        conn.execute(f"SET LOCAL lock_timeout = {_half(self.timeout)}")
+        try:
+            migrations.migrate(conn, version)
         except psycopg.errors.LockNotAvailable as exc:
             raise StoreUnavailable(
                 self.describe(),
                 f"the migration from schema version {version} to {migrations.VERSION} could not lock a table "
-                f"within {_half(self.timeout) / 1000:g} s: a long transaction holds it (see pg_stat_activity); nothing "
-                "was changed: run it again when that transaction has ended",
+                f"within {_half(self.timeout) / 1000:g} s: a long transaction holds it (see pg_stat_activity); "
+                "nothing was changed: run it again when that transaction has ended",
             ) from exc
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(self.describe(), _scrub(_first_line(exc), self.url)) from exc
-        return migrations.VERSION
 
     def schema_version(self) -> int:
         with self._connection() as conn:
