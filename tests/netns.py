@@ -18,15 +18,19 @@ import subprocess
 import threading
 from collections.abc import Sequence
 
-from .postgres import _apt_install
+from .postgres import apt_install
 
 
 def available() -> str | None:
-    """None if this process can make network namespaces, else why not."""
+    """None if this process can make network namespaces, else why not (a container may deny root them)."""
     if os.geteuid() != 0:
         return "network namespaces need root"
     if shutil.which("ip") is None:
-        _apt_install("iproute2")
+        apt_install("iproute2")
+    try:
+        Namespace().remove()
+    except subprocess.CalledProcessError as exc:
+        return f"cannot make a network namespace here: {exc.stderr.strip() or exc}"
     return None
 
 

@@ -68,7 +68,7 @@ def _sudo() -> list[str]:
     return [] if os.geteuid() == 0 else ["sudo"]
 
 
-def _apt_install(package: str) -> None:
+def apt_install(package: str) -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run([*_sudo(), "apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run([*_sudo(), "apt-get", "install", "-y", "-qq", package], check=True, env=env)
@@ -97,7 +97,7 @@ def bindir() -> Path:
         if shutil.which("initdb"):
             return Path(shutil.which("initdb")).parent
         if attempt == 0:
-            _apt_install("postgresql")
+            apt_install("postgresql")
     raise RuntimeError("no PostgreSQL server binaries (initdb) found, even after apt-get install postgresql")
 
 
@@ -108,7 +108,7 @@ def pgbouncer() -> str:
         if found:
             return found
         if attempt == 0:
-            _apt_install("pgbouncer")
+            apt_install("pgbouncer")
     raise RuntimeError("no pgbouncer found, even after apt-get install pgbouncer")
 
 

@@ -128,9 +128,9 @@ _UNAVAILABLE = (
 )
 _BACKENDS: weakref.WeakSet[PostgresBackend] = weakref.WeakSet()
 _MIGRATIONS = _lock_key("gateway", "migrations")
-# How a transaction opens: a write sets its own isolation, durability and waits (never the session's: see
-# the module's docstring); ``db copy``'s load may sit idle while it reads the source.
-_BULK = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = on"
+# How a transaction opens: a write sets its own isolation and durability (never the session's: see the
+# module's docstring), and, but for ``db copy``'s load that sits idle while it reads the source, its waits.
+_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = on"
 _READ_ONLY = "BEGIN READ ONLY"
 
 
@@ -138,7 +138,7 @@ def _durable(timeout: float) -> str:
     """The opening of a write transaction whose lock waits give up after ``timeout`` seconds and which the
     server ends if it sits idle for half that long."""
     waits, idle = _milliseconds(timeout), _half(timeout)
-    return f"{_BULK}; SET LOCAL lock_timeout = {waits}; SET LOCAL idle_in_transaction_session_timeout = {idle}"
+    return f"{_WRITE}; SET LOCAL lock_timeout = {waits}; SET LOCAL idle_in_transaction_session_timeout = {idle}"
 
 
 def _milliseconds(seconds: float) -> int:
@@ -357,9 +357,10 @@ class PostgresBackend(Backend):
         session waits for a lock at most the store's timeout (the plain message's routine runs outside an
         explicit transaction there); a pooled one's session is not the gateway's to set."""
         pooled, self.read_committed, _ = conn.execute(
-            "SELECT pg_backend_pid() <> %s, current_setting('default_transaction_isolation') = 'read committed', "
-            "CASE WHEN pg_backend_pid() = %s THEN set_config('lock_timeout', %s, false) END",
-            (conn.info.backend_pid, conn.info.backend_pid, str(_milliseconds(self.timeout))),
+            "SELECT pg_backend_pid() <> %(pid)s, "
+            "current_setting('default_transaction_isolation') = 'read committed', "
+            "CASE WHEN pg_backend_pid() = %(pid)s THEN set_config('lock_timeout', %(waits)s, false) END",
+            {"pid": conn.info.backend_pid, "waits": str(_milliseconds(self.timeout))},
             prepare=False,
         ).fetchone()
         if pooled:
@@ -519,7 +520,7 @@ class PostgresBackend(Backend):
     @contextmanager
     def bulk_load(self) -> Iterator[Tx]:
         """Without the idle limit of other writes: between batches the load waits for the source's rows."""
-        with self._transaction(_BULK) as tx:
+        with self._transaction(_WRITE) as tx:
             yield tx
 
     def after_load(self, tx: Tx) -> None:

@@ -576,7 +576,6 @@ def test_an_instance_frozen_inside_a_transaction_holds_nobody_up_for_long(pg_url
     store.init_schema()
     process(store, None, "SM0")  # the pool's connections are open
     frozen, wake = threading.Event(), threading.Event()
-
     try:
         with ThreadPoolExecutor(2) as threads:
             held = threads.submit(stop_half_way_through_a_stop, frozen_instance, frozen, wake)
