@@ -16,7 +16,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -499,6 +500,42 @@ def stop_half_way_through_a_stop(store, frozen: threading.Event, wake: threading
         )
         frozen.set()
         wake.wait(60)
+
+
+_STOPPED_WRITER = """
+import os, signal, sys
+from gateway.store import Store
+store = Store(sys.argv[1])
+with store.backend.write() as tx:
+    tx.execute(
+        "INSERT INTO opt_outs (number, twilio_number, opted_out_at, source) VALUES (?, ?, ?, 'frozen')",
+        (sys.argv[2], sys.argv[3], "2026-12-02T00:00:00Z"),
+    )
+    print("held", flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)
+print("committed", flush=True)
+"""
+
+
+@contextmanager
+def stopped_writer(url: str) -> Iterator[Callable[[], None]]:
+    """Another gateway process stopped half-way through a write (a command suspended at a terminal, a frozen
+    process), holding the database's writer lock with an opt-out of SENDER not yet committed. Yields a function
+    that lets it go on, and returns once it has committed."""
+    with subprocess.Popen(
+        [sys.executable, "-c", _STOPPED_WRITER, url, SENDER, TWILIO_NUMBER], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    ) as writer:
+
+        def resume() -> None:
+            os.kill(writer.pid, signal.SIGCONT)
+            assert writer.stdout.readline() == "committed\n"
+            assert writer.wait(10) == 0
+
+        try:
+            assert writer.stdout.readline() == "held\n"
+            yield resume
+        finally:
+            writer.kill()
 
 
 def wait_for(condition, seconds: float, what: str) -> None:

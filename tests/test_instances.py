@@ -37,6 +37,7 @@ from .conftest import (
     post_webhook,
     sms_params,
     stop_half_way_through_a_stop,
+    stopped_writer,
     wait_for,
     worker,
 )
@@ -345,6 +346,32 @@ def test_an_instance_frozen_half_way_through_a_stop_holds_the_others_up_only_bri
         assert {e["message_sid"] for e in store.events()} == {dict(p)["MessageSid"] for p in stops}
         assert store.verify_ledger().ok
         assert sorted(row["number"] for row in store.current_opt_outs()) == sorted([SENDER, "+14155550177"])
+    finally:
+        store.close()
+    assert "Traceback" not in server.log.read_text()
+
+
+def test_a_writer_stopped_half_way_through_a_write_holds_sqlite_webhooks_only_until_the_busy_timeout(tmp_path):
+    """On SQLite another gateway process stops while it holds the writer lock (a command suspended at a
+    terminal, a frozen process). With the default settings a STOP to the live instance is answered 503 within
+    Twilio's 15 s, without a traceback, and leaves nothing; once the other process goes on, the retry is
+    recorded."""
+    server = Gunicorn(tmp_path, workers=2)
+    stop = sms_params("STOP", sender="+14155550177")
+    try:
+        with stopped_writer(server.db_url) as resume:
+            began = time.monotonic()
+            status, body = post_webhook(server.base, stop, timeout=15)
+            assert (status, time.monotonic() - began < 15) == (503, True), body
+            resume()
+        assert post_webhook(server.base, stop)[0] == 200
+    finally:
+        server.stop()
+    store = Store(server.db_url)
+    try:
+        assert [e["message_sid"] for e in store.events()] == [dict(stop)["MessageSid"]]
+        assert sorted(row["number"] for row in store.current_opt_outs()) == sorted([SENDER, "+14155550177"])
+        assert store.verify_ledger().ok
     finally:
         store.close()
     assert "Traceback" not in server.log.read_text()

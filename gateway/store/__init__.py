@@ -98,7 +98,7 @@ def check_url(url: str) -> None:
 
 def open_backend(
     url: str,
-    busy_timeout_ms: int = 30000,
+    busy_timeout_ms: int = 10000,
     pool_size: int = 4,
     pool_timeout: float = 5.0,
     readonly: bool = False,
@@ -131,7 +131,7 @@ class Store(
     def __init__(
         self,
         url: str,
-        busy_timeout_ms: int = 30000,
+        busy_timeout_ms: int = 10000,
         clock: Callable[[], str] = utcnow,
         durability: str = "full",
         scope: Scope | None = None,

@@ -4,12 +4,15 @@ Everything here is specific to SQLite:
 
 - a connection per thread and process (a forked worker never reuses its
   parent's), ``foreign_keys`` on, the database in WAL mode;
-- one writer at a time: writers queue on a blocking ``flock`` of a lock file
-  beside the database (the kernel wakes the next one the moment the lock is
-  free, where SQLite's busy handler polls with sleeps of up to 100 ms), then
-  ``BEGIN IMMEDIATE``, which still guards against writers outside the
-  gateway (they are covered by the busy timeout). So the lock calls of
-  :class:`~gateway.store.backend.Tx` have nothing to do here;
+- one writer at a time: writers take turns on a ``flock`` of a lock file
+  beside the database, then ``BEGIN IMMEDIATE``, which still guards against
+  writers outside the gateway. Both waits end after the busy timeout: a
+  writer that found the lock taken tries again after sleeps that grow from
+  50 µs to 1 ms (SQLite's own busy handler sleeps up to 100 ms), and gives
+  up with :class:`~gateway.store.backend.StoreUnavailable` (a 503) rather
+  than wait without limit behind a process stopped half-way through a write.
+  So the lock calls of :class:`~gateway.store.backend.Tx` have nothing to do
+  here;
 - durability: a durable transaction commits with ``synchronous=FULL``; a
   group of inbound messages that holds no opt-in commits with
   ``synchronous=NORMAL`` and the WAL is then fsynced outside the writer
@@ -27,6 +30,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,6 +49,9 @@ PREFIX = "sqlite:///"
 WAL_CHECKPOINT_PAGES = 4000
 # Below this, /healthz reports that the instance cannot store: a message needs tens of KiB of WAL.
 MIN_FREE_BYTES = 1024 * 1024
+# After a try that finds the writer lock taken: the first sleep before the next try, and the longest. A
+# writer holds it for a fraction of a millisecond (its fsync comes after), so most waits end in a try or two.
+LOCK_POLL_FIRST, LOCK_POLL_MOST = 0.00005, 0.001
 # Errors that mean "cannot store now" (full disk, I/O, locked, unreadable), not a bug.
 _UNAVAILABLE = {
     sqlite3.SQLITE_FULL,
@@ -119,7 +126,7 @@ class SQLiteBackend(Backend):
 
     kind = "sqlite"
 
-    def __init__(self, url: str, busy_timeout_ms: int = 30000, readonly: bool = False):
+    def __init__(self, url: str, busy_timeout_ms: int = 10000, readonly: bool = False):
         self.path = database_path(url)
         self.readonly = readonly
         self._wal_path = self.path.with_name(self.path.name + "-wal")
@@ -207,27 +214,58 @@ class SQLiteBackend(Backend):
     # -- transactions ------------------------------------------------------
 
     @contextmanager
-    def _writer_lock(self) -> Iterator[None]:
+    def _writer_lock(self, limited: bool = True) -> Iterator[None]:
+        """Hold the writer lock; waiting for it at most the busy timeout when ``limited``."""
         local = self._local
         if local.lock is None:
             # One descriptor per thread: flock() excludes other descriptors,
             # so threads and processes queue on the writer lock alike.
             local.lock = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(local.lock, fcntl.LOCK_EX)
+        if limited:
+            self._acquire(local.lock)
+        else:
+            fcntl.flock(local.lock, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(local.lock, fcntl.LOCK_UN)
 
+    def _acquire(self, lock: int) -> None:
+        """Take the writer lock, trying again after short sleeps until the busy timeout has passed.
+
+        A blocking ``flock`` cannot be given a limit, and a writer that stops
+        while it holds the lock (a suspended ``gateway`` command, a frozen
+        process) would hold every webhook with it until Twilio gave up.
+        """
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        deadline, pause = time.monotonic() + self.busy_timeout, LOCK_POLL_FIRST
+        while True:
+            time.sleep(pause)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailable(
+                        self.describe(),
+                        f"another writer has held the database for more than {self.busy_timeout:g} s "
+                        "(GATEWAY_BUSY_TIMEOUT_MS); is a gateway process stopped half-way through a write?",
+                    ) from None
+                pause = min(pause * 2, LOCK_POLL_MOST)
+
     @contextmanager
-    def _transaction(self, synchronous: str) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, synchronous: str, limited: bool = True) -> Iterator[sqlite3.Connection]:
         if self.readonly:
             raise RuntimeError("this store was opened read-only")
         conn = self._conn()
         if self._local.synchronous != synchronous:
             conn.execute(f"PRAGMA synchronous={synchronous}")
             self._local.synchronous = synchronous
-        with self._writer_lock():
+        with self._writer_lock(limited):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -330,13 +368,14 @@ class SQLiteBackend(Backend):
     # -- schema ------------------------------------------------------------
 
     def migrate(self) -> int:
-        """Create or migrate the schema; the writer lock makes it safe from many processes at once."""
+        """Create or migrate the schema; the writer lock makes it safe from many processes at once (it waits
+        for another process's migration, however long that takes)."""
         with self._translated():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._conn()
-            with self._writer_lock():  # switching to WAL needs the database to itself
+            with self._writer_lock(limited=False):  # switching to WAL needs the database to itself
                 conn.execute("PRAGMA journal_mode=WAL")
-            with self._transaction("FULL") as conn:
+            with self._transaction("FULL", limited=False) as conn:
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
                 if version > migrations.VERSION:
                     raise SchemaMismatch(version, migrations.VERSION, self.describe())

@@ -6,18 +6,20 @@ import os
 import sqlite3
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlite_utils
 
 from gateway import events, ledger
 from gateway.compliance import decide
-from gateway.store import Store
+from gateway.store import Store, StoreUnavailable
 from gateway.store.ledger import append_event
 from gateway.store.migrations.sqlite import VERSION as SCHEMA_VERSION
 from gateway.store.migrations.sqlite import _create_v1
 from gateway.store.sqlite import database_path
 
+from ..conftest import SENDER, stopped_writer
 from .conftest import REPLIES, message, old_database, process
 
 
@@ -388,3 +390,47 @@ def test_a_unit_rolled_back_in_a_group_leaves_no_trace_in_the_next_units_chain(d
     assert results[0] == 0 and isinstance(results[1], RuntimeError) and results[2] == 2
     assert [e["number"] for e in db.events()] == ["+14155550100", "+14155550102"]
     assert db.verify_ledger().ok
+
+
+# -- a writer stopped half-way through a write -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", [None, "stop"])
+def test_a_write_waits_for_a_stopped_writer_at_most_the_busy_timeout(sqlite_url, kind):
+    """Another process stopped while it holds the writer lock: a message is answered unavailable (503) after
+    the busy timeout, not held until Twilio gives up, and leaves nothing; once the other process goes on and
+    commits, Twilio's retry is processed."""
+    store = Store(sqlite_url, busy_timeout_ms=1000)
+    store.init_schema()
+    try:
+        with stopped_writer(sqlite_url) as resume:
+            began = time.monotonic()
+            with pytest.raises(StoreUnavailable, match=r"another writer has held the database for more than 1 s"):
+                process(store, kind, "SM1")
+            assert 1 <= time.monotonic() - began < 10
+            with store.backend.read() as tx:
+                assert tx.scalar("SELECT COUNT(*) FROM inbound_messages") == 0
+            resume()
+        assert process(store, kind, "SM1").duplicate is False
+        assert store.verify_ledger().ok
+        assert [row["number"] for row in store.current_opt_outs()] == [SENDER]  # the other writer's, committed
+    finally:
+        store.close()
+
+
+def test_a_migration_waits_for_another_writer_without_limit(sqlite_url):
+    """Start-up waits for another process's migration (or write) however long it takes, beyond the busy
+    timeout: an instance must not fail to start because another one is migrating a large database."""
+    holder = Store(sqlite_url)
+    holder.init_schema()
+    starting = Store(sqlite_url, busy_timeout_ms=100)
+    try:
+        with ThreadPoolExecutor(1) as start:
+            with holder.backend.write():
+                started = start.submit(starting.init_schema)
+                time.sleep(0.5)
+                assert not started.done()
+            assert started.result(10) == SCHEMA_VERSION
+    finally:
+        holder.close()
+        starting.close()
