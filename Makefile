@@ -63,10 +63,12 @@ run: $(RUN_STAMP)
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check gateway tests bench examples wsgi.py
 
-# The console's end-to-end tests drive Debian's Chromium through Playwright.
+# The console's end-to-end tests drive Debian's Chromium through Playwright. apt-get waits for another
+# apt at work (unattended upgrades on a new machine) instead of failing.
+APT_GET = $(SUDO) apt-get -o DPkg::Lock::Timeout=600
 browser:
-	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || { $(APT_GET) update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq chromium >/dev/null; }
 
 test: $(TEST_STAMP) lint browser
 	$(BIN)/python -m pytest

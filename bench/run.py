@@ -248,14 +248,15 @@ def checkout(revision: str, target: Path) -> Path | None:
     return target
 
 
-def stored(url: str, before: bool = False) -> tuple[int, int]:
-    """(messages stored, messages queued for the agent) in a gateway database (or one of the old layout)."""
+def stored(url: str) -> tuple[int, int]:
+    """(messages stored, messages queued for the agent) in a gateway database (or one of the old layout, which
+    a commit given to --before may have)."""
     query = "SELECT count(*), count(status) FROM inbound_messages"
-    if before:
-        query = "SELECT (SELECT count(*) FROM processed_messages), (SELECT count(*) FROM agent_queue)"
     if url.startswith("sqlite:"):
         conn = sqlite3.connect(url.removeprefix("sqlite:///"))
         try:
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'inbound_messages'").fetchone():
+                query = "SELECT (SELECT count(*) FROM processed_messages), (SELECT count(*) FROM agent_queue)"
             return conn.execute(query).fetchone()
         finally:
             conn.close()
@@ -372,9 +373,7 @@ def main() -> None:
         r["ratio"] = r["rps"] / reference["rps"]
     for name, floor in floors.items():
         if name in results:
-            results[name]["stored"], results[name]["queued"] = stored(
-                servers[name].env["DATABASE_URL"], name == "before"
-            )
+            results[name]["stored"], results[name]["queued"] = stored(servers[name].env["DATABASE_URL"])
             results[name]["of_floor"] = results[name]["rps"] / results[floor]["rps"]
             # Each round against the floor's round of the same pass: slow swings of the machine's load
             # hit both, so the median of these ratios moves less from run to run than the medians' ratio.

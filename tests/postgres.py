@@ -68,10 +68,14 @@ def _sudo() -> list[str]:
     return [] if os.geteuid() == 0 else ["sudo"]
 
 
+# apt-get waits this long for another apt (unattended upgrades on a new machine) instead of failing at once.
+APT_LOCK_WAIT = ("-o", "DPkg::Lock::Timeout=600")
+
+
 def apt_install(package: str) -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run([*_sudo(), "apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run([*_sudo(), "apt-get", "install", "-y", "-qq", package], check=True, env=env)
+    subprocess.run([*_sudo(), "apt-get", *APT_LOCK_WAIT, "update", "-qq"], check=True, env=env)
+    subprocess.run([*_sudo(), "apt-get", *APT_LOCK_WAIT, "install", "-y", "-qq", package], check=True, env=env)
 
 
 def _unprivileged(root: Path) -> list[str]:

@@ -354,15 +354,17 @@ def test_an_instance_frozen_half_way_through_a_stop_holds_the_others_up_only_bri
 def test_a_writer_stopped_half_way_through_a_write_holds_sqlite_webhooks_only_until_the_busy_timeout(tmp_path):
     """On SQLite another gateway process stops while it holds the writer lock (a command suspended at a
     terminal, a frozen process). With the default settings a STOP to the live instance is answered 503 within
-    Twilio's 15 s, without a traceback, and leaves nothing; once the other process goes on, the retry is
-    recorded."""
+    Twilio's 15 s, without a traceback, and leaves nothing, and /healthz says so; once the other process goes on,
+    the retry is recorded."""
     server = Gunicorn(tmp_path, workers=2)
     stop = sms_params("STOP", sender="+14155550177")
     try:
-        with stopped_writer(server.db_url) as resume:
+        with stopped_writer(server.db_url) as resume, ThreadPoolExecutor(1) as health:
             began = time.monotonic()
+            healthy = health.submit(_health, server.base)
             status, body = post_webhook(server.base, stop, timeout=15)
             assert (status, time.monotonic() - began < 15) == (503, True), body
+            assert healthy.result(15) == 503
             resume()
         assert post_webhook(server.base, stop)[0] == 200
     finally:
