@@ -27,6 +27,7 @@ Everything here is specific to SQLite:
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import sqlite3
 import threading
@@ -116,6 +117,7 @@ class _Job:
 
     work: Callable[[Tx], Any]
     sync_first: bool
+    arrived: float  # time.monotonic(): its wait for the writer lock counts from here, whoever leads
     result: Any = None
     error: BaseException | None = None
     done: bool = False
@@ -214,24 +216,25 @@ class SQLiteBackend(Backend):
     # -- transactions ------------------------------------------------------
 
     @contextmanager
-    def _writer_lock(self, limited: bool = True) -> Iterator[None]:
-        """Hold the writer lock; waiting for it at most the busy timeout when ``limited``."""
+    def _writer_lock(self, since: float | None = None) -> Iterator[None]:
+        """Hold the writer lock, waiting for it until the busy timeout has passed since ``since`` (a
+        ``time.monotonic()``; None: now), or without limit when ``since`` is ``math.inf``."""
         local = self._local
         if local.lock is None:
             # One descriptor per thread: flock() excludes other descriptors,
             # so threads and processes queue on the writer lock alike.
             local.lock = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        if limited:
-            self._acquire(local.lock)
-        else:
+        if since == math.inf:
             fcntl.flock(local.lock, fcntl.LOCK_EX)
+        else:
+            self._acquire(local.lock, (time.monotonic() if since is None else since) + self.busy_timeout)
         try:
             yield
         finally:
             fcntl.flock(local.lock, fcntl.LOCK_UN)
 
-    def _acquire(self, lock: int) -> None:
-        """Take the writer lock, trying again after short sleeps until the busy timeout has passed.
+    def _acquire(self, lock: int, deadline: float) -> None:
+        """Take the writer lock, trying again after short sleeps until ``deadline`` (``time.monotonic()``).
 
         A blocking ``flock`` cannot be given a limit, and a writer that stops
         while it holds the lock (a suspended ``gateway`` command, a frozen
@@ -242,7 +245,7 @@ class SQLiteBackend(Backend):
             return
         except BlockingIOError:
             pass
-        deadline, pause = time.monotonic() + self.busy_timeout, LOCK_POLL_FIRST
+        pause = LOCK_POLL_FIRST
         while True:
             time.sleep(pause)
             try:
@@ -258,14 +261,14 @@ class SQLiteBackend(Backend):
                 pause = min(pause * 2, LOCK_POLL_MOST)
 
     @contextmanager
-    def _transaction(self, synchronous: str, limited: bool = True) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, synchronous: str, since: float | None = None) -> Iterator[sqlite3.Connection]:
         if self.readonly:
             raise RuntimeError("this store was opened read-only")
         conn = self._conn()
         if self._local.synchronous != synchronous:
             conn.execute(f"PRAGMA synchronous={synchronous}")
             self._local.synchronous = synchronous
-        with self._writer_lock(limited):
+        with self._writer_lock(since):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -304,7 +307,7 @@ class SQLiteBackend(Backend):
         ``needs_sync`` asks, reached the disk. The caller that gets the
         writer lock commits every pending unit, each in its own savepoint.
         """
-        job = _Job(work, sync_first)
+        job = _Job(work, sync_first, time.monotonic())
         with self._pending_lock:
             self._pending.append(job)
         with self._leader_lock:
@@ -320,7 +323,9 @@ class SQLiteBackend(Backend):
         full = any(job.sync_first for job in batch)
         try:
             with self._translated():
-                with self._transaction("FULL" if full else "NORMAL") as conn:
+                # Each job waits at most the busy timeout, also when it joined the batch behind another leader.
+                since = min(job.arrived for job in batch)
+                with self._transaction("FULL" if full else "NORMAL", since) as conn:
                     if len(batch) == 1:  # alone, the transaction is its savepoint: a failure rolls it all back
                         batch[0].result = batch[0].work(SQLiteTx(conn))
                     else:
@@ -373,9 +378,9 @@ class SQLiteBackend(Backend):
         with self._translated():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._conn()
-            with self._writer_lock(limited=False):  # switching to WAL needs the database to itself
+            with self._writer_lock(since=math.inf):  # switching to WAL needs the database to itself
                 conn.execute("PRAGMA journal_mode=WAL")
-            with self._transaction("FULL", limited=False) as conn:
+            with self._transaction("FULL", since=math.inf) as conn:
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
                 if version > migrations.VERSION:
                     raise SchemaMismatch(version, migrations.VERSION, self.describe())

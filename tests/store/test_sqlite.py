@@ -434,3 +434,27 @@ def test_a_migration_waits_for_another_writer_without_limit(sqlite_url):
     finally:
         holder.close()
         starting.close()
+
+
+def test_a_message_that_joins_a_group_behind_a_waiting_leader_waits_at_most_the_busy_timeout(sqlite_url):
+    """Threads of one process share a transaction: a message that arrives while another thread leads a
+    commit and waits for the writer lock waits its own busy timeout in all, not the leader's and then its own."""
+    store = Store(sqlite_url, busy_timeout_ms=2000)
+    store.init_schema()
+
+    def timed(sid: str) -> float:
+        began = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            process(store, None, sid)
+        return time.monotonic() - began
+
+    try:
+        with stopped_writer(sqlite_url) as resume, ThreadPoolExecutor(2) as threads:
+            leader = threads.submit(timed, "SM1")
+            time.sleep(1)
+            joined = threads.submit(timed, "SM2")
+            assert 2 <= leader.result(10) < 3
+            assert 2 <= joined.result(10) < 2.75  # behind the leader and then a wait of its own: 3 s
+            resume()
+    finally:
+        store.close()
