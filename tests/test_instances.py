@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from gateway.cli import cli
+from gateway.health import WRITE_TRUSTED_SECONDS
 from gateway.store import Store, StoreUnavailable
 from gateway.store.migrations.postgres import VERSION as POSTGRES_VERSION
 
@@ -361,7 +362,7 @@ def test_a_writer_stopped_half_way_through_a_write_holds_sqlite_webhooks_only_un
     try:
         with stopped_writer(server.db_url) as resume, ThreadPoolExecutor(1) as health:
             began = time.monotonic()
-            healthy = health.submit(_health, server.base)
+            healthy = health.submit(lambda: time.sleep(WRITE_TRUSTED_SECONDS + 0.5) or _health(server.base))
             status, body = post_webhook(server.base, stop, timeout=15)
             assert (status, time.monotonic() - began < 15) == (503, True), body
             assert healthy.result(15) == 503
