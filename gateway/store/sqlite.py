@@ -6,11 +6,12 @@ Everything here is specific to SQLite:
   parent's), ``foreign_keys`` on, the database in WAL mode;
 - one writer at a time: writers take turns on a ``flock`` of a lock file
   beside the database, then ``BEGIN IMMEDIATE``, which still guards against
-  writers outside the gateway. Both waits end after the busy timeout: a
-  writer that found the lock taken tries again after sleeps that grow from
-  50 µs to 1 ms (SQLite's own busy handler sleeps up to 100 ms), and gives
-  up with :class:`~gateway.store.backend.StoreUnavailable` (a 503) rather
-  than wait without limit behind a process stopped half-way through a write.
+  writers outside the gateway. The two waits together end after the busy
+  timeout: a writer that found the lock taken tries again after sleeps that
+  grow from 50 µs to 1 ms (SQLite's own busy handler sleeps up to 100 ms),
+  and gives up with :class:`~gateway.store.backend.StoreUnavailable` (a 503)
+  rather than wait without limit behind a process stopped half-way through a
+  write.
   So the lock calls of :class:`~gateway.store.backend.Tx` have nothing to do
   here;
 - durability: a durable transaction commits with ``synchronous=FULL``; a
@@ -216,20 +217,23 @@ class SQLiteBackend(Backend):
     # -- transactions ------------------------------------------------------
 
     @contextmanager
-    def _writer_lock(self, since: float | None = None) -> Iterator[None]:
+    def _writer_lock(self, since: float | None = None) -> Iterator[float]:
         """Hold the writer lock, waiting for it until the busy timeout has passed since ``since`` (a
-        ``time.monotonic()``; None: now), or without limit when ``since`` is ``math.inf``."""
+        ``time.monotonic()``; None: now), or without limit when ``since`` is ``math.inf``. Yields that
+        deadline (``math.inf``: none)."""
         local = self._local
         if local.lock is None:
             # One descriptor per thread: flock() excludes other descriptors,
             # so threads and processes queue on the writer lock alike.
             local.lock = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         if since == math.inf:
+            deadline = math.inf
             fcntl.flock(local.lock, fcntl.LOCK_EX)
         else:
-            self._acquire(local.lock, (time.monotonic() if since is None else since) + self.busy_timeout)
+            deadline = (time.monotonic() if since is None else since) + self.busy_timeout
+            self._acquire(local.lock, deadline)
         try:
-            yield
+            yield deadline
         finally:
             fcntl.flock(local.lock, fcntl.LOCK_UN)
 
@@ -268,8 +272,8 @@ class SQLiteBackend(Backend):
         if self._local.synchronous != synchronous:
             conn.execute(f"PRAGMA synchronous={synchronous}")
             self._local.synchronous = synchronous
-        with self._writer_lock(since):
-            conn.execute("BEGIN IMMEDIATE")
+        with self._writer_lock(since) as deadline:
+            self._begin(conn, deadline)
             try:
                 yield conn
             except BaseException:
@@ -279,6 +283,19 @@ class SQLiteBackend(Backend):
             else:
                 if conn.in_transaction:  # a caller may have rolled back on purpose
                     conn.execute("COMMIT")
+
+    def _begin(self, conn: sqlite3.Connection, deadline: float) -> None:
+        """``BEGIN IMMEDIATE``, waiting for a writer outside the gateway only for what is left of the busy
+        timeout when the writer lock took part of it (else SQLite's busy handler would start it afresh)."""
+        left = deadline - time.monotonic()
+        if left >= self.busy_timeout - 0.01:  # the usual case: the lock was free
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        conn.execute(f"PRAGMA busy_timeout={max(1, round(left * 1000))}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={round(self.busy_timeout * 1000)}")
 
     @contextmanager
     def write(self, durable: bool = True) -> Iterator[Tx]:

@@ -1,6 +1,7 @@
 """The SQLite backend's own mechanics: paths, WAL, migrations from older versions, connections per
 thread and process, durability (which commits fsync what), group commit, read-only opening."""
 
+import fcntl
 import multiprocessing
 import os
 import sqlite3
@@ -457,4 +458,28 @@ def test_a_message_that_joins_a_group_behind_a_waiting_leader_waits_at_most_the_
             assert 2 <= joined.result(10) < 2.75  # behind the leader and then a wait of its own: 3 s
             resume()
     finally:
+        store.close()
+
+
+def test_a_write_waits_for_the_gateways_writers_and_an_outside_one_at_most_the_busy_timeout_in_all(sqlite_url):
+    """The writer lock took part of the busy timeout (another gateway process held it), and then a writer
+    outside the gateway (the sqlite3 shell) holds the database: the write waits for it only what is left."""
+    store = Store(sqlite_url, busy_timeout_ms=2000)
+    store.init_schema()
+    outside = sqlite3.connect(store.backend.path, isolation_level=None)
+    outside.execute("BEGIN IMMEDIATE")
+    lock = os.open(store.backend.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    threading.Timer(1, fcntl.flock, (lock, fcntl.LOCK_UN)).start()
+    try:
+        began = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="database is locked"):
+            process(store, None, "SM1")
+        assert 2 <= time.monotonic() - began < 2.75  # the lock's 1 s, then the outside writer's 2 s: 3 s
+        outside.execute("ROLLBACK")
+        assert store.backend._conn().execute("PRAGMA busy_timeout").fetchone() == (2000,)  # whole again
+        assert process(store, None, "SM1").duplicate is False
+    finally:
+        outside.close()
+        os.close(lock)
         store.close()
