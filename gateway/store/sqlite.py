@@ -11,9 +11,8 @@ Everything here is specific to SQLite:
   grow from 50 µs to 1 ms (SQLite's own busy handler sleeps up to 100 ms),
   and gives up with :class:`~gateway.store.backend.StoreUnavailable` (a 503)
   rather than wait without limit behind a process stopped half-way through a
-  write.
-  So the lock calls of :class:`~gateway.store.backend.Tx` have nothing to do
-  here;
+  write. So the lock calls of :class:`~gateway.store.backend.Tx` have nothing
+  to do here;
 - durability: a durable transaction commits with ``synchronous=FULL``; a
   group of inbound messages that holds no opt-in commits with
   ``synchronous=NORMAL`` and the WAL is then fsynced outside the writer
@@ -226,24 +225,24 @@ class SQLiteBackend(Backend):
             # One descriptor per thread: flock() excludes other descriptors,
             # so threads and processes queue on the writer lock alike.
             local.lock = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        if since == math.inf:
-            deadline = math.inf
-            fcntl.flock(local.lock, fcntl.LOCK_EX)
-        else:
-            deadline = (time.monotonic() if since is None else since) + self.busy_timeout
-            self._acquire(local.lock, deadline)
+        deadline = (time.monotonic() if since is None else since) + self.busy_timeout
+        self._acquire(local.lock, deadline)
         try:
             yield deadline
         finally:
             fcntl.flock(local.lock, fcntl.LOCK_UN)
 
     def _acquire(self, lock: int, deadline: float) -> None:
-        """Take the writer lock, trying again after short sleeps until ``deadline`` (``time.monotonic()``).
+        """Take the writer lock, trying again after short sleeps until ``deadline`` (``time.monotonic()``;
+        ``math.inf``: wait for it as long as it takes).
 
         A blocking ``flock`` cannot be given a limit, and a writer that stops
         while it holds the lock (a suspended ``gateway`` command, a frozen
         process) would hold every webhook with it until Twilio gave up.
         """
+        if deadline == math.inf:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
