@@ -61,7 +61,9 @@ class InboundRecords(Records):
         return self.backend.grouped(
             lambda tx: self._process(tx, message, decide),
             sync_first=opt_in,
-            needs_sync=lambda result: full or result.logged,
+            # A retry is answered as its first delivery was, so only once that is on disk: the first may have
+            # died between its commit and its fsync (the process killed, the fsync failed).
+            needs_sync=lambda result: full or result.logged or result.duplicate,
         )
 
     def _plain(self, message: InboundMessage, decision: Decision) -> Locked:

@@ -262,6 +262,30 @@ def test_durability(tmp_path, fsyncs, durability, kind, opted_out_first, synchro
     store.close()
 
 
+@pytest.mark.parametrize("durability", ["full", "compliance"])
+@pytest.mark.parametrize(
+    ("kind", "flushed"),
+    [
+        ("stop", True),
+        ("help", True),
+        (None, True),
+        ("start", False),  # an opt-in is on disk before anyone, its retry too, can see it (FULL)
+    ],
+)
+def test_a_retry_is_answered_only_once_its_first_delivery_is_on_disk(tmp_path, fsyncs, durability, kind, flushed):
+    """Twilio retries a message whose first delivery got no answer: that one may have died after its commit
+    and before its fsync, so the retry's answer (the first's, from the record) waits for the WAL's fsync."""
+    store = Store(f"sqlite:///{tmp_path / 'd.db'}", durability=durability)
+    store.init_schema()
+    body = kind.upper() if kind else "hello"
+    first = store.process_inbound(message("SM1", body), lambda o: decide(kind, o, REPLIES), opt_in=kind == "start")
+    fsyncs.clear()
+    retry = store.process_inbound(message("SM1", body), lambda o: decide(kind, o, REPLIES), opt_in=kind == "start")
+    assert (retry.duplicate, retry.outcome, retry.reply) == (True, first.outcome, first.reply)
+    assert fsyncs == ([str(store.backend.path) + "-wal"] if flushed else [])
+    store.close()
+
+
 def test_unknown_durability_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="durability must be one of full, compliance"):
         Store(f"sqlite:///{tmp_path / 'd.db'}", durability="fast")
