@@ -51,6 +51,7 @@ Everything here is specific to PostgreSQL (psycopg 3 and psycopg_pool):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -81,8 +82,10 @@ def parse_url(url: str) -> dict[str, Any]:
         params = conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
         raise ValueError(f"not a valid PostgreSQL URL: {_scrub(_first_line(exc), url)}") from None
-    if not str(params.get("port", "5432")).isdigit():
-        raise ValueError(f"not a valid PostgreSQL URL: the port must be a number, got {params['port']!r}")
+    # Several hosts (``db1,db2:5433``, for a failover) give a port each, or none for the default.
+    for port in str(params.get("port", "")).split(","):
+        if port and not port.isdigit():
+            raise ValueError(f"not a valid PostgreSQL URL: the port must be a number, got {port!r}")
     return params
 
 
@@ -323,9 +326,13 @@ class PostgresBackend(Backend):
         _BACKENDS.add(self)
 
     def describe(self) -> str:
-        where = self.params.get("host") or "the local socket"
-        if self.params.get("port"):
-            where += f":{self.params['port']}"
+        hosts = (self.params.get("host") or "").split(",")
+        ports = (self.params.get("port") or "").split(",")
+        ports = ports * len(hosts) if len(ports) == 1 else ports  # one port for every host, as libpq reads it
+        where = " or ".join(
+            (host or "the local socket") + (f":{port}" if port else "")
+            for host, port in itertools.zip_longest(hosts, ports, fillvalue="")
+        )
         through = " through a connection pooler" if self.pooled else ""
         return f"the PostgreSQL database {self.params.get('dbname') or '(default)'} on {where}{through}"
 
@@ -410,9 +417,26 @@ class PostgresBackend(Backend):
     def _connection(self) -> Iterator[psycopg.Connection]:
         try:
             with self._get_pool().connection() as conn:
-                yield conn
+                try:
+                    yield conn
+                except psycopg.errors.ReadOnlySqlTransaction:
+                    if not self.readonly:  # not our own BEGIN READ ONLY: the server only reads now
+                        self._forget(conn)
+                    raise
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(self.describe(), _scrub(_first_line(exc), self.url)) from exc
+
+    def _forget(self, conn: psycopg.Connection) -> None:
+        """Close a connection to a server that refused a write as read-only, so the pool opens a new one.
+
+        After a failover the old primary may live on as a standby, and a
+        connection opened before it keeps reaching it however long the new
+        primary has served: until the pool's connection lifetime (an hour)
+        every write on it would answer 503. A new connection follows the
+        host name, or ``target_session_attrs=read-write`` with several hosts.
+        """
+        log.warning("%s refused a write as read-only (a standby?): reconnecting", self.describe())
+        conn.close()
 
     # -- transactions ------------------------------------------------------
 

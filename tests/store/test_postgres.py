@@ -43,6 +43,10 @@ def pg(pg_url):
         ),
         ("postgres://u:p@ec2-1-2-3-4.compute-1.amazonaws.com:5432/d8?sslmode=require", {"sslmode": "require"}),
         ("postgresql:///gateway", {"dbname": "gateway"}),
+        (  # several hosts, for a failover: libpq connects to the first that writes
+            "postgresql://gw:pw@db1,db2:5433/gateway?target_session_attrs=read-write",
+            {"host": "db1,db2", "port": ",5433", "target_session_attrs": "read-write"},
+        ),
     ],
 )
 def test_urls_heroku_sets_are_accepted(url, expected):
@@ -53,7 +57,8 @@ def test_urls_heroku_sets_are_accepted(url, expected):
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("postgresql://db:port/x", "the port must be a number"),
+        ("postgresql://db:port/x", "the port must be a number, got 'port'"),
+        ("postgresql://db1:5432,db2:x/x", "the port must be a number, got 'x'"),
         ("postgresql://gw:hunter22@db/x?bogus=1", 'invalid URI query parameter: "bogus"'),
         ("postgresql://gw:hunter22%@db/x", "invalid percent-encoded token"),
     ],
@@ -69,9 +74,38 @@ def test_redact():
     assert redact("postgresql://db/x") == "postgresql://db/x"
 
 
-def test_describe_names_the_database_not_the_password():
-    store = Store("postgresql://gw:s3cret@db.example.com:6543/gateway")
-    assert store.describe() == "the PostgreSQL database gateway on db.example.com:6543"
+@pytest.mark.parametrize(
+    ("url", "described"),
+    [
+        ("postgresql://gw:s3cret@db.example.com:6543/gateway", "gateway on db.example.com:6543"),
+        ("postgresql://gw:s3cret@db1,db2:6543/gateway", "gateway on db1 or db2:6543"),
+        ("postgresql://gw:s3cret@db1,db2/gateway?port=6543", "gateway on db1:6543 or db2:6543"),
+        ("postgresql:///gateway", "gateway on the local socket"),
+    ],
+)
+def test_describe_names_the_database_not_the_password(url, described):
+    assert Store(url).describe() == f"the PostgreSQL database {described}"
+
+
+def test_with_several_hosts_the_gateway_connects_to_the_one_that_answers(pg_url):
+    """A URL naming a standby address first (here: nothing listens there) and the server second."""
+    parts = urlsplit(pg_url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not hostport:
+        pytest.skip("the test server is reached through a socket, not a host name")
+    url = urlunsplit(
+        parts._replace(
+            netloc=f"{userinfo}{at}127.0.0.1:{free_port()},{hostport}",
+            query="&".join(filter(None, (parts.query, "target_session_attrs=read-write"))),
+        )
+    )
+    store = Store(url)
+    try:
+        store.init_schema()
+        process(store, "stop", "SM1")
+        assert store.is_opted_out("+14155550100", "+15005550006")
+    finally:
+        store.close()
 
 
 def test_unreachable_server_is_unavailable_quickly_and_without_the_password():
@@ -286,6 +320,22 @@ def test_a_connection_the_server_dropped_is_replaced_before_use(pg, pg_url):
     assert pg.is_opted_out("+14155550100", "+15005550006")  # no error: the dead connection was noticed and replaced
     with pg.backend.read() as tx:
         assert tx.scalar("SELECT pg_backend_pid()") != pid
+
+
+@pytest.mark.parametrize("kind", ["stop", None])
+def test_a_connection_to_a_server_that_only_reads_is_replaced(pg, kind, caplog):
+    """A connection still reaching an old primary that a failover turned into a standby (here: a session
+    that only reads) fails its write with 503 once; the next write goes through a new connection."""
+    with pg.backend._connection() as conn:
+        stale = conn.info.backend_pid
+        conn.execute("SET default_transaction_read_only = on")
+    with pytest.raises(StoreUnavailable, match="read-only transaction"):
+        process(pg, kind, "SM1")
+    assert "refused a write as read-only (a standby?): reconnecting" in caplog.text
+    assert process(pg, kind, "SM1").duplicate is False  # the first was not stored: this is its first record
+    with pg.backend._connection() as conn:
+        assert conn.info.backend_pid != stale
+        assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("off",)
 
 
 def test_forked_child_opens_its_own_pool(pg):
