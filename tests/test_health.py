@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from psycopg import sql
 
+from gateway import create_app, services
 from gateway.store import Store
+from gateway.store import postgres as postgres_backend
 
-from .conftest import Gunicorn, new_sid, post_webhook, sms_params, wait_for
+from .conftest import TOKEN, Gunicorn, TwilioSender, new_sid, post_webhook, sms_params, wait_for
 
 
 def health(base: str) -> tuple[int, dict]:
@@ -138,3 +143,45 @@ def test_a_read_only_database_is_reported_and_recovered_from(tmp_path, pg_url):
     assert {m["body"] for m in store.queued_messages()} == {"stored"}
     store.close()
     assert "Traceback" not in server.log.read_text()
+
+
+@pytest.fixture
+def reading_role(pg_url):
+    """A role that may read the gateway's tables and write none (a plan over its storage limit has its
+    writes revoked; an operator may hand over a read-only role's credentials): its URL."""
+    Store(pg_url).init_schema()
+    role, password = f"gw_{secrets.token_hex(4)}", secrets.token_hex(12)
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        schema = admin.execute("SELECT current_schema()").fetchone()[0]
+        try:
+            admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), password))
+        except psycopg.errors.InsufficientPrivilege:
+            pytest.skip("the test server's user may not create roles")
+        for grant in ("GRANT USAGE ON SCHEMA {} TO {}", "GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}"):
+            admin.execute(sql.SQL(grant).format(sql.Identifier(schema), sql.Identifier(role)))
+    parts = urlsplit(pg_url)
+    yield urlunsplit(parts._replace(netloc=f"{role}:{password}@{parts.netloc.rpartition('@')[2]}"))
+    postgres_backend.close_all_pools()
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.mark.parametrize("body", ["hello", "STOP"])
+def test_a_role_that_may_not_write_gets_503_not_500(reading_role, gateway_log, body):
+    """The server refuses the role's writes: the webhook answers 503 (Twilio retries), /healthz says the
+    database cannot write and why, and the log has one line, no traceback and no password."""
+    app = create_app({"DATABASE_URL": reading_role, "TWILIO_AUTH_TOKEN": TOKEN})
+    try:
+        client = app.test_client()
+        answer = TwilioSender(client).sms(body)
+        assert answer.status_code == 503
+        assert answer.text == "503 Service Unavailable: the database cannot store records right now; retry later\n"
+        health = client.get("/healthz")
+        assert health.status_code == 503
+        assert health.json["database"] == "cannot write"
+        assert health.json["reason"].startswith("permission denied for table ")
+    finally:
+        services.of(app).store.close()
+    assert "Traceback" not in gateway_log.text and "permission denied for table" in gateway_log.text
+    assert reading_role.split("@")[0].rpartition(":")[2] not in gateway_log.text

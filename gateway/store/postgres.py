@@ -122,12 +122,14 @@ def _lock_key(namespace: str, value: str) -> int:
 _ALL = _lock_key("gateway", "all numbers")
 # Errors that mean "cannot store now": the server unreachable or shutting down, a lost connection, no pool
 # connection in time, a lock not granted in time (OperationalError too), a full disk, a server that only
-# reads (a replica after a failover), or a transaction the server ended because it sat idle too long.
+# reads (a replica after a failover), a transaction the server ended because it sat idle too long, or a
+# role that may not write (a plan's storage limit reached, a read-only role's credentials).
 _UNAVAILABLE = (
     psycopg.OperationalError,
     psycopg.InterfaceError,
     psycopg.errors.ReadOnlySqlTransaction,
     psycopg.errors.IdleInTransactionSessionTimeout,
+    psycopg.errors.InsufficientPrivilege,
 )
 _BACKENDS: weakref.WeakSet[PostgresBackend] = weakref.WeakSet()
 _MIGRATIONS = _lock_key("gateway", "migrations")
