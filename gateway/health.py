@@ -22,7 +22,6 @@ import time
 from flask import Blueprint, current_app, g, jsonify
 
 from . import services
-from .store import StoreUnavailable
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)
@@ -43,8 +42,8 @@ def healthz():
     if time.monotonic() - state["written_at"] > WRITE_TRUSTED_SECONDS:
         try:
             store.probe_write()
-        except StoreUnavailable as exc:
-            return _unhealthy("cannot write", exc.reason, exc)
+        except Exception as exc:  # as for the read: any failure means "not ready"
+            return _unhealthy("cannot write", getattr(exc, "reason", None) or "the database refused a write", exc)
         state["written_at"] = time.monotonic()
     return jsonify(status="ok", database="ok")
 

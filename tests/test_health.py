@@ -47,6 +47,18 @@ def test_a_broken_schema_cannot_be_read(client, raw):
     }
 
 
+def test_a_schema_that_refuses_the_write_probe_cannot_write(client, raw, gateway_log):
+    raw.execute("DROP TABLE health_probe")
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json == {
+        "status": "unavailable",
+        "database": "cannot write",
+        "reason": "the database refused a write",
+    }
+    assert "Traceback" not in gateway_log.text and "health_probe" in gateway_log.text
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """A 4 MiB filesystem of its own (tmpfs), so the test can fill it; needs the right to mount."""
