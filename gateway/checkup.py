@@ -15,6 +15,7 @@ from datetime import date
 from typing import Any
 
 from .keywords import HELP, STOP, KeywordBook, KeywordSet
+from .retries import SEND_LEASE_SECONDS
 from .scope import REVOKE_ALL_DATE, Scope
 from .segments import analyse
 
@@ -33,7 +34,7 @@ class Finding:
     """One thing wrong (or at risk) with the deployment."""
 
     level: str  # fail or warn
-    check: str  # a short name: fcc-words, stop-reply, help-reply, revoke-all, candidates, ledger, status-callback
+    check: str  # a short name: fcc-words, stop-reply, help-reply, revoke-all, candidates, ledger, clock, ...
     rule: str  # the rule it is measured against
     where: str  # what it is about: a Twilio number, a setting, the database
     problem: str
@@ -201,6 +202,39 @@ def ledger_findings(ok: bool, summary: str) -> list[Finding]:
             "event ledger",
             summary,
             "restore the database from a backup taken before the break; gateway audit verify names the event",
+        )
+    ]
+
+
+CLOCK_TOLERANCE = 1.0  # seconds: a clock kept by NTP is within milliseconds
+
+
+def clock_findings(offset: float | None, settings: Mapping[str, Any]) -> list[Finding]:
+    """This machine's clock against the database server's (``offset``: seconds the server's is ahead; None:
+    SQLite, one machine). Instances stamp records with their own clocks, and a worker whose clock is ahead
+    takes a lease another still holds: at half the shortest lease, two machines off in opposite directions
+    could send one message twice (a failure); beyond a second, records' times disagree (a warning)."""
+    if offset is None or abs(offset) <= CLOCK_TOLERANCE:
+        return []
+    leases = {
+        "GATEWAY_AGENT_LEASE_SECONDS": settings["AGENT_LEASE_SECONDS"],
+        "GATEWAY_CONSENT_SYNC_LEASE_SECONDS": settings["CONSENT_SYNC_LEASE_SECONDS"],
+        "the outbound send lease": SEND_LEASE_SECONDS,
+    }
+    name, lease = min(leases.items(), key=lambda item: item[1])
+    off = f"{abs(offset):.1f} s {'behind' if offset > 0 else 'ahead of'} the database server's"
+    failed = abs(offset) >= lease / 2
+    return [
+        Finding(
+            FAIL if failed else WARN,
+            "clock",
+            "records: each record's time is when it happened, and a leased message is handled by one worker",
+            "this machine's clock",
+            f"{off}: at half of {name} ({lease:g} s) or more, another machine may take a message this one is "
+            "still sending or delivering"
+            if failed
+            else f"{off}: records stamped here and on other machines disagree",
+            "keep every gateway machine's clock synchronised (NTP: timedatectl set-ntp true, or chrony)",
         )
     ]
 

@@ -1153,7 +1153,8 @@ def doctor(fmt: str) -> None:
     GSM-7 characters); a HELP reply that names the brand and a contact (CTIA);
     the opt-out scope against the revoke-all rule (in force from 2027-01-31);
     revocation candidates past their due date; the ledger's verification;
-    senders without a status callback. One line per finding, with its rule and
+    senders without a status callback; on PostgreSQL, this machine's clock
+    against the database server's. One line per finding, with its rule and
     how to fix it. Reads only. Exits 1 when any finding is a failure.
     """
     settings = load_settings()
@@ -1168,6 +1169,7 @@ def doctor(fmt: str) -> None:
         )
         result = store.verify_ledger()
         findings += checkup.ledger_findings(result.ok, result.summary())
+        findings += checkup.clock_findings(store.clock_offset(), settings)
     except StoreError as exc:
         findings += checkup.database_findings(str(exc))
     failed = any(finding.level == checkup.FAIL for finding in findings)

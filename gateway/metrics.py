@@ -135,6 +135,15 @@ class StoreCollector:
             )
             waiting.add_metric([], pool["waiting"])
             yield waiting
+        offset = self.store.clock_offset()
+        if offset is not None:  # PostgreSQL: instances on several machines must agree with its clock
+            clock = GaugeMetricFamily(
+                "gateway_database_clock_offset_seconds",
+                "Seconds the database server's clock is ahead of this machine's (negative: behind): alert beyond "
+                "1 s; instances stamp records and compare leases with their own clocks.",
+            )
+            clock.add_metric([], offset)
+            yield clock
 
 
 def render(store: Store) -> bytes:

@@ -25,7 +25,7 @@ from .accounts import Account, Accounts
 from .masking import mask_number
 from .messages import OutboundText, unstorable
 from .metrics import SEND_FAILURES
-from .retries import next_attempt
+from .retries import SEND_LEASE_SECONDS, next_attempt
 from .smstemplates import MissingVariable
 from .store import Store
 from .timestamps import FORMAT, parse
@@ -211,7 +211,7 @@ class Outbound:
             self._clients[account.name] = twilioapi.make_client(sid, token, self.api_base)
         return self._clients[account.name]
 
-    def dispatch_once(self, limit: int = 20, lease_seconds: float = 60.0) -> int:
+    def dispatch_once(self, limit: int = 20, lease_seconds: float = SEND_LEASE_SECONDS) -> int:
         """Send every due message (at most ``limit``); return how many were attempted."""
         batch = self.store.claim_outbound(limit, lease_seconds)
         for message in batch:

@@ -6,6 +6,8 @@ import random
 from datetime import datetime, timedelta
 
 MAX_DELAY = 300.0  # seconds
+# How long a worker holds an outbound message it is sending before another worker may take it.
+SEND_LEASE_SECONDS = 60.0
 
 
 def parse_retry_after(value: str | None) -> float | None:

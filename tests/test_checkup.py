@@ -2,6 +2,10 @@
 
 import json
 import logging
+import os
+import shutil
+import subprocess
+import sys
 from datetime import date
 
 import pytest
@@ -13,6 +17,7 @@ from gateway.checkup import (
     WARN,
     callback_findings,
     candidate_findings,
+    clock_findings,
     configuration_findings,
     database_findings,
     has_contact,
@@ -24,8 +29,9 @@ from gateway.cli import cli
 from gateway.keywords import KeywordBook, KeywordSet
 from gateway.scope import Scope
 
-from .conftest import TOKEN, TWILIO_NUMBER, TwilioSender
+from .conftest import ENV_PREFIXES, ROOT, TOKEN, TWILIO_NUMBER, TwilioSender
 from .database import RawDatabase
+from .postgres import apt_install
 
 GOOD_REPLIES = {
     "stop": "Acme: you are unsubscribed and will get no more messages. Reply START to resubscribe.",
@@ -359,3 +365,86 @@ def start_up_after(tmp_path, gateway_log, body, change):
 def test_start_up_warns_of_what_the_records_show(tmp_path, gateway_log, body, change, warning):
     lines = start_up_after(tmp_path, gateway_log, body, change)
     assert any(line.startswith(warning) for line in lines), lines
+
+
+LEASES = {"AGENT_LEASE_SECONDS": 60.0, "CONSENT_SYNC_LEASE_SECONDS": 30.0}
+
+
+@pytest.mark.parametrize(
+    ("offset", "leases", "expected"),
+    [
+        (None, LEASES, None),  # SQLite: one machine, one clock
+        (0.004, LEASES, None),
+        (-1.0, LEASES, None),
+        (1.6, LEASES, "WARN [clock] this machine's clock: 1.6 s behind the database server's: records stamped here"),
+        (-14.9, LEASES, "WARN [clock] this machine's clock: 14.9 s ahead of the database server's: records"),
+        (
+            -15.0,
+            LEASES,
+            "FAIL [clock] this machine's clock: 15.0 s ahead of the database server's: at half of "
+            "GATEWAY_CONSENT_SYNC_LEASE_SECONDS (30 s) or more, another machine may take a message",
+        ),
+        (
+            3.0,
+            {**LEASES, "AGENT_LEASE_SECONDS": 5.0},
+            "FAIL [clock] this machine's clock: 3.0 s behind the database server's: at half of "
+            "GATEWAY_AGENT_LEASE_SECONDS (5 s)",
+        ),
+        (
+            45.0,
+            {"AGENT_LEASE_SECONDS": 600.0, "CONSENT_SYNC_LEASE_SECONDS": 600.0},
+            "FAIL [clock] this machine's clock: 45.0 s behind the database server's: at half of the outbound send "
+            "lease (60 s)",
+        ),
+    ],
+)
+def test_clock_findings(offset, leases, expected):
+    findings = clock_findings(offset, leases)
+    if expected is None:
+        assert findings == []
+    else:
+        assert len(findings) == 1 and findings[0].line().startswith(expected)
+        assert (
+            findings[0]
+            .line()
+            .endswith("Fix: keep every gateway machine's clock synchronised (NTP: timedatectl set-ntp true, or chrony)")
+        )
+
+
+@pytest.fixture
+def faketime() -> str:
+    """libfaketime's ``faketime``: runs a command with its clock shifted (Debian's package, installed if missing)."""
+    if shutil.which("faketime") is None:
+        apt_install("faketime")
+    return shutil.which("faketime")
+
+
+def test_a_machine_whose_clock_is_off_is_told_at_start_up_and_by_doctor(faketime, cli_env, tmp_path):
+    """A real process with its clock 90 s slow: on PostgreSQL, ``gateway worker`` logs the failure at start-up
+    and ``gateway doctor`` fails on it; on SQLite (one machine, one clock) neither has anything to compare."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)},
+        **cli_env,
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "GATEWAY_INSTANCE_PATH": str(tmp_path / "instance"),
+    }
+
+    def run(*command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [faketime, "-f", "-90s", sys.executable, "-m", "gateway.cli", *command],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    worker, doctor = run("worker", "--once"), run("doctor")
+    assert worker.returncode == 0, worker.stderr
+    clock = "FAIL [clock] this machine's clock: 90."
+    if cli_env["DATABASE_URL"].startswith("sqlite"):
+        assert "[clock]" not in worker.stderr + doctor.stdout
+        return
+    assert clock in worker.stderr and " s behind the database server's: at half of" in worker.stderr
+    assert doctor.returncode == 1
+    assert [line for line in doctor.stdout.splitlines() if line.startswith(clock)], doctor.stdout

@@ -182,6 +182,15 @@ def test_database_pool_is_reported_on_postgresql(client, db_kind):
     assert values[("gateway_database_pool_waiting", ())] == 0
 
 
+def test_the_database_clock_offset_is_reported_on_postgresql(client, db_kind):
+    """The server's clock against this machine's (the same machine here): near zero; SQLite has none."""
+    values = scrape(client)
+    if db_kind == "sqlite":
+        assert ("gateway_database_clock_offset_seconds", ()) not in values
+        return
+    assert abs(values[("gateway_database_clock_offset_seconds", ())]) < 1.0
+
+
 def test_a_missing_counters_folder_is_made_and_an_impossible_one_refused(tmp_path, monkeypatch, db_url):
     """A bare gunicorn with PROMETHEUS_MULTIPROC_DIR set to a folder nobody made must not answer 500s."""
     from gateway import create_app

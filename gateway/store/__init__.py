@@ -30,7 +30,7 @@ from typing import Any
 from ..accounts import Accounts
 from ..consent import Clarification, Rules
 from ..scope import Scope
-from ..timestamps import utcnow
+from ..timestamps import parse, utcnow
 from .backend import Backend, SchemaMismatch, StoreError, StoreUnavailable
 from .candidates import CandidateRecords
 from .consents import CONSENT_COLUMNS, ConsentRecords
@@ -200,6 +200,17 @@ class Store(
 
     def pool_stats(self) -> dict[str, int] | None:
         return self.backend.pool_stats()
+
+    def clock_offset(self) -> float | None:
+        """Seconds the database server's clock is ahead of the clock this store stamps records with (behind:
+        negative), to within half a round trip; None where the database has no clock of its own (SQLite).
+
+        Instances on several machines stamp records and compare leases with their own clocks, so those
+        must agree: the database server's is the one they share."""
+        before = parse(self.clock())
+        server = self.backend.server_time()
+        after = parse(self.clock())
+        return None if server is None else (server - (before + (after - before) / 2)).total_seconds()
 
     def close(self) -> None:
         """Release this process's connections; the next call opens new ones."""

@@ -22,6 +22,7 @@ import abc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 R = TypeVar("R")
@@ -230,6 +231,10 @@ class Backend(abc.ABC):
 
     def pool_stats(self) -> dict[str, int] | None:
         """Connections in use, idle and requests waiting, where there is a pool."""
+        return None
+
+    def server_time(self) -> datetime | None:
+        """The database server's clock now (None: the database keeps no clock apart from this machine's)."""
         return None
 
     def storage_problem(self) -> str | None:

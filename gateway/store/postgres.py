@@ -60,6 +60,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -407,6 +408,10 @@ class PostgresBackend(Backend):
             if self._pool is not None and self._pid == os.getpid():
                 self._pool.close()
             self._pool, self._pid = None, None
+
+    def server_time(self) -> datetime:
+        with self.read() as tx:
+            return tx.scalar("SELECT clock_timestamp()")
 
     def pool_stats(self) -> dict[str, int] | None:
         if self._pool is None or self._pid != os.getpid():

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from gateway import events
+from gateway import events, timestamps
+from gateway.store import Store
 from gateway.store.ledger import append_event
 
 TO = "+15005550006"
@@ -55,3 +58,18 @@ def test_appends_in_one_transaction_chain_from_each_other(db):
     assert ids == [1, 2, 3, 4]
     result = db.verify_ledger()
     assert (result.ok, result.checked, result.head) == (True, 4, db.ledger_head()[1])
+
+
+@pytest.mark.parametrize("skew", [0, -120, 45])
+def test_the_clock_offset_is_the_database_servers_clock_against_the_stores(db_url, skew):
+    """PostgreSQL: how far the server's clock is ahead of the one the store stamps records with (here a clock
+    ``skew`` seconds off this machine's, which the server shares); SQLite keeps no clock of its own."""
+    store = Store(db_url, clock=lambda: (datetime.now(UTC) + timedelta(seconds=skew)).strftime(timestamps.FORMAT))
+    try:
+        offset = store.clock_offset()
+    finally:
+        store.close()
+    if db_url.startswith("sqlite"):
+        assert offset is None
+    else:
+        assert offset == pytest.approx(-skew, abs=0.5)
