@@ -117,9 +117,11 @@ def pgbouncer() -> str:
 
 
 class Cluster:
-    """A private PostgreSQL cluster in a temporary folder, on a free loopback port."""
+    """A private PostgreSQL cluster in a temporary folder, on a free loopback port; with ``primary``, a
+    streaming standby of that cluster (a base backup of it that starts in recovery, read-only until
+    :meth:`promote`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, primary: Cluster | None = None) -> None:
         self.bin = bindir()
         self.root = Path(tempfile.mkdtemp(prefix="gateway-pg-"))
         self.data = self.root / "data"
@@ -127,8 +129,16 @@ class Cluster:
         self.port = _free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         self._as = _unprivileged(self.root)
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
+        if primary is None:
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
+        else:
+            where = ("-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres")
+            self._run("pg_basebackup", "-D", str(self.data), *where, "-R", "-X", "stream", "-c", "fast")
         self.start()
+
+    def promote(self) -> None:
+        """End recovery: the standby becomes a primary that writes."""
+        self._run("pg_ctl", "-D", str(self.data), "-w", "promote")
 
     def _run(self, tool: str, *args: str) -> None:
         result = subprocess.run([*self._as, str(self.bin / tool), *args], capture_output=True, text=True)

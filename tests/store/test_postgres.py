@@ -323,19 +323,23 @@ def test_a_connection_the_server_dropped_is_replaced_before_use(pg, pg_url):
 
 
 @pytest.mark.parametrize("kind", ["stop", None])
-def test_a_connection_to_a_server_that_only_reads_is_replaced(pg, kind, caplog):
+def test_a_connection_to_a_server_that_only_reads_is_replaced(pg, pg_url, kind, caplog):
     """A connection still reaching an old primary that a failover turned into a standby (here: a session
     that only reads) fails its write with 503 once; the next write goes through a new connection."""
-    with pg.backend._connection() as conn:
-        stale = conn.info.backend_pid
-        conn.execute("SET default_transaction_read_only = on")
-    with pytest.raises(StoreUnavailable, match="read-only transaction"):
-        process(pg, kind, "SM1")
-    assert "refused a write as read-only (a standby?): reconnecting" in caplog.text
-    assert process(pg, kind, "SM1").duplicate is False  # the first was not stored: this is its first record
-    with pg.backend._connection() as conn:
-        assert conn.info.backend_pid != stale
-        assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("off",)
+    store = Store(pg_url, pool_size=1)  # one connection: the write surely takes the one made read-only
+    try:
+        with store.backend._connection() as conn:
+            stale = conn.info.backend_pid
+            conn.execute("SET default_transaction_read_only = on")
+        with pytest.raises(StoreUnavailable, match="read-only transaction"):
+            process(store, kind, "SM1")
+        assert "refused a write as read-only (a standby?): reconnecting" in caplog.text
+        assert process(store, kind, "SM1").duplicate is False  # the first was not stored: this is its first
+        with store.backend._connection() as conn:
+            assert conn.info.backend_pid != stale
+            assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("off",)
+    finally:
+        store.close()
 
 
 def test_forked_child_opens_its_own_pool(pg):
