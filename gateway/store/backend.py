@@ -36,11 +36,13 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached or written just now: retry later (HTTP 503).
 
     ``reason`` is the driver's short reason without where the database is
-    (safe to show a load balancer); the message adds where.
+    (safe to show a load balancer); the message adds where, and ``cause``:
+    what the last attempt to connect said, when no connection could be had
+    (a database or role that does not exist, a refused password, SSL).
     """
 
-    def __init__(self, where: str, reason: str):
-        super().__init__(f"{where}: {reason}")
+    def __init__(self, where: str, reason: str, cause: str | None = None):
+        super().__init__(f"{where}: {reason}" + (f" (the last attempt to connect: {cause})" if cause else ""))
         self.reason = reason
 
 

@@ -326,6 +326,7 @@ class PostgresBackend(Backend):
         # not the one a connection's start-up named (a pooler gives its clients keys of its own).
         self.pooled = False
         self.read_committed = True  # whether the database's (or role's) default isolation is READ COMMITTED
+        self.connect_error: str | None = None  # why the pool's last attempt to connect failed, if it did
         _BACKENDS.add(self)
 
     def describe(self) -> str:
@@ -393,6 +394,7 @@ class PostgresBackend(Backend):
                         kwargs=self._connect_kwargs(),
                         configure=self._configure,
                         check=_check,
+                        connection_class=self._connection_class(),
                         # Give up a reconnection round soon, so the next request starts a fresh one
                         # (with short delays) instead of waiting out a long backoff after an outage.
                         reconnect_timeout=max(10.0, self.timeout * 2),
@@ -402,6 +404,24 @@ class PostgresBackend(Backend):
                     self._pid = os.getpid()
         assert self._pool is not None
         return self._pool
+
+    def _connection_class(self) -> type[psycopg.Connection]:
+        """psycopg's connection, remembering why the pool's last attempt to connect failed: the pool only
+        logs it, and says no more than that it got no connection in time."""
+        backend = self
+
+        class Connection(psycopg.Connection):
+            @classmethod
+            def connect(cls, *args: Any, **kwargs: Any) -> Connection:
+                try:
+                    conn = super().connect(*args, **kwargs)
+                except psycopg.Error as exc:
+                    backend.connect_error = _connect_failure(exc, backend.url)
+                    raise
+                backend.connect_error = None
+                return conn
+
+        return Connection
 
     def close(self) -> None:
         with self._pool_lock:
@@ -431,7 +451,8 @@ class PostgresBackend(Backend):
                         self._forget(conn)
                     raise
         except _UNAVAILABLE as exc:
-            raise StoreUnavailable(self.describe(), _scrub(_first_line(exc), self.url)) from exc
+            cause = self.connect_error if isinstance(exc, psycopg_pool.PoolTimeout) else None
+            raise StoreUnavailable(self.describe(), _scrub(_first_line(exc), self.url), cause) from exc
 
     def _forget(self, conn: psycopg.Connection) -> None:
         """Close a connection to a server that refused a write as read-only, so the pool opens a new one.
@@ -566,6 +587,15 @@ def close_all_pools() -> None:
     """Close every pool this process opened (an orderly exit; the tests, between tests)."""
     for backend in list(_BACKENDS):
         backend.close()
+
+
+_FAILED_AT = re.compile(r'^connection failed: connection to server at "([^"]*)", port (\d+) failed: ')
+
+
+def _connect_failure(exc: BaseException, url: str) -> str:
+    """libpq's reason for a failed connection, short: ``host:port: reason`` (``FATAL:  database "x" does not
+    exist``), without the password."""
+    return " ".join(_scrub(_FAILED_AT.sub(r"\1:\2: ", _first_line(exc)), url).split())
 
 
 def _first_line(exc: BaseException) -> str:

@@ -122,6 +122,37 @@ def test_unreachable_server_is_unavailable_quickly_and_without_the_password():
         assert "s3cret-pw" not in str(caught.value) and "the PostgreSQL database gateway on 127.0.0.1" in str(
             caught.value
         )
+    assert read.value.reason == "couldn't get a connection after 0.50 sec"  # for /healthz: says no more
+    assert str(read.value).endswith(
+        f"(the last attempt to connect: 127.0.0.1:{urlsplit(url).port}: Connection refused)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("user", "database", "said"),
+    [
+        (None, "gateway_missing", 'FATAL: database "gateway_missing" does not exist'),
+        ("gateway_nobody", None, 'FATAL: role "***" does not exist'),  # the URL's user, like its password, masked
+    ],
+)
+def test_why_no_connection_could_be_had_is_said(pg_url, runner, user, database, said):
+    """The pool only waits for a connection it cannot get: the message and the CLI's error add what the
+    last attempt to connect said, without the password."""
+    parts = urlsplit(pg_url)
+    netloc = parts.netloc if user is None else f"{user}:s3cret-pw@{parts.netloc.rpartition('@')[2]}"
+    url = urlunsplit(parts._replace(netloc=netloc, path=f"/{database}" if database else parts.path))
+    store = Store(url, pool_timeout=0.5)
+    try:
+        with pytest.raises(StoreUnavailable) as caught:
+            store.current_opt_outs()
+    finally:
+        store.close()
+    assert caught.value.reason == "couldn't get a connection after 0.50 sec"
+    assert str(caught.value).endswith(f": {said})") and "s3cret-pw" not in str(caught.value)
+    result = runner.invoke(
+        cli, ["optouts", "list"], env={"DATABASE_URL": url, "GATEWAY_DATABASE_POOL_TIMEOUT_SECONDS": "0.5"}
+    )
+    assert result.exit_code == 1 and f": {said})" in result.output and "s3cret-pw" not in result.output
 
 
 def _holder(url, ready, release):
