@@ -191,22 +191,13 @@ def test_database_outage_mid_burst(tmp_path: Path, cluster, cluster_url):
     # The outage is of a running worker: one that cannot open the database at start stops, by design.
     started = tmp_path / "worker.log"
     wait_for(lambda: "worker: not sending SMS" in started.read_text(), 60, "the worker to start")
-    answers: dict[str, list[tuple[int, str]]] = defaultdict(list)
     messages = [
         sms_params("STOP" if n % 3 == 0 else f"message {n}", sender=f"+1415556{n % 50:04d}", sid=new_sid())
         for n in range(600)
     ]
     health_during: list[int] = []
-    stop_sending, midway = threading.Event(), threading.Event()
-
-    def send(params):
-        if not stop_sending.is_set():
-            answers[dict(params)["MessageSid"]].append(post_webhook(gateway.base, params, timeout=30))
-            if len(answers) >= 150:
-                midway.set()
 
     def outage():
-        midway.wait(60)  # a quarter of the burst answered, however fast this machine is
         cluster.stop("fast")
         time.sleep(0.5)
         health_during.append(_health(gateway.base))
@@ -214,23 +205,15 @@ def test_database_outage_mid_burst(tmp_path: Path, cluster, cluster_url):
         cluster.start()
 
     try:
-        fault = threading.Thread(target=outage)
-        fault.start()
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(send, messages))
-        fault.join()
-        # After the outage: everything recovers by itself. Twilio retries what got no 200.
+        answers = burst(gateway.base, messages, outage, midway=150)  # a quarter answered, however fast
+        # After the outage: everything recovers by itself.
         wait_for(lambda: _health(gateway.base) == 200, 30, "/healthz to answer 200 again")
         # One more message after the outage: the worker must deliver something once the database is back.
         messages.append(sms_params("after the outage", sender="+14155569999", sid=new_sid()))
-        for params in messages:
-            sid = dict(params)["MessageSid"]
-            if not any(status == 200 for status, _ in answers[sid]):
-                answers[sid].append(post_webhook(gateway.base, params, timeout=30))
+        retry_unacknowledged(gateway.base, messages, answers)
         store = Store(cluster_url)
         wait_for(lambda: not store.outbox("pending"), 60, "the worker to deliver what waited")
     finally:
-        stop_sending.set()
         delivery.terminate()
         delivery.wait(15)
         gateway.stop()
@@ -299,31 +282,16 @@ def test_failover_to_a_synchronous_standby_mid_burst(tmp_path: Path, replicated)
         sms_params("STOP" if n % 3 == 0 else f"message {n}", sender=f"+1415558{n % 50:04d}", sid=new_sid())
         for n in range(300)
     ]
-    answers: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    midway = threading.Event()
-
-    def send(params):
-        answers[dict(params)["MessageSid"]].append(post_webhook(gateway.base, params, timeout=30))
-        if len(answers) >= 100:
-            midway.set()
 
     def failover():
-        midway.wait(60)
         primary.stop("immediate")  # a crash: no shutdown checkpoint, clients cut off
         time.sleep(1)
         standby.promote()
 
     try:
-        fault = threading.Thread(target=failover)
-        fault.start()
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(send, messages))
-        fault.join()
+        answers = burst(gateway.base, messages, failover, midway=100)
         wait_for(lambda: _health(gateway.base) == 200, 60, "/healthz to answer 200 on the new primary")
-        for params in messages:  # Twilio retries what got no 200
-            sid = dict(params)["MessageSid"]
-            if not any(status == 200 for status, _ in answers[sid]):
-                answers[sid].append(post_webhook(gateway.base, params, timeout=30))
+        retry_unacknowledged(gateway.base, messages, answers)
     finally:
         gateway.stop()
 
@@ -343,6 +311,37 @@ def test_failover_to_a_synchronous_standby_mid_burst(tmp_path: Path, replicated)
     finally:
         store.close()
     assert "Traceback" not in gateway.log.read_text()
+
+
+def burst(base: str, messages: list, fault, midway: int) -> dict[str, list[tuple[int, str]]]:
+    """Twilio's webhooks for ``messages`` from 8 threads; ``fault()`` runs beside them once ``midway`` have
+    been answered. Each MessageSid's answers, in order."""
+    answers: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    reached = threading.Event()
+
+    def send(params):
+        answers[dict(params)["MessageSid"]].append(post_webhook(base, params, timeout=30))
+        if len(answers) >= midway:
+            reached.set()
+
+    def when_reached():
+        reached.wait(60)
+        fault()
+
+    thread = threading.Thread(target=when_reached)
+    thread.start()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(send, messages))
+    thread.join()
+    return answers
+
+
+def retry_unacknowledged(base: str, messages: list, answers: dict[str, list[tuple[int, str]]]) -> None:
+    """What Twilio does with a message that got no 200: send it again."""
+    for params in messages:
+        sid = dict(params)["MessageSid"]
+        if not any(status == 200 for status, _ in answers[sid]):
+            answers[sid].append(post_webhook(base, params, timeout=30))
 
 
 def _health(base: str) -> int:
