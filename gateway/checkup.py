@@ -206,6 +206,22 @@ def ledger_findings(ok: bool, summary: str) -> list[Finding]:
     ]
 
 
+def durability_findings(unsafe: Mapping[str, str]) -> list[Finding]:
+    """Database server settings (``unsafe``: name and value) under which a crash loses what it acknowledged."""
+    return [
+        Finding(
+            FAIL,
+            "durability",
+            "records: an opt-out is kept from the moment it is acknowledged",
+            "database server",
+            f"it runs with {name} = {value}: a crash of its machine can lose or corrupt records the gateway "
+            "already acknowledged, opt-outs among them",
+            f"set {name} = on in postgresql.conf (or ALTER SYSTEM) and reload the server",
+        )
+        for name, value in sorted(unsafe.items())
+    ]
+
+
 CLOCK_TOLERANCE = 1.0  # seconds: a clock kept by NTP is within milliseconds
 
 

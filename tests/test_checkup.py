@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import date
 
+import psycopg
 import pytest
 
 from gateway import create_app, services
@@ -20,6 +21,7 @@ from gateway.checkup import (
     clock_findings,
     configuration_findings,
     database_findings,
+    durability_findings,
     has_contact,
     keyword_findings,
     ledger_findings,
@@ -29,9 +31,9 @@ from gateway.cli import cli
 from gateway.keywords import KeywordBook, KeywordSet
 from gateway.scope import Scope
 
+from . import postgres
 from .conftest import ENV_PREFIXES, ROOT, TOKEN, TWILIO_NUMBER, TwilioSender
 from .database import RawDatabase
-from .postgres import apt_install
 
 GOOD_REPLIES = {
     "stop": "Acme: you are unsubscribed and will get no more messages. Reply START to resubscribe.",
@@ -415,7 +417,7 @@ def test_clock_findings(offset, leases, expected):
 def faketime() -> str:
     """libfaketime's ``faketime``: runs a command with its clock shifted (Debian's package, installed if missing)."""
     if shutil.which("faketime") is None:
-        apt_install("faketime")
+        postgres.apt_install("faketime")
     return shutil.which("faketime")
 
 
@@ -448,3 +450,34 @@ def test_a_machine_whose_clock_is_off_is_told_at_start_up_and_by_doctor(faketime
     assert clock in worker.stderr and " s behind the database server's: at half of" in worker.stderr
     assert doctor.returncode == 1
     assert [line for line in doctor.stdout.splitlines() if line.startswith(clock)], doctor.stdout
+
+
+def test_durability_findings():
+    assert durability_findings({}) == []
+    assert [f.line() for f in durability_findings({"fsync": "off"})] == [
+        "FAIL [durability] database server: it runs with fsync = off: a crash of its machine can lose or corrupt "
+        "records the gateway already acknowledged, opt-outs among them (records: an opt-out is kept from the moment "
+        "it is acknowledged). Fix: set fsync = on in postgresql.conf (or ALTER SYSTEM) and reload the server"
+    ]
+
+
+@pytest.mark.slow
+def test_a_server_that_does_not_force_commits_to_disk_is_told_at_start_up_and_fails_doctor(runner, gateway_log):
+    """A real PostgreSQL server set to skip its fsyncs (a tuning some guides give for speed)."""
+    cluster = postgres.Cluster()
+    try:
+        with psycopg.connect(cluster.url, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET fsync = off")
+            conn.execute("ALTER SYSTEM SET full_page_writes = off")
+            conn.execute("SELECT pg_reload_conf()")
+        app = create_app({"TWILIO_AUTH_TOKEN": TOKEN, "DATABASE_URL": cluster.url})
+        services.of(app).store.close()
+        started = [r.getMessage() for r in gateway_log.records if r.name == "gateway.checkup"]
+        result = runner.invoke(cli, ["doctor"], env={"DATABASE_URL": cluster.url})
+    finally:
+        cluster.destroy()
+    for name in ("fsync", "full_page_writes"):
+        line = f"FAIL [durability] database server: it runs with {name} = off: a crash of its machine can lose"
+        assert any(found.startswith(line) for found in started), started
+        assert any(found.startswith(line) for found in result.output.splitlines()), result.output
+    assert result.exit_code == 1

@@ -201,6 +201,10 @@ class Store(
     def pool_stats(self) -> dict[str, int] | None:
         return self.backend.pool_stats()
 
+    def unsafe_settings(self) -> dict[str, str]:
+        """The database server's settings that would lose acknowledged records in a crash, with their values."""
+        return self.backend.unsafe_settings()
+
     def clock_offset(self) -> float | None:
         """Seconds the database server's clock is ahead of the clock this store stamps records with (behind:
         negative), to within half a round trip; None where the database has no clock of its own (SQLite).

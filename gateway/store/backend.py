@@ -235,6 +235,11 @@ class Backend(abc.ABC):
         """Connections in use, idle and requests waiting, where there is a pool."""
         return None
 
+    def unsafe_settings(self) -> dict[str, str]:
+        """The database server's settings that lose acknowledged commits in a crash, with their values (none:
+        the gateway sets everything that matters itself, as on SQLite)."""
+        return {}
+
     def server_time(self) -> datetime | None:
         """The database server's clock now (None: the database keeps no clock apart from this machine's)."""
         return None

@@ -429,6 +429,15 @@ class PostgresBackend(Backend):
                 self._pool.close()
             self._pool, self._pid = None, None
 
+    def unsafe_settings(self) -> dict[str, str]:
+        """``fsync`` off (a commit is never forced to disk, whatever ``synchronous_commit`` says) and
+        ``full_page_writes`` off (a page half-written in a crash cannot be repaired from the WAL)."""
+        with self.read() as tx:
+            rows = tx.execute(
+                "SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'full_page_writes') AND setting = 'off'"
+            ).fetchall()
+        return dict(rows)
+
     def server_time(self) -> datetime:
         with self.read() as tx:
             return tx.scalar("SELECT clock_timestamp()")
