@@ -50,6 +50,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         end = store.verify_ledger_end()
         findings += checkup.ledger_findings(end.ok, end.summary())
         findings += checkup.durability_findings(store.unsafe_settings())
+        findings += checkup.filesystem_findings(store.network_filesystem(), store.describe())
         findings += checkup.clock_findings(store.clock_offset(), app.config)
     except Exception as exc:
         reason = exc.reason if isinstance(exc, StoreUnavailable) else str(exc)

@@ -222,6 +222,24 @@ def durability_findings(unsafe: Mapping[str, str]) -> list[Finding]:
     ]
 
 
+def filesystem_findings(filesystem: str | None, database: str) -> list[Finding]:
+    """An SQLite ``database`` on a network ``filesystem`` (``nfs4``, ``cifs``, ...; None: a local disk)."""
+    if filesystem is None:
+        return []
+    return [
+        Finding(
+            FAIL,
+            "filesystem",
+            "records: an opt-out is kept from the moment it is acknowledged",
+            database,
+            f"it is on a network filesystem ({filesystem}): SQLite's locks and its WAL need every process on one "
+            "machine, so gateways on two machines sharing it corrupt it, and the file server decides whether an "
+            "fsync reached its disk",
+            "keep the SQLite file on a local disk of one machine, or use PostgreSQL (DATABASE_URL=postgresql://...)",
+        )
+    ]
+
+
 CLOCK_TOLERANCE = 1.0  # seconds: a clock kept by NTP is within milliseconds
 
 

@@ -1153,11 +1153,11 @@ def doctor(fmt: str) -> None:
     GSM-7 characters); a HELP reply that names the brand and a contact (CTIA);
     the opt-out scope against the revoke-all rule (in force from 2027-01-31);
     revocation candidates past their due date; the ledger's verification;
-    senders without a status callback; on PostgreSQL, server settings that
-    lose acknowledged commits in a crash (fsync or full_page_writes off) and
-    this machine's clock against the server's. One line per finding, with
-    its rule and how to fix it. Reads only. Exits 1 when any finding is a
-    failure.
+    senders without a status callback; an SQLite file on a network
+    filesystem; on PostgreSQL, server settings that lose acknowledged
+    commits in a crash (fsync or full_page_writes off) and this machine's
+    clock against the server's. One line per finding, with its rule and how
+    to fix it. Reads only. Exits 1 when any finding is a failure.
     """
     settings = load_settings()
     today = datetime.now(UTC).date()
@@ -1172,6 +1172,7 @@ def doctor(fmt: str) -> None:
         result = store.verify_ledger()
         findings += checkup.ledger_findings(result.ok, result.summary())
         findings += checkup.durability_findings(store.unsafe_settings())
+        findings += checkup.filesystem_findings(store.network_filesystem(), store.describe())
         findings += checkup.clock_findings(store.clock_offset(), settings)
     except StoreError as exc:
         findings += checkup.database_findings(str(exc))

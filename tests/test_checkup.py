@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from datetime import date
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -22,6 +23,7 @@ from gateway.checkup import (
     configuration_findings,
     database_findings,
     durability_findings,
+    filesystem_findings,
     has_contact,
     keyword_findings,
     ledger_findings,
@@ -481,3 +483,32 @@ def test_a_server_that_does_not_force_commits_to_disk_is_told_at_start_up_and_fa
         assert any(found.startswith(line) for found in started), started
         assert any(found.startswith(line) for found in result.output.splitlines()), result.output
     assert result.exit_code == 1
+
+
+def test_filesystem_findings():
+    assert filesystem_findings(None, "the SQLite database /srv/g.db") == []
+    assert [f.line() for f in filesystem_findings("nfs4", "the SQLite database /srv/g.db")] == [
+        "FAIL [filesystem] the SQLite database /srv/g.db: it is on a network filesystem (nfs4): SQLite's locks and "
+        "its WAL need every process on one machine, so gateways on two machines sharing it corrupt it, and the file "
+        "server decides whether an fsync reached its disk (records: an opt-out is kept from the moment it is "
+        "acknowledged). Fix: keep the SQLite file on a local disk of one machine, or use PostgreSQL "
+        "(DATABASE_URL=postgresql://...)"
+    ]
+
+
+def test_an_sqlite_file_on_a_network_filesystem_is_told_at_start_up_and_fails_doctor(
+    tmp_path, runner, gateway_log, monkeypatch
+):
+    """The real mount table, read for the test's own folder, whose filesystem the test counts as a network one
+    (no file server here to mount)."""
+    from gateway.store import sqlite
+
+    database = tmp_path / "g.db"
+    local = sqlite.filesystem_of(tmp_path.resolve(), Path("/proc/self/mountinfo").read_text())
+    monkeypatch.setattr(sqlite, "NETWORK_FILESYSTEMS", frozenset({local}))
+    url = f"sqlite:///{database}"
+    services.of(create_app({"TWILIO_AUTH_TOKEN": TOKEN, "DATABASE_URL": url})).store.close()
+    line = f"FAIL [filesystem] the SQLite database {database}: it is on a network filesystem ({local}): "
+    assert any(r.getMessage().startswith(line) for r in gateway_log.records if r.name == "gateway.checkup")
+    result = runner.invoke(cli, ["doctor"], env={"DATABASE_URL": url})
+    assert result.exit_code == 1 and any(found.startswith(line) for found in result.output.splitlines())

@@ -201,6 +201,10 @@ class Store(
     def pool_stats(self) -> dict[str, int] | None:
         return self.backend.pool_stats()
 
+    def network_filesystem(self) -> str | None:
+        """The type of network filesystem (NFS, SMB, ...) the database file is on, if it is on one."""
+        return self.backend.network_filesystem()
+
     def unsafe_settings(self) -> dict[str, str]:
         """The database server's settings that would lose acknowledged records in a crash, with their values."""
         return self.backend.unsafe_settings()

@@ -235,6 +235,10 @@ class Backend(abc.ABC):
         """Connections in use, idle and requests waiting, where there is a pool."""
         return None
 
+    def network_filesystem(self) -> str | None:
+        """The type of network filesystem the database file is on, if it is one (a database server: None)."""
+        return None
+
     def unsafe_settings(self) -> dict[str, str]:
         """The database server's settings that lose acknowledged commits in a crash, with their values (none:
         the gateway sets everything that matters itself, as on SQLite)."""

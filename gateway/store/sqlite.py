@@ -29,6 +29,7 @@ from __future__ import annotations
 import fcntl
 import math
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -64,6 +65,52 @@ _UNAVAILABLE = {
     sqlite3.SQLITE_NOMEM,
     sqlite3.SQLITE_PROTOCOL,
 }
+
+
+# Filesystems that other machines may open too. SQLite's locking and its WAL's shared memory need every process
+# on one machine, and the file server decides what an fsync means: no place for the only copy of opt-outs.
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "ncpfs",
+        "afs",
+        "9p",
+        "ceph",
+        "glusterfs",
+        "lustre",
+        "gpfs",
+        "fuse.sshfs",
+        "fuse.s3fs",
+        "fuse.gcsfuse",
+        "fuse.rclone",
+        "fuse.glusterfs",
+    }
+)
+
+
+def filesystem_of(path: Path, mountinfo: str) -> str | None:
+    """The type of the filesystem holding ``path`` (absolute, links resolved): the mount with the longest mount
+    point above it, in the text of ``/proc/self/mountinfo``. Pure."""
+    best, found = -1, None
+    target = str(path)
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        try:
+            point, fstype = _unescaped(fields[4]), fields[fields.index("-", 6) + 1]
+        except (IndexError, ValueError):
+            continue
+        if (target == point or target.startswith(point.rstrip("/") + "/")) and len(point) > best:
+            best, found = len(point), fstype
+    return found
+
+
+def _unescaped(field: str) -> str:
+    """A mountinfo field with its octal escapes (``\\040`` for a space) undone."""
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)
 
 
 def database_path(url: str) -> Path:
@@ -145,6 +192,15 @@ class SQLiteBackend(Backend):
     @property
     def latest_version(self) -> int:
         return migrations.VERSION
+
+    def network_filesystem(self) -> str | None:
+        """The type of the network filesystem the database is on, if it is on one (Linux; elsewhere None)."""
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return None
+        found = filesystem_of(self.path.parent.resolve(), mountinfo)
+        return found if found in NETWORK_FILESYSTEMS else None
 
     def storage_problem(self) -> str | None:
         """Less than :data:`MIN_FREE_BYTES` free on the filesystem that holds the database.

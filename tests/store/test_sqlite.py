@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import sqlite_utils
@@ -18,7 +19,7 @@ from gateway.store import Store, StoreUnavailable
 from gateway.store.ledger import append_event
 from gateway.store.migrations.sqlite import VERSION as SCHEMA_VERSION
 from gateway.store.migrations.sqlite import _create_v1
-from gateway.store.sqlite import database_path
+from gateway.store.sqlite import database_path, filesystem_of
 
 from ..conftest import SENDER, stopped_writer
 from .conftest import REPLIES, message, old_database, process
@@ -507,3 +508,35 @@ def test_a_write_waits_for_the_gateways_writers_and_an_outside_one_at_most_the_b
         outside.close()
         os.close(lock)
         store.close()
+
+
+MOUNTINFO = """22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw
+40 27 0:45 / /var/lib/gw rw,relatime shared:20 - nfs4 fs-1234.efs.us-east-1.amazonaws.com:/ rw,vers=4.1
+41 40 0:46 / /var/lib/gw/local rw,relatime - ext4 /dev/vdb rw
+42 27 0:47 / /mnt/My\\040Share rw,relatime master:3 - cifs //nas/share rw
+43 27 0:48 / /srv/data rw,relatime - fuse.sshfs me@host:/data rw
+44 27 0:49 / /run/user rw - tmpfs tmpfs rw
+not a mount line
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/var/lib/gw/gateway.db", "nfs4"),  # AWS EFS, as containers mount it
+        ("/var/lib/gw", "nfs4"),
+        ("/var/lib/gw/local/gateway.db", "ext4"),  # a local disk mounted below the share: the deepest mount wins
+        ("/var/lib/gwx/gateway.db", "ext4"),  # a name that only starts like the share's is not under it
+        ("/mnt/My Share/g.db", "cifs"),  # mountinfo writes a space as \\040
+        ("/srv/data/g.db", "fuse.sshfs"),
+        ("/home/me/gateway.db", "ext4"),
+    ],
+)
+def test_filesystem_of(path, expected):
+    assert filesystem_of(Path(path), MOUNTINFO) == expected
+
+
+def test_a_database_on_a_local_disk_is_not_on_a_network_filesystem(db):
+    assert db.network_filesystem() is None
+    assert filesystem_of(db.backend.path.parent.resolve(), Path("/proc/self/mountinfo").read_text()) is not None
