@@ -15,6 +15,14 @@ benchmark runs on; the gateway's distance from it is its own overhead.
 - PostgreSQL (``DATABASE_URL=postgresql://...``): one connection per worker,
   one autocommitted ``INSERT ... ON CONFLICT DO NOTHING`` with
   ``synchronous_commit = on`` (the commit waits for the WAL flush).
+
+With ``FLOOR_WRITE=store`` the write is instead the gateway's own storage of
+a plain message (``Store.process_inbound`` with the decision for a pair that
+may be messaged: the opt-out lookup, the claim and the queue entry, on
+either backend), and every message is taken as a plain one: no keyword
+matching, no log line, no metrics. Its distance from the floor is what the
+gateway's storage costs alone; the gateway's distance from it is the web
+layer's work.
 """
 
 import json
@@ -32,13 +40,21 @@ validator = RequestValidator(os.environ["TWILIO_AUTH_TOKEN"])
 URL = os.environ["DATABASE_URL"]
 POSTGRES = URL.startswith(("postgresql:", "postgres:"))
 FSYNC = os.environ.get("FLOOR_FSYNC", "1") != "0"
+STORE = os.environ.get("FLOOR_WRITE") == "store"
 TABLE = (
     "CREATE TABLE IF NOT EXISTS messages "
     "(message_sid TEXT PRIMARY KEY, from_number TEXT, to_number TEXT, body TEXT, params TEXT)"
 )
 _local = threading.local()
 
-if POSTGRES:
+if STORE:
+    from gateway.compliance import decide
+    from gateway.messages import InboundMessage
+    from gateway.store import Store
+
+    store = Store(URL)
+    store.init_schema()
+elif POSTGRES:
     import psycopg
 
     with psycopg.connect(URL, autocommit=True) as setup:
@@ -86,6 +102,12 @@ def sms():
     if not validator.validate(request.url, request.form, request.headers.get("X-Twilio-Signature", "")):
         abort(403)
     form = request.form
+    if STORE:
+        message = InboundMessage.received(
+            form["MessageSid"], form["From"], form["To"], form.get("Body", ""), form.items(multi=True)
+        )
+        store.process_inbound(message, lambda opted_out: decide(None, opted_out, {}))
+        return Response(str(MessagingResponse()), content_type="text/xml")
     _store(
         (form["MessageSid"], form["From"], form["To"], form.get("Body", ""), json.dumps(list(form.items(multi=True))))
     )

@@ -10,6 +10,9 @@ The floors (floor_app.py) are the reference plus only the least write the
 issue requires of each message, durable (or, for SQLite's compliance mode,
 not fsynced): they show how much of the gap is the durable write itself,
 which no implementation can skip, and how much is the gateway's own work.
+Beside each durable floor, the same floor whose write is the gateway's own
+storage of a plain message (floor_app.py's FLOOR_WRITE=store) splits that
+work in two: what the storage costs, and what the web layer adds.
 The gateway is measured on SQLite and on PostgreSQL (one instance, and two
 instances on one database, each with its own wrk), each against its own
 floor; the PostgreSQL server is found as the tests find it.
@@ -305,6 +308,7 @@ def main() -> None:
         "reference": Server("reference (signature only)", "minimal_app:app", {}),
         "floor": Server("floor, SQLite (fsynced insert)", "floor_app:app", {}),
         "floor_nosync": Server("floor, SQLite (insert, no fsync)", "floor_app:app", {"FLOOR_FSYNC": "0"}),
+        "floor_store": Server("floor + the gateway's store, SQLite", "floor_app:app", {"FLOOR_WRITE": "store"}),
     }
     only = set(args.only.split(",")) if args.only else None
     wanted = args.before and (only is None or "before" in only)
@@ -315,6 +319,8 @@ def main() -> None:
         server.env["DATABASE_URL"] = f"sqlite:///{work / name}.db"
     found = None
     floors = {"gateway": "floor", "before": "floor", "compliance": "floor_nosync", "pg": "pg_floor", "pg2": "pg_floor"}
+    # Bounds, not targets: each floor with the gateway's storage as its write, beside that floor.
+    bounds = {"floor_store": "floor", "pg_floor_store": "pg_floor"}
     if only is not None and not args.no_postgres and not only & {"pg", "pg2"}:
         args.no_postgres = True
     if not args.no_postgres:
@@ -322,6 +328,9 @@ def main() -> None:
             "pg": Server("gateway, PostgreSQL (1 instance)", "wsgi:app", {}),
             "pg2": Server(f"gateway, PostgreSQL (2 instances x {args.workers})", "wsgi:app", {}, instances=2),
             "pg_floor": Server("floor, PostgreSQL (durable insert)", "floor_app:app", {}),
+            "pg_floor_store": Server(
+                "floor + the gateway's store, PostgreSQL", "floor_app:app", {"FLOOR_WRITE": "store"}
+            ),
         }
         urls, found = postgres_urls(args.postgres, list(postgres))
         for name, server in postgres.items():
@@ -332,6 +341,7 @@ def main() -> None:
         if unknown:
             raise SystemExit(f"bench: --only: unknown server(s) {', '.join(sorted(unknown))}")
         keep = {"reference", *only, *(floors[name] for name in only)}
+        keep |= {bound for bound, floor in bounds.items() if floor in keep}
         servers = {name: server for name, server in servers.items() if name in keep}
 
     # wrk restarts its script every run, so each round gets its own file, with
@@ -371,7 +381,7 @@ def main() -> None:
     reference = results["reference"]
     for r in results.values():
         r["ratio"] = r["rps"] / reference["rps"]
-    for name, floor in floors.items():
+    for name, floor in (floors | bounds).items():
         if name in results:
             results[name]["stored"], results[name]["queued"] = stored(servers[name].env["DATABASE_URL"])
             results[name]["of_floor"] = results[name]["rps"] / results[floor]["rps"]
@@ -401,6 +411,14 @@ def main() -> None:
             f"{'targets met' if met else 'TARGETS NOT MET'}; {r['ratio']:.2f}x of the reference; "
             f"stored {r['stored']} messages, {r['queued']} queued"
         )
+    for name, floor in bounds.items():
+        if name in results:
+            r = results[name]
+            print(
+                f"{servers[name].label}: {r['of_floor']:.2f}x of {servers[floor].label} (a bound, no target: every "
+                f"message stored as the gateway stores a plain one, without its web layer; round by round "
+                f"{r['of_floor_rounds'][0]:.2f}x to {r['of_floor_rounds'][-1]:.2f}x), p99 {r['p99_ms']:.1f} ms"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
