@@ -291,8 +291,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        help="comma-separated servers to measure (gateway, compliance, before, pg, pg2), with the reference and "
-        "their floors [default: all]",
+        help="comma-separated servers to measure (gateway, compliance, before, pg, pg2), with the reference, "
+        "their floors and the store bounds beside those floors [default: all]",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
