@@ -84,12 +84,14 @@ class ConsentSync:
             else:
                 messages = "; ".join(result.get("error_messages") or []) or "no reason given"
                 refused[row["id"]] = f"error {result.get('error_code')}: {messages}"[:300]
-        retry_at = None
         if refused:
-            attempts = max(row["attempts"] for row in batch if row["id"] in refused)
-            retry_at = self._when(attempts, None)
             log.warning("consent sync: Twilio refused %d of %d item(s); retrying", len(refused), len(batch))
-        self.store.finish_sync(sent, refused, retry_at)
+        # Each refused item backs off by its own attempts: one refused for the fifth time must not hold back
+        # one that shared its request and was refused for the first.
+        attempts = {row["id"]: row["attempts"] for row in batch}
+        self.store.finish_sync(
+            sent, {item_id: (reason, self._when(attempts[item_id], None)) for item_id, reason in refused.items()}
+        )
 
     def _release(self, ids: list[int], retry_after: float | None, error: str, batch: list[dict] | None = None) -> None:
         attempts = max((row["attempts"] for row in batch or []), default=1)

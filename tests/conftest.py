@@ -388,7 +388,8 @@ def free_port() -> int:
 
 
 class Gunicorn:
-    """A real gunicorn serving ``wsgi:app`` on loopback, configured as the Procfile does."""
+    """A real gunicorn serving ``wsgi:app`` on loopback, configured as the Procfile does (``config``: another
+    settings file; ``threads``: threads per worker, which makes them gthread workers)."""
 
     def __init__(
         self,
@@ -398,7 +399,8 @@ class Gunicorn:
         preload: bool = True,
         db_url: str | None = None,
         name: str = "gunicorn",
-        config: bool = True,
+        config: bool | str = True,
+        threads: int = 1,
     ):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -415,9 +417,10 @@ class Gunicorn:
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "wsgi:app"]
-                + (["--config", "config/gunicorn.conf.py"] if config else [])
+                + (["--config", config if isinstance(config, str) else "config/gunicorn.conf.py"] if config else [])
                 + ["--bind", f"127.0.0.1:{self.port}"]
                 + ["--workers", str(workers), "--timeout", "60"]
+                + (["--threads", str(threads)] if threads > 1 else [])  # gunicorn's gthread workers
                 + (["--preload"] if preload else []),
                 cwd=ROOT,
                 env=full_env,

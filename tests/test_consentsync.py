@@ -3,6 +3,7 @@
 import json
 import signal
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -10,6 +11,7 @@ from gateway import create_app, services
 from gateway.cli import cli
 from gateway.consent import Grant
 from gateway.imports import ImportRow
+from gateway.timestamps import FORMAT
 
 from .conftest import ACCOUNT, SENDER, TwilioSender, outbound_config, wait_for, worker
 
@@ -183,3 +185,27 @@ def test_no_duplicates_after_a_worker_is_killed(db_url, fake, tmp_path):
     assert len(fake.consents) == 300  # each opt-out once at Twilio
     assert len(correlations) - len(set(correlations)) <= 25  # at most the killed worker's batch again
     assert {item["contact_id"] for item in fake.consents.values()} == {f"+1415555{i:04d}" for i in range(300)}
+
+
+def test_items_refused_in_one_request_each_back_off_by_their_own_attempts(db_url, fake):
+    """An item refused several times and one refused for the first time, in the same request: each is tried
+    again after its own backoff (doubled for each earlier try, with jitter), the new one within a second."""
+    app = make_app(db_url, fake)
+    found = services.of(app)
+    found.consent_sync.backoff_base = 0.001
+    found.store.record_consent(grant(SENDER))
+    fake.refuse[SENDER] = 99
+    for _ in range(3):  # and a fourth below: one short of failed
+        found.consent_sync.push_once()
+        time.sleep(0.02)
+    found.store.record_consent(grant("+14155550199"))
+    fake.refuse["+14155550199"] = 1
+    found.consent_sync.backoff_base = 1.0
+    assert found.consent_sync.push_once() == 2
+    now = datetime.now(UTC).replace(tzinfo=None)
+    items = {item["contact_id"]: item for item in found.store.sync_status()["retrying_items"]}
+    assert items["+14155550199"]["attempts"] == 1 and items[SENDER]["attempts"] >= 3
+    for item in items.values():
+        wait = (datetime.strptime(item["next_attempt_at"], FORMAT) - now).total_seconds()
+        longest = 2.0 ** (item["attempts"] - 2)  # doubled for each try before the one just refused
+        assert longest / 2 - 0.25 <= wait <= longest, item

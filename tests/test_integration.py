@@ -2,6 +2,8 @@
 
 import json
 import random
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -13,6 +15,7 @@ from gateway import keys
 from gateway.store import Store
 
 from .conftest import Gunicorn, new_sid, post_webhook, sms_params
+from .support import syncspy
 
 pytestmark = pytest.mark.slow
 
@@ -145,3 +148,90 @@ def test_rate_limit_holds_across_workers(tmp_path):
     assert len(store.list_outbound()) == 5
     assert "Traceback" not in server.log.read_text()
     store.close()
+
+
+@pytest.mark.parametrize("durability", ["full", "compliance"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_threaded_workers_killed_mid_burst_lose_nothing_acknowledged(tmp_path, request, backend, durability):
+    """gunicorn's gthread workers (8 threads each), whose concurrent requests share group commits on SQLite:
+    plain messages, STOPs, STARTs, HELPs and Twilio's duplicate retries at once, then kill -9 mid-burst and a
+    restart. No answer but 200 (or none, while killed); every message is answered as its first delivery was,
+    processed once, each acknowledged opt-out kept; and on SQLite each answer waited for the disk exactly
+    where its own rule says (the sync spy counts the fsyncs each answer waited for)."""
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{tmp_path / 'live.db'}"
+    spied = tmp_path / "syncspy"
+    spied.mkdir()
+    env = {"GATEWAY_DURABILITY": durability, "SYNCSPY_DIR": str(spied)}
+    config = "tests/support/gunicorn_syncspy.py" if backend == "sqlite" else True
+    rng = random.Random(20261207)
+    pairs = [(f"+1415559{n:04d}", "+15005550006") for n in range(24)]
+    plans = {pair: [(rng.choice([*KEYWORDS, "hello", "hello", "ok?"]), new_sid()) for _ in range(10)] for pair in pairs}
+    answered: Counter = Counter()
+    statuses: Counter = Counter()
+    replies: dict[str, set[str]] = {}
+
+    def send_pair(base: str, pair, start: int) -> int:
+        """Send the pair's messages from ``start``, each twice at once (Twilio's retry racing the first); the
+        index of the first that got no answer at all (the server is gone), or the plan's length."""
+        sender, to = pair
+        for index in range(start, len(plans[pair])):
+            body, sid = plans[pair][index]
+            params = sms_params(body, sender=sender, to=to, sid=sid)
+            with ThreadPoolExecutor(2) as twice:
+                both = list(twice.map(lambda p: post_webhook(base, p, timeout=30), [params, params]))
+            statuses.update(status for status, _ in both)
+            replies.setdefault(sid, set()).update(text for status, text in both if status == 200)
+            if not any(status == 200 for status, _ in both):
+                return index
+            answered[base] += 1
+        return len(plans[pair])
+
+    first = Gunicorn(tmp_path, workers=2, threads=8, db_url=url, env=env, config=config, name="first")
+
+    def kill_midway():
+        deadline = time.monotonic() + 60
+        while answered[first.base] < 80 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        first.kill()
+
+    killer = threading.Thread(target=kill_midway)
+    killer.start()
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            stopped = dict(zip(pairs, pool.map(lambda pair: send_pair(first.base, pair, 0), pairs), strict=True))
+    finally:
+        killer.join()
+        first.stop()
+    assert statuses[0] > 0 and any(index < 10 for index in stopped.values()), "the kill was not seen"
+    with Gunicorn(tmp_path, workers=2, threads=8, db_url=url, env=env, config=config, name="after") as after:
+        finished = {pair: send_pair(after.base, pair, index) for pair, index in stopped.items()}  # Twilio retries
+
+    assert set(statuses) <= {200, 0}, statuses  # never a 500 or a 503
+    assert all(finished[pair] == len(plan) for pair, plan in plans.items())
+    assert all(len(texts) == 1 for texts in replies.values())  # every copy answered as the first was
+    sids = [sid for plan in plans.values() for _, sid in plan]
+    store = Store(url)
+    try:
+        with store.backend.read() as tx:
+            stored = Counter(row[0] for row in tx.execute("SELECT message_sid FROM inbound_messages").fetchall())
+        assert set(stored) == set(sids) and set(stored.values()) == {1}
+        events = store.events()
+        opt_outs = {e["message_sid"] for e in events if e["event"] == "opt_out"}
+        current = {(r["number"], r["twilio_number"]) for r in store.current_opt_outs()}
+        for pair, plan in plans.items():
+            kinds = [KEYWORDS.get(body) for body, _ in plan]
+            assert {sid for (_, sid), kind in zip(plan, kinds, strict=True) if kind == "stop"} <= opt_outs
+            last = next((kind for kind in reversed(kinds) if kind in ("stop", "start")), None)
+            assert (pair in current) == (last == "stop"), (pair, kinds)
+        assert store.verify_ledger().ok
+    finally:
+        store.close()
+    if backend == "sqlite":
+        answers = syncspy.read_answers(spied)
+        assert {answer.sid for answer in answers} >= set(replies)  # the spy saw every acknowledged answer
+        for answer in answers:
+            assert answer.on_disk or not syncspy.must_be_on_disk(answer, durability), answer
+        if durability == "compliance":  # and no fsync where none was asked for: plain messages went without
+            assert any(not answer.on_disk for answer in answers if answer.outcome == "queued")
+    for server in (first, after):
+        assert "Traceback" not in server.log.read_text()

@@ -9,7 +9,7 @@ queued twice, it is one row; pushed twice, Twilio upserts it once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import consent
@@ -103,9 +103,9 @@ class ConsentSyncRecords(Records):
                 )
         return rows
 
-    def finish_sync(self, sent: Iterable[int], refused: dict[int, str], retry_at: str | None = None) -> None:
-        """Record a push: ``sent`` items are done; ``refused`` items (id -> Twilio's reason) go again at
-        ``retry_at``, or are ``failed`` after :data:`MAX_ITEM_ATTEMPTS`."""
+    def finish_sync(self, sent: Iterable[int], refused: Mapping[int, tuple[str, str]]) -> None:
+        """Record a push: ``sent`` items are done; each ``refused`` item (id -> Twilio's reason and when to try
+        it again, by its own attempts) goes again then, or is ``failed`` after :data:`MAX_ITEM_ATTEMPTS`."""
         now = self.clock()
         with self.backend.write() as tx:
             for item_id in sent:
@@ -114,11 +114,11 @@ class ConsentSyncRecords(Records):
                     "WHERE id = ?",
                     (now, item_id),
                 )
-            for item_id, reason in refused.items():
+            for item_id, (reason, retry_at) in refused.items():
                 tx.execute(
                     "UPDATE consent_sync SET state = CASE WHEN attempts >= ? THEN 'failed' ELSE 'pending' END, "
                     "next_attempt_at = ?, lease_until = NULL, last_error = ? WHERE id = ?",
-                    (MAX_ITEM_ATTEMPTS, retry_at or now, reason, item_id),
+                    (MAX_ITEM_ATTEMPTS, retry_at, reason, item_id),
                 )
 
     def release_sync(self, ids: Iterable[int], retry_at: str, error: str) -> None:

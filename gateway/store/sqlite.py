@@ -21,7 +21,8 @@ Everything here is specific to SQLite:
   every 4,000 pages;
 - group commit: concurrent inbound messages in one process share one
   transaction, each in its own savepoint so one failure cannot spoil the
-  others.
+  others, and each answered by its own durability rule (a plain message,
+  a STOP and a retry may share a batch, whoever leads it).
 """
 
 from __future__ import annotations
@@ -160,14 +161,27 @@ class SQLiteTx(Tx):
 
 @dataclass
 class _Job:
-    """One unit of work waiting for a group commit."""
+    """One unit of work waiting for a group commit, with its own durability rule: the batch it joins may
+    hold any other kind of work, whose results the rule could not read."""
 
     work: Callable[[Tx], Any]
     sync_first: bool
+    needs_sync: Callable[[Any], bool]
     arrived: float  # time.monotonic(): its wait for the writer lock counts from here, whoever leads
     result: Any = None
     error: BaseException | None = None
     done: bool = False
+
+    def wants_sync(self) -> bool:
+        """Whether this job's committed result must reach the disk before it is answered. A rule that fails
+        answers yes (the safe side) and fails this job alone: its commit stands, as do the others'."""
+        if self.error is not None:
+            return False  # rolled back to its savepoint: nothing of it to sync
+        try:
+            return bool(self.needs_sync(self.result))
+        except Exception as exc:
+            self.error = exc
+            return True
 
 
 class SQLiteBackend(Backend):
@@ -379,34 +393,47 @@ class SQLiteBackend(Backend):
         ``needs_sync`` asks, reached the disk. The caller that gets the
         writer lock commits every pending unit, each in its own savepoint.
         """
-        job = _Job(work, sync_first, time.monotonic())
+        job = _Job(work, sync_first, needs_sync, time.monotonic())
         with self._pending_lock:
             self._pending.append(job)
         with self._leader_lock:
             if not job.done:
                 with self._pending_lock:
                     batch, self._pending = self._pending, []
-                self._commit_batch(batch, needs_sync)
+                self._commit_batch(batch)
         if job.error is not None:
             raise job.error
         return job.result
 
-    def _commit_batch(self, batch: list[_Job], needs_sync: Callable[[Any], bool]) -> None:
+    def _commit_batch(self, batch: list[_Job]) -> None:
+        """Commit every job of ``batch`` in one transaction, then fsync the WAL once if any of them wants it
+        (each by its own rule); a job's answer never depends on another job's work or rule."""
         full = any(job.sync_first for job in batch)
         try:
-            with self._translated():
-                # Each job waits at most the busy timeout, also when it joined the batch behind another leader.
-                since = min(job.arrived for job in batch)
-                with self._transaction("FULL" if full else "NORMAL", since) as conn:
-                    if len(batch) == 1:  # alone, the transaction is its savepoint: a failure rolls it all back
-                        batch[0].result = batch[0].work(SQLiteTx(conn))
-                    else:
-                        self._in_savepoints(conn, batch)
-                if not full and any(job.error is None and needs_sync(job.result) for job in batch):
+            try:
+                with self._translated():
+                    # Each job waits at most the busy timeout, also when it joined the batch behind another leader.
+                    since = min(job.arrived for job in batch)
+                    with self._transaction("FULL" if full else "NORMAL", since) as conn:
+                        if len(batch) == 1:  # alone, the transaction is its savepoint: a failure rolls it all back
+                            batch[0].result = batch[0].work(SQLiteTx(conn))
+                        else:
+                            self._in_savepoints(conn, batch)
+            except BaseException as exc:  # the commit failed: nothing in the batch is stored
+                for job in batch:
+                    job.result, job.error = None, job.error or exc
+                return
+            if full:
+                return  # synchronous=FULL: the commit itself reached the disk
+            waiting = [job for job in batch if job.wants_sync()]  # every rule asked, none skipped
+            if not waiting:
+                return
+            try:
+                with self._translated():
                     self._flush_wal()
-        except BaseException as exc:  # the commit failed: nothing in the batch is durable
-            for job in batch:
-                job.result, job.error = None, job.error or exc
+            except BaseException as exc:  # committed, but not known to be on disk: only those who need it fail
+                for job in waiting:
+                    job.result, job.error = None, job.error or exc
         finally:
             for job in batch:
                 job.done = True

@@ -22,6 +22,7 @@ from gateway.store.migrations.sqlite import _create_v1
 from gateway.store.sqlite import database_path, filesystem_of
 
 from ..conftest import SENDER, stopped_writer
+from ..support import syncspy
 from .conftest import REPLIES, message, old_database, process
 
 
@@ -540,3 +541,227 @@ def test_filesystem_of(path, expected):
 def test_a_database_on_a_local_disk_is_not_on_a_network_filesystem(db):
     assert db.network_filesystem() is None
     assert filesystem_of(db.backend.path.parent.resolve(), Path("/proc/self/mountinfo").read_text()) is not None
+
+
+# -- group commit: every job by its own durability rule ------------------------------------------------------------
+
+
+class Gate:
+    """A stand-in for the backend's leader lock that lets one chosen thread lead first: which of the threads
+    waiting for a plain lock gets it is up to the scheduler, and the test must choose whose work leads."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._held = True  # closed until open_for()
+        self._first: str | None = None
+
+    def open_for(self, name: str) -> None:
+        with self._cond:
+            self._first, self._held = name, False
+            self._cond.notify_all()
+
+    def __enter__(self) -> None:
+        with self._cond:
+            me = threading.current_thread().name
+            self._cond.wait_for(lambda: not self._held and self._first in (None, me))
+            self._held, self._first = True, None
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
+
+BODIES = {"plain": ("hello", None), "stop": ("STOP", "stop"), "start": ("START", "start"), "help": ("HELP", "help")}
+
+
+@pytest.mark.parametrize("durability", ["full", "compliance"])
+@pytest.mark.parametrize(
+    "jobs",
+    [
+        ["plain", "stop"],  # a plain message leads: its rule (no fsync in compliance mode) must not skip the STOP's
+        ["stop", "plain"],  # a keyword leads: its rule must not read the plain message's id as a Processed
+        ["stop", "blocked", "plain"],  # a message from someone opted out: a result of None in the batch
+        ["plain", "duplicate-stop"],  # Twilio's retry of a STOP: answered only once its first is on disk
+        ["duplicate-plain", "plain", "help"],
+        ["plain", "plain"],
+        ["start", "plain", "stop"],  # an opt-in: the whole batch commits with synchronous=FULL
+    ],
+)
+def test_each_job_in_a_shared_batch_is_answered_by_its_own_durability_rule(tmp_path, monkeypatch, durability, jobs):
+    """Concurrent messages of one process share a transaction whatever each is (group commit). Each must be
+    answered, none with another's error, and each only once on disk when its own rule says so, whoever leads."""
+    store = Store(f"sqlite:///{tmp_path / 'g.db'}", durability=durability)
+    store.init_schema()
+    spy = syncspy.install(monkeypatch)
+    senders = [f"+1415555{n:04d}" for n in range(len(jobs))]
+    for job, sender in zip(jobs, senders, strict=True):  # what came before the batch
+        if job == "blocked":
+            process(store, "stop", f"SMbefore{sender}", sender=sender, body="STOP")
+        elif job.startswith("duplicate-"):
+            body, kind = BODIES[job.removeprefix("duplicate-")]
+            process(store, kind, f"SMdup{sender}", sender=sender, body=body)
+    fsyncs_before, answers_before = spy.fsyncs, len(spy.answers)
+    gate = Gate()
+    monkeypatch.setattr(store.backend, "_leader_lock", gate)
+
+    def run(job: str, sender: str):
+        if job.startswith("duplicate-"):
+            body, kind = BODIES[job.removeprefix("duplicate-")]
+            return process(store, kind, f"SMdup{sender}", sender=sender, body=body)
+        body, kind = BODIES["plain" if job == "blocked" else job]
+        return process(store, kind, f"SM{sender}", sender=sender, body=body)
+
+    results = {}
+    threads = []
+    for index, (job, sender) in enumerate(zip(jobs, senders, strict=True)):
+        thread = threading.Thread(target=lambda j=job, s=sender: results.__setitem__(s, _outcome(run, j, s)))
+        thread.name = f"job{index}"
+        threads.append(thread)
+        thread.start()
+        wait_until(lambda i=index: len(store.backend._pending) == i + 1)
+    gate.open_for("job0")  # the first job leads the batch of all of them
+    for thread in threads:
+        thread.join(30)
+    try:
+        assert all(not isinstance(result, BaseException) for result in results.values()), results
+        answers = spy.answers[answers_before:]
+        assert len(answers) == len(jobs)
+        assert len({tuple(answer.commits[:1]) for answer in answers}) == 1  # one shared transaction
+        for answer in answers:
+            assert answer.on_disk or not syncspy.must_be_on_disk(answer, durability), answer
+        batch_needs = any(syncspy.must_be_on_disk(answer, durability) for answer in answers if len(answer.commits) == 1)
+        # A plain message that inserted nothing in the batch (its sender opted out, or its MessageSid taken) is
+        # decided again in a transaction of its own, always flushed: a drop is an event, a retry waits for its first.
+        alone = sum(1 for job in jobs if job in ("blocked", "duplicate-plain"))
+        expected = (0 if "start" in jobs or not batch_needs else 1) + alone
+        assert spy.fsyncs - fsyncs_before == expected  # one fsync serves the batch; none where none is needed
+        assert store.verify_ledger().ok
+    finally:
+        store.close()
+
+
+def _outcome(run, job, sender):
+    try:
+        return run(job, sender)
+    except BaseException as exc:  # noqa: BLE001 - reported by the test
+        return exc
+
+
+def wait_until(condition, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+@pytest.mark.parametrize("durability", ["full", "compliance"])
+def test_concurrent_mixed_messages_each_wait_for_the_disk_by_their_own_rule(tmp_path, monkeypatch, durability):
+    """Eight threads of one process, each a sender writing plain messages, STOPs, STARTs, HELPs and Twilio's
+    retries: every answer is given, and given only once on disk where its own rule asks."""
+    store = Store(f"sqlite:///{tmp_path / 'g.db'}", durability=durability)
+    store.init_schema()
+    spy = syncspy.install(monkeypatch)
+    kinds = ["plain", "plain", "plain", "stop", "plain", "start", "help", "plain"]
+
+    def sender_thread(n: int) -> None:
+        sender = f"+1415556{n:04d}"
+        for step in range(40):
+            body, kind = BODIES[kinds[(n + step) % len(kinds)]]
+            sid = f"SM{n}x{step}"
+            process(store, kind, sid, sender=sender, body=body)
+            if step % 5 == 0:
+                assert process(store, kind, sid, sender=sender, body=body).duplicate
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(sender_thread, range(8)))
+        assert len(spy.answers) == 8 * (40 + 8)
+        for answer in spy.answers:
+            assert answer.on_disk or not syncspy.must_be_on_disk(answer, durability), answer
+        assert store.verify_ledger().ok
+    finally:
+        store.close()
+
+
+def test_a_job_whose_rule_fails_fails_alone(tmp_path):
+    """A durability rule that raises: its own job is answered with the error (and its commit is flushed, the
+    safe side); the others of its batch keep their answers."""
+    store = Store(f"sqlite:///{tmp_path / 'g.db'}")
+    store.init_schema()
+    gate = Gate()
+    store.backend._leader_lock = gate
+
+    def insert(n):
+        def work(tx):
+            tx.execute(
+                "INSERT INTO revocation_candidates (message_sid, number, twilio_number, body, pattern, "
+                "received_at) VALUES (?, '+1', '+2', 'x', 'p', '2026-12-07T00:00:00Z')",
+                (f"SM{n}",),
+            )
+            return n
+
+        return work
+
+    def broken(result):
+        raise AttributeError("no such attribute")
+
+    rules = [lambda result: False, broken, lambda result: True]
+    results = {}
+
+    def run(n):
+        try:
+            results[n] = store.backend.grouped(insert(n), sync_first=False, needs_sync=rules[n])
+        except AttributeError as exc:
+            results[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n,), name=f"job{n}") for n in range(3)]
+    for n, thread in enumerate(threads):
+        thread.start()
+        wait_until(lambda n=n: len(store.backend._pending) == n + 1)
+    gate.open_for("job0")
+    for thread in threads:
+        thread.join(30)
+    assert results[0] == 0 and isinstance(results[1], AttributeError) and results[2] == 2
+    with store.backend.read() as tx:
+        assert tx.scalar("SELECT COUNT(*) FROM revocation_candidates") == 3  # every commit stands
+    store.close()
+
+
+def test_a_failed_fsync_fails_only_the_jobs_that_needed_it(tmp_path, monkeypatch):
+    """The batch committed, then the fsync of the WAL failed (an I/O error): a job that needed its answer on
+    disk is answered unavailable (Twilio retries it, and the retry waits for the disk); one that did not keeps
+    its answer."""
+    store = Store(f"sqlite:///{tmp_path / 'g.db'}", durability="compliance")
+    store.init_schema()
+    gate = Gate()
+    store.backend._leader_lock = gate
+
+    def failing(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    results = {}
+    plan = [("plain", SENDER), ("stop", "+14155550101")]
+
+    def run(n):
+        kind, sender = plan[n]
+        body, keyword = BODIES[kind]
+        try:
+            results[n] = process(store, keyword, f"SM{n}", sender=sender, body=body)
+        except StoreUnavailable as exc:
+            results[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n,), name=f"job{n}") for n in range(2)]
+    for n, thread in enumerate(threads):
+        thread.start()
+        wait_until(lambda n=n: len(store.backend._pending) == n + 1)
+    gate.open_for("job0")
+    for thread in threads:
+        thread.join(30)
+    assert results[0].outcome == "queued"
+    assert isinstance(results[1], StoreUnavailable) and "Input/output error" in str(results[1])
+    monkeypatch.undo()
+    retry = process(store, "stop", "SM1", sender="+14155550101", body="STOP")
+    assert retry.duplicate and retry.outcome == "opt_out"
+    store.close()
