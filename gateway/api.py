@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -13,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request, stream_with_context
 from werkzeug.exceptions import TooManyRequests
 
-from . import consent, events, numbers, revocation, schemas, services
+from . import consent, events, numbers, revocation, schemas, services, spreadsheet
 from .auth import require_role
 from .messages import unstorable
 from .outbound import OutboundError
@@ -41,12 +39,8 @@ def _wants_csv() -> bool:
 
 
 def _csv(rows: Sequence[dict[str, Any]], columns: Sequence[str], filename: str) -> Response:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
     return Response(
-        buffer.getvalue(),
+        spreadsheet.text(rows, columns),
         content_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import json
 import logging
 import os
@@ -24,7 +23,7 @@ import click
 from flask import Flask
 from tabulate import tabulate
 
-from . import checkup, config, consent, imports, keys, ledger, numbers, revocation, services
+from . import checkup, config, consent, imports, keys, ledger, numbers, revocation, services, spreadsheet
 from .config import ConfigError
 from .messages import unstorable
 from .signature import sign
@@ -155,11 +154,7 @@ def _emit(rows: list[dict[str, Any]], columns: Sequence[str], fmt: str, empty: s
     if fmt == "json":
         click.echo(json.dumps([{c: row[c] for c in columns} for row in rows], indent=2))
     elif fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        click.echo(buffer.getvalue(), nl=False)
+        click.echo(spreadsheet.text(rows, columns), nl=False)
     elif rows:
         click.echo(tabulate([[row[c] for c in columns] for row in rows], headers=list(columns)))
     else:
@@ -596,7 +591,10 @@ def optouts_history(number: str, fmt: str) -> None:
 def optouts_export(fmt: str, output: str | None) -> None:
     """Export every event with its chain hash, oldest first.
 
-    Streams in bounded memory however long the log is. With --output, a
+    Each cell is exactly the value its hash covers, a formula a texter sent
+    included (unlike the other CSVs, which are neutralised for spreadsheets):
+    check it against the chain, open it in a spreadsheet only with formulas
+    off. Streams in bounded memory however long the log is. With --output, a
     progress bar is shown when stderr is a terminal; the file is written
     under a temporary name and renamed when complete, so a failed export
     never leaves a truncated file behind.
@@ -636,7 +634,8 @@ def _nullbar(items: Iterable[Any]) -> Iterator[Iterable[Any]]:
 
 def _write_events(rows: Iterable[dict[str, Any]], fmt: str, handle: TextIO) -> None:
     if fmt == "csv":
-        writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+        # Every value as it was hashed, never neutralised for spreadsheets (see gateway.spreadsheet).
+        writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS, lineterminator=spreadsheet.LINE_END)
         writer.writeheader()
         for row in rows:
             writer.writerow(row)
