@@ -49,10 +49,20 @@ def where(*conditions: tuple[str, object]) -> tuple[str, list[object]]:
     return " WHERE " + " AND ".join(clause for clause, _ in used), params
 
 
-def in_accounts(accounts: Sequence[str] | None) -> tuple[str, tuple[str, ...] | None]:
-    """A :func:`where` condition: rows of these accounts only (None: every account's, and those without one)."""
-    placeholders = ", ".join("?" * len(accounts or ()))
-    return f"account IN ({placeholders})", None if accounts is None else tuple(accounts)
+def one_of(column: str, values: Sequence[object]) -> tuple[str, tuple[object, ...]]:
+    """``column IN (?, ...)`` and its parameters; for no values, a condition no row meets (``IN ()`` is
+    valid SQLite but a syntax error on PostgreSQL)."""
+    if not values:
+        return "1 = 0", ()
+    return f"{column} IN ({', '.join('?' * len(values))})", tuple(values)
+
+
+def in_accounts(accounts: Sequence[str] | None) -> tuple[str, tuple[object, ...] | None]:
+    """A :func:`where` condition: rows of these accounts only (None: every account's, and those without one;
+    an empty list: none)."""
+    if accounts is None:
+        return "", None  # no condition: where() leaves out a value of None
+    return one_of("account", accounts)
 
 
 def page(limit: int | None, offset: int = 0) -> tuple[str, list[int]]:

@@ -16,7 +16,7 @@ from typing import Any
 from .. import consent, events
 from ..scope import Scope
 from .backend import Tx
-from .base import Records, in_accounts, where
+from .base import Records, in_accounts, one_of, where
 from .ledger import append_event
 
 CONSENT_COLUMNS = [
@@ -77,7 +77,8 @@ def current(number: str, senders: Sequence[str] | None, category: str | None = N
     if category is not None:
         clause, params = clause + " AND category = ?", (*params, category)
     if senders is not None:
-        clause, params = clause + f" AND sender IN ({', '.join('?' * len(senders))})", (*params, *senders)
+        among, among_params = one_of("sender", senders)
+        clause, params = f"{clause} AND {among}", (*params, *among_params)
     return clause, params
 
 

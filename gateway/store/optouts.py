@@ -15,7 +15,7 @@ from typing import Any
 from .. import events
 from ..scope import ANY, Cover, Scope
 from .backend import Tx
-from .base import Records, in_accounts, page, where
+from .base import Records, in_accounts, one_of, page, where
 from .consents import end_consents
 from .ledger import append_event
 
@@ -50,10 +50,11 @@ def _cover_clause(cover: Cover) -> tuple[str, tuple[str, ...]]:
     """SQL condition on opt_outs rows matching ``cover``, with its parameters."""
     if ANY in cover.numbers:
         return "1 = 1", ()
-    parts = [f"twilio_number IN ({', '.join('?' * len(cover.numbers))})"]
-    if cover.services:
-        parts.append(f"messaging_service_sid IN ({', '.join('?' * len(cover.services))})")
-    return "(" + " OR ".join(parts) + ")", (*cover.numbers, *cover.services)
+    numbers, number_params = one_of("twilio_number", cover.numbers)
+    if not cover.services:
+        return f"({numbers})", number_params
+    services, service_params = one_of("messaging_service_sid", cover.services)
+    return f"({numbers} OR {services})", (*number_params, *service_params)
 
 
 def covered(cover: Cover, number: str) -> tuple[str, tuple]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gateway import services
 from gateway.messages import OutboundText
 
@@ -80,3 +82,33 @@ def test_records_carry_the_account_of_the_message_or_the_number(accounts_app, db
     )
     assert store.verify_ledger().ok
     assert {event["account"] for event in store.iter_events()} == {ACCOUNT, BRAND_ACCOUNT, REGION_ACCOUNT}
+
+
+READERS = {
+    "current_opt_outs": lambda store, accounts: store.current_opt_outs(accounts=accounts),
+    "iter_opt_outs": lambda store, accounts: list(store.iter_opt_outs(accounts=accounts)),
+    "count_opt_outs": lambda store, accounts: store.count_opt_outs(accounts=accounts),
+    "history": lambda store, accounts: store.history(SENDER, accounts=accounts),
+    "daily_state_changes": lambda store, accounts: store.daily_state_changes("2000-01-01", accounts=accounts),
+    "revocation_candidates": lambda store, accounts: store.revocation_candidates(accounts=accounts),
+    "consents": lambda store, accounts: store.consents(SENDER, accounts=accounts),
+    "outbound_counts": lambda store, accounts: store.outbound_counts(accounts=accounts),
+}
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_an_empty_account_list_reads_no_rows_on_either_database(accounts_app, reader):
+    """A list of no accounts means no account's records: nothing, the same on both databases (``IN ()`` is
+    valid SQLite and a syntax error on PostgreSQL). None means every account's."""
+    app, _ = accounts_app
+    store, outbound = services.of(app).store, services.of(app).outbound
+    webhook = TwilioSender(app.test_client())
+    assert webhook.post(sms_params("please stop texting me", to=TWILIO_NUMBER, account=ACCOUNT)).status_code == 200
+    assert webhook.post(sms_params("START", to=TWILIO_NUMBER, account=ACCOUNT)).status_code == 200
+    assert webhook.post(sms_params("STOP", to=TWILIO_NUMBER, account=ACCOUNT)).status_code == 200
+    store.record_manual(SENDER, REGION_NUMBER, True, "phone call", "ana")
+    outbound.queue("+14155550199", content="hello", agent_number=TWILIO_NUMBER)
+    read = READERS[reader]
+    assert read(store, None), "the records to be left out are there"
+    assert read(store, [ACCOUNT]), "and found by their account"
+    assert not read(store, []) and not read(store, ())

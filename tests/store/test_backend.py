@@ -8,7 +8,10 @@ import pytest
 
 from gateway import events, timestamps
 from gateway.store import Store
+from gateway.store.base import one_of
 from gateway.store.ledger import append_event
+
+from .conftest import process
 
 TO = "+15005550006"
 MANUAL = {"twilio_number": TO, "source": events.MANUAL}
@@ -73,3 +76,12 @@ def test_the_clock_offset_is_the_database_servers_clock_against_the_stores(db_ur
         assert offset is None
     else:
         assert offset == pytest.approx(-skew, abs=0.5)
+
+
+@pytest.mark.parametrize(("values", "count"), [((), 0), (("+14155550100",), 1), (("+14155550100", "+1"), 1)])
+def test_one_of_an_empty_list_matches_nothing_on_either_database(db, values, count):
+    """``IN ()`` is valid SQLite and a syntax error on PostgreSQL: no values is a condition no row meets."""
+    process(db, "stop", "SM1")
+    clause, params = one_of("number", values)
+    with db.backend.read() as tx:
+        assert tx.scalar(f"SELECT COUNT(*) FROM opt_outs WHERE {clause}", params) == count  # noqa: S608
