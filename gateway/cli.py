@@ -242,8 +242,8 @@ def _params(pairs: Sequence[str]) -> list[tuple[str, str]]:
 
 @cli.command()
 @click.argument("body")
-@click.option("--from", "from_number", required=True, help="Sender's number, e.g. +14155550100.")
-@click.option("--to", "to_number", required=True, help="Your Twilio number the message was sent to.")
+@click.option("--from", "from_number", required=True, type=E164, help="Sender's number (E.164), e.g. +14155550100.")
+@click.option("--to", "to_number", required=True, type=E164, help="Your Twilio number (E.164) the message was sent to.")
 @click.option(
     "--url",
     default=DEFAULT_URL,

@@ -16,6 +16,7 @@ from gateway.store.migrations.postgres import VERSION as POSTGRES_VERSION
 from gateway.store.migrations.sqlite import VERSION as SQLITE_VERSION
 
 from .conftest import ROOT, TOKEN, TWILIO_NUMBER, free_port
+from .database import RawDatabase
 
 SENDER = "+14155550123"
 STOP_TWIML = (
@@ -187,6 +188,22 @@ def test_simulate_without_any_token(runner):
 def test_simulate_bad_arguments(runner, args, message):
     result = runner.invoke(cli, ["simulate", "hi", "--from", SENDER, "--to", TWILIO_NUMBER, "--token", TOKEN, *args])
     assert result.exit_code == 2 and message in result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "number"),
+    [("--from", "4155550111"), ("--to", "15005550006"), ("--from", "+1 415 555 0100"), ("--to", "+0123")],
+)
+def test_simulate_refuses_a_number_that_is_not_e164_and_sends_nothing(runner, gunicorn, option, number):
+    """Twilio sends E.164; a simulated message from a number no lookup could reach would leave records no
+    command, API or console page can find."""
+    numbers = {"--from": SENDER, "--to": TWILIO_NUMBER, option: number}
+    url = gunicorn.base + "/twilio/sms"
+    args = ["simulate", "STOP", "--from", numbers["--from"], "--to", numbers["--to"], "--url", url, "--token", TOKEN]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}': '{number}' is not an E.164 number such as" in result.output
+    assert RawDatabase(gunicorn.db_url).execute("SELECT COUNT(*) FROM inbound_messages") == [(0,)]
 
 
 def wait_healthy(port: int, proc: subprocess.Popen, log, seconds: float) -> None:
