@@ -10,7 +10,8 @@ Run it, then point the gateway at it:
 
 Only the standard library: a real agent would call its language model where
 ``reply_to`` is. Deliveries are at least once, so it remembers the delivery
-ids it has answered and answers a repeat without acting twice.
+ids it has answered and answers a repeat without acting twice. A message the
+gateway flags ``revocation_candidate`` is acknowledged and never answered.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def reply_to(message: dict) -> dict:
     """The agent's answer: the gateway texts ``reply`` back to the user."""
     if message.get("type") != "message":
         return {}  # e.g. a session event
+    if "revocation_candidate" in message.get("flags", ()):
+        # "remove me from your list" is likely a revocation of consent: an auditor decides (gateway optouts
+        # candidates). Until then, texting back is the message the person may just have refused.
+        return {}
     return {"reply": f"Echo: {message['body']}"}
 
 

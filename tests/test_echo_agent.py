@@ -1,5 +1,6 @@
 """examples/echo_agent.py, the README's minimal agent, in a full round trip through a real process."""
 
+import json
 import subprocess
 import sys
 import time
@@ -54,3 +55,16 @@ def test_round_trip(db_url, fake, echo_agent, secret, status, replies):
             TWILIO_NUMBER,
             "Echo: Table for two at 8?",
         )
+
+
+@pytest.mark.parametrize("body", ["remove me from your list", "Please stop texting me", "opt me out"])
+def test_a_likely_revocation_is_acknowledged_and_never_answered(db_url, fake, echo_agent, body):
+    """The reference agent people copy must not text back to a message that reads like a revocation of
+    consent: the delivery is acknowledged (delivered, not retried), and nothing is sent."""
+    app = create_app({**outbound_config(db_url, fake), "AGENT_URL": echo_agent, "AGENT_SECRET": SECRET})
+    TwilioSender(app.test_client()).sms(body)
+    services.of(app).forwarder.deliver_once()
+    store = services.of(app).store
+    (delivered,) = store.outbox()
+    assert delivered["status"] == "delivered" and json.loads(delivered["flags"]) == ["revocation_candidate"]
+    assert store.list_outbound() == []
