@@ -52,7 +52,8 @@ run: $(RUN_STAMP)
 		export GATEWAY_AGENT_URL=http://127.0.0.1:$(AGENT_PORT)/agent; \
 		$(BIN)/python examples/echo_agent.py --port $(AGENT_PORT) --ready-file "$$metrics/agent.ready" & agent=$$!; \
 		while [ ! -e "$$metrics/agent.ready" ]; do \
-			kill -0 $$agent 2>/dev/null || { echo "make run: the echo agent did not start (AGENT_PORT=$(AGENT_PORT)): nothing else was started"; exit 1; }; \
+			kill -0 $$agent 2>/dev/null || { [ -n "$(METRICS_DIR)" ] || rm -rf "$$metrics"; \
+				echo "make run: the echo agent did not start (AGENT_PORT=$(AGENT_PORT)): nothing else was started"; exit 1; }; \
 			sleep 0.1; \
 		done; \
 	fi; \

@@ -1,9 +1,5 @@
-"""WSGI entry point for gunicorn (``gunicorn wsgi:app``); see the Procfile.
-
-A refusal to start (a missing or invalid setting, a database that cannot be
-opened or migrated) is one line on stderr and exit status 4, on which
-gunicorn stops the whole server instead of starting workers again and again.
-"""
+"""WSGI entry point in a checkout (``gunicorn wsgi:app``), the same as an installed gateway's
+``gateway.wsgi:app``, which the Procfile uses."""
 
 from gateway import app_or_exit
 

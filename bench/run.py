@@ -78,6 +78,12 @@ def write_requests(path: Path, url: str, count: int, seed: int, keywords: float 
             out.write(f"{validator.compute_signature(url, params)}\t{urlencode(params)}\n")
 
 
+def gunicorn_settings(root: Path) -> str:
+    """The gunicorn settings of the checkout at ``root``: the package's, or an older checkout's own file."""
+    older = root / "config" / "gunicorn.conf.py"
+    return str(older) if older.exists() else "python:gateway.gunicorn_conf"
+
+
 def start(app: str, port: int, args: argparse.Namespace, env: dict, log: Path, root: Path = ROOT) -> subprocess.Popen:
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -86,8 +92,8 @@ def start(app: str, port: int, args: argparse.Namespace, env: dict, log: Path, r
                 "-m",
                 "gunicorn",
                 app,
-                "--config",
-                "config/gunicorn.conf.py",  # as the Procfile runs it (metrics in multiprocess mode)
+                "--config",  # as the Procfile runs it (metrics in multiprocess mode)
+                gunicorn_settings(root),
                 "--bind",
                 f"127.0.0.1:{port}",
                 "--workers",

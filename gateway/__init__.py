@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, checkup, config, console, health, logs, metrics, revocation, services, statuscallback, webhook
+from . import checkup, config, logs, revocation
 from .config import ConfigError
 from .store import StoreUnavailable, from_settings, local_file
 
-__all__ = ["ConfigError", "app_or_exit", "create_app"]
+__all__ = ["ConfigError", "app_or_exit", "create_app", "report_start"]
 
 # gunicorn stops the whole server, master and every worker, when a worker
 # exits with this status ("App failed to load") instead of starting it again
 # and again; a master that exits with it says the same.
 APP_LOAD_ERROR = 4
+STARTUP = "gateway.startup"  # app.extensions: (where the records are, the start-up findings)
+_reported = False  # this process, or the one it was forked from, has given the start-up report
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -29,8 +30,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     ``test_config`` overrides every other configuration layer. Raises
     :class:`ConfigError` naming the setting when one is missing or invalid.
+    The web layer is imported here, not with the package: ``import gateway``
+    stays cheap, and loads no metrics before gunicorn's settings have chosen
+    where they are kept (``gateway.gunicorn_conf``).
     """
-    app = Flask(__name__, instance_path=os.environ.get("GATEWAY_INSTANCE_PATH") or None)
+    from . import api, console, health, metrics, services, statuscallback, webhook
+    app = Flask(__name__, instance_path=config.instance_folder())
     app.config.update(config.load(test_config, instance_path=app.instance_path))
     logs.configure(app)
     today = datetime.now(UTC).date()
@@ -57,17 +62,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         raise ConfigError(f"DATABASE_URL: cannot open or migrate {store.describe()}: {reason}") from exc
     finally:
         store.close()  # workers forked after this open their own connections
-    for finding in findings:
-        logging.getLogger("gateway.checkup").warning("%s", finding.line())
-    if app.config["SECRET_KEY_FILE"] and local_file(app.config["DATABASE_URL"]) is None:  # a database of many
-        logging.getLogger("gateway").warning(
-            "GATEWAY_SECRET_KEY is not set: the console signs its sessions with a key of this machine's (%s), so "
-            "with %s shared by several instances, or a disk that a restart wipes, auditors are signed out whenever "
-            "a request reaches another instance or the key is made anew; set GATEWAY_SECRET_KEY to one value "
-            "(32 characters or more) on every instance",
-            app.config["SECRET_KEY_FILE"],
-            store.describe(),
-        )
+    app.extensions[STARTUP] = (store.describe(), checkup.for_environment(findings, app.config["ENV"]))
+    if (test_config or {}).get("REPORT_START", True):
+        report_start(app)
     services.init_app(app, store)
 
     app.register_blueprint(webhook.bp)
@@ -86,14 +83,45 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
+def report_start(app: Flask, only: Collection[str] | None = None) -> None:
+    """Log what a start of the deployment must tell its operator, once: where the records are, and each
+    start-up finding (in dev, what to settle before going live). With ``only``, just the findings of those
+    checks: what concerns a process's own machine (``gateway worker``: its clock, by which it holds leases)."""
+    where, findings = app.extensions[STARTUP]
+    if only is not None:
+        for finding in findings:
+            if finding.check in only:
+                logging.getLogger("gateway.checkup").warning("%s", finding.line())
+        return
+    logging.getLogger("gateway").info("records: %s; instance folder %s", where, app.instance_path)
+    for finding in findings:
+        logging.getLogger("gateway.checkup").warning("%s", finding.line())
+    if app.config["SECRET_KEY_FILE"] and local_file(app.config["DATABASE_URL"]) is None:  # a database of many
+        logging.getLogger("gateway").warning(
+            "GATEWAY_SECRET_KEY is not set: the console signs its sessions with a key of this machine's (%s), so "
+            "with %s shared by several instances, or a disk that a restart wipes, auditors are signed out whenever "
+            "a request reaches another instance or the key is made anew; set GATEWAY_SECRET_KEY to one value "
+            "(32 characters or more) on every instance",
+            app.config["SECRET_KEY_FILE"],
+            where,
+        )
+
+
 def app_or_exit() -> Flask:
     """:func:`create_app`, or the one-line reason on stderr and exit status 4 (see ``APP_LOAD_ERROR``).
 
-    For servers: ``wsgi.py``, and ``config/gunicorn.conf.py``, which checks
-    in the master before any worker boots.
+    For servers: ``gateway.wsgi``, and ``gateway.gunicorn_conf``, which checks
+    in the master before any worker boots. The start-up report is given once
+    per server: the workers gunicorn forks from a process that gave it do
+    not give it again.
     """
+    global _reported
     try:
-        return create_app()
+        app = create_app({"REPORT_START": False})
     except ConfigError as exc:
         print(f"gateway: refusing to start: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(APP_LOAD_ERROR) from None
+    if not _reported:
+        report_start(app)
+        _reported = True
+    return app

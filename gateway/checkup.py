@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -20,6 +20,13 @@ from .scope import REVOKE_ALL_DATE, Scope
 from .segments import analyse
 
 FAIL, WARN = "fail", "warn"
+# In the dev environment, what the operator must settle before going live (a HELP contact, the revoke-all
+# scope) is shown as that, not as a failure of what they just did; in sandbox and live it fails as it is.
+BEFORE_LIVE = "before-live"
+BEFORE_LIVE_CHECKS = frozenset({"help-reply", "revoke-all"})
+_LABELS = {FAIL: "FAIL", WARN: "WARN", BEFORE_LIVE: "BEFORE GOING LIVE"}
+# What each machine of a deployment finds for itself (every other finding is the deployment's, told once).
+MACHINE_CHECKS = frozenset({"clock"})
 
 # The words that revoke consent definitively, whatever else the business offers (47 CFR 64.1200(a)(10)).
 FCC_PER_SE_WORDS = ("stop", "quit", "end", "revoke", "opt out", "cancel", "unsubscribe")
@@ -33,7 +40,7 @@ _PHONE = re.compile(r"\+?\d[\d\s().-]{5,}\d")
 class Finding:
     """One thing wrong (or at risk) with the deployment."""
 
-    level: str  # fail or warn
+    level: str  # fail, warn or before-live
     check: str  # a short name: fcc-words, stop-reply, help-reply, revoke-all, candidates, ledger, clock, ...
     rule: str  # the rule it is measured against
     where: str  # what it is about: a Twilio number, a setting, the database
@@ -42,10 +49,18 @@ class Finding:
 
     def line(self) -> str:
         """One line for a terminal or a log."""
-        return f"{self.level.upper()} [{self.check}] {self.where}: {self.problem} ({self.rule}). Fix: {self.fix}"
+        return f"{_LABELS[self.level]} [{self.check}] {self.where}: {self.problem} ({self.rule}). Fix: {self.fix}"
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
+
+
+def for_environment(findings: Iterable[Finding], env: str) -> list[Finding]:
+    """``findings`` as the environment ``env`` (dev, sandbox, live) must read them: in dev, a finding of
+    :data:`BEFORE_LIVE_CHECKS` is something to settle before going live."""
+    if env != "dev":
+        return list(findings)
+    return [replace(f, level=BEFORE_LIVE) if f.check in BEFORE_LIVE_CHECKS else f for f in findings]
 
 
 def has_contact(text: str) -> bool:
@@ -72,7 +87,7 @@ def keyword_findings(book: KeywordBook, numbers: Iterable[str], brands: Mapping[
                 )
             )
         findings.extend(_stop_reply(where, keywords.replies[STOP]))
-        findings.extend(_help_contact(where, keywords.replies[HELP]))
+        findings.extend(_help_contact(where, keywords.replies[HELP], keywords.source))
     for number in numbers:
         brand = brands.get(number)
         if brand and _loose(brand) not in _loose(book.for_number(number).replies[HELP]):
@@ -117,9 +132,19 @@ def _stop_reply(where: str, reply: str, what: str = "STOP confirmation") -> list
 _CTIA = "CTIA Messaging Principles: HELP names the program or brand and a way to reach a person"
 
 
-def _help_contact(where: str, reply: str) -> list[Finding]:
+HELP_EXAMPLE = "Acme: help at support@acme.example or +1 415 555 0100. Reply STOP to unsubscribe."
+
+
+def _help_contact(where: str, reply: str, source: str = "") -> list[Finding]:
     if has_contact(reply):
         return []
+    if source.startswith("gateway/defaults/"):  # the packaged reply: the operator's own file must say it
+        fix = (
+            f'set help = "{HELP_EXAMPLE}" under [replies] in your keywords file (config/keywords.toml, which '
+            'keywords_file = "keywords.toml" in config/gateway.toml names)'
+        )
+    else:
+        fix = f"add a contact to the help reply in {source or 'the keywords file'}, e.g. {HELP_EXAMPLE!r}"
     return [
         Finding(
             FAIL,
@@ -127,7 +152,7 @@ def _help_contact(where: str, reply: str) -> list[Finding]:
             _CTIA,
             where,
             "the HELP reply gives no phone number, email address or URL",
-            "add a contact, e.g. 'Acme: help at support@acme.example or +1 415 555 0100'",
+            fix,
         )
     ]
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import click
-from flask import Flask
 from tabulate import tabulate
 
 from . import checkup, config, consent, imports, keys, ledger, numbers, revocation, services, spreadsheet
@@ -49,14 +48,14 @@ DEFAULT_URL = "http://127.0.0.1:8000/twilio/sms"
 
 
 def instance_path() -> str:
-    """The instance folder the app would use (GATEWAY_INSTANCE_PATH or Flask's default)."""
-    return os.environ.get("GATEWAY_INSTANCE_PATH") or Flask("gateway").instance_path
+    """The instance folder the app would use (GATEWAY_INSTANCE_PATH, else ./instance)."""
+    return config.instance_folder()
 
 
-def load_settings() -> dict[str, Any]:
+def load_settings(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The deployment's settings (no auth token needed), or the one-line reason a setting is wrong."""
     try:
-        return config.load(instance_path=instance_path(), require_token=False)
+        return config.load(overrides, instance_path=instance_path(), require_token=False)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -193,10 +192,10 @@ def serve(host: str, port: int) -> None:
     """
     from werkzeug.serving import run_simple
 
-    from . import create_app
+    from . import create_app, report_start
 
     try:
-        app = create_app({"ALLOW_DEV_TOKEN": True})
+        app = create_app({"ALLOW_DEV_TOKEN": True, "REPORT_START": False})
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     if app.config["DEV_TOKEN"]:
@@ -213,6 +212,7 @@ def serve(host: str, port: int) -> None:
         f"Console:         http://{host}:{port}/console (sign in with a key: gateway keys create --role auditor)",
         err=True,
     )
+    report_start(app)  # after the banner: the first screen says where things are, then what to settle
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the gateway logs each request itself
     run_simple(host, port, app, threaded=True, use_reloader=False)
 
@@ -806,12 +806,13 @@ def worker(once: bool, interval: float) -> None:
     each is handled by one worker, and a crashed worker's lease runs out.
     Delivery to the agent is at least once and in order per conversation.
     """
-    from . import create_app
+    from . import create_app, report_start
 
-    try:
-        app = create_app({"ALLOW_DEV_TOKEN": True})
+    try:  # the web server gives the start-up report; the worker, only what concerns its own machine
+        app = create_app({"ALLOW_DEV_TOKEN": True, "REPORT_START": False})
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    report_start(app, only=checkup.MACHINE_CHECKS)
     outbound, forwarder = services.of(app).outbound, services.of(app).forwarder
     if not outbound.can_send:
         click.echo(f"worker: not sending SMS, {outbound.why_disabled()}", err=True)
@@ -947,7 +948,7 @@ def outbox_purge(status: str, days: int) -> None:
 
 @cli.group("templates")
 def templates_group() -> None:
-    """SMS templates (config/templates/, one TOML file each)."""
+    """SMS templates (the folder templates_dir names, one TOML file each)."""
 
 
 @templates_group.command("list")
@@ -1144,7 +1145,13 @@ def consent_sync(show: bool, retry_failed: bool, fmt: str) -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
 )
-def doctor(fmt: str) -> None:
+@click.option(
+    "--env",
+    type=click.Choice(["dev", "sandbox", "live"]),
+    help="Judge the deployment as this environment would (its senders, and in sandbox and live every finding "
+    "as a failure that dev shows as 'before going live') [default: GATEWAY_ENV].",
+)
+def doctor(fmt: str, env: str | None) -> None:
     """Check the deployment against the rules it must follow.
 
     The FCC's per-se revocation words in every number's stop keywords; a STOP
@@ -1156,9 +1163,11 @@ def doctor(fmt: str) -> None:
     filesystem; on PostgreSQL, server settings that lose acknowledged
     commits in a crash (fsync or full_page_writes off) and this machine's
     clock against the server's. One line per finding, with its rule and how
-    to fix it. Reads only. Exits 1 when any finding is a failure.
+    to fix it. In dev, what must be settled before going live (a HELP
+    contact, the revoke-all scope) is listed as that; `--env live` shows what
+    live would say. Reads only. Exits 1 when any finding is a failure.
     """
-    settings = load_settings()
+    settings = load_settings({"ENV": env} if env else None)
     today = datetime.now(UTC).date()
     findings = checkup.configuration_findings(settings, today)
     try:
@@ -1175,13 +1184,16 @@ def doctor(fmt: str) -> None:
         findings += checkup.clock_findings(store.clock_offset(), settings)
     except StoreError as exc:
         findings += checkup.database_findings(str(exc))
+    findings = checkup.for_environment(findings, settings["ENV"])
     failed = any(finding.level == checkup.FAIL for finding in findings)
     if fmt == "json":
         click.echo(json.dumps({"ok": not failed, "findings": [f.as_dict() for f in findings]}, indent=2))
     else:
         for finding in findings:
             click.echo(finding.line())
-        click.echo(f"{len(findings)} finding(s); " + ("failures above." if failed else "no failure."))
+        before = sum(finding.level == checkup.BEFORE_LIVE for finding in findings)
+        settle = f" {before} to settle before going live (see them with --env live)." if before else ""
+        click.echo(f"{len(findings)} finding(s); " + ("failures above." if failed else "no failure.") + settle)
     if failed:
         raise SystemExit(1)
 

@@ -1,5 +1,10 @@
-"""Settings in layers: committed defaults in ``config/``, then environment
-variables, then an explicit mapping (tests, ``gateway serve``).
+"""Settings in layers: the committed defaults shipped in the package
+(``gateway/defaults/``), then the operator's optional file (``GATEWAY_CONFIG_FILE``,
+else ``config/gateway.toml`` in the current directory if there is one), then
+environment variables, then an explicit mapping (tests, ``gateway serve``).
+
+A relative path in a file (``keywords_file``, ``templates_dir``) is relative to
+that file's folder; in an environment variable, to the current directory.
 
 Everything is validated once at start-up; a bad or missing setting raises
 :class:`ConfigError` naming it, so the process fails fast with one line.
@@ -8,11 +13,12 @@ Everything is validated once at start-up; a bad or missing setting raises
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 import secrets
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +29,14 @@ from .keywords import KINDS, KeywordBook, KeywordSet
 from .revocation import Detector
 from .scope import SCOPES, Scope
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+# The committed defaults: every setting, the keyword sets and replies, the revocation patterns, the templates.
+DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
+DEFAULTS_FILE = DEFAULTS_DIR / "gateway.toml"
+DEFAULT_KEYWORDS = DEFAULTS_DIR / "keywords.toml"
+# The operator's file when GATEWAY_CONFIG_FILE is not set, if it exists: relative to the current directory,
+# the deployment's folder (as ``instance/``, where its records are kept by default).
+OPERATOR_FILE = Path("config") / "gateway.toml"
+INSTANCE_FOLDER = "instance"
 DEV_TOKEN_FILE = "dev_auth_token"  # noqa: S105 - a file name, not a secret
 SECRET_KEY_FILE = "console_secret_key"  # noqa: S105 - a file name, not a secret
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -83,8 +96,22 @@ class ConfigError(Exception):
     """A setting is missing or invalid; the message names it."""
 
 
-def config_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    return Path(environ.get("GATEWAY_CONFIG_DIR") or CONFIG_DIR)
+def operator_file(environ: Mapping[str, str] = os.environ) -> tuple[Path, str] | None:
+    """The operator's configuration file and what named it: ``GATEWAY_CONFIG_FILE``, else ``config/gateway.toml``
+    in the current directory when it exists, else none."""
+    named = environ.get("GATEWAY_CONFIG_FILE")
+    if named:
+        return Path(named), "GATEWAY_CONFIG_FILE"
+    if OPERATOR_FILE.is_file():
+        return OPERATOR_FILE, str(OPERATOR_FILE)
+    return None
+
+
+def instance_folder(environ: Mapping[str, str] = os.environ) -> str:
+    """Where the default database, the development token and the console's key are kept: GATEWAY_INSTANCE_PATH,
+    else ``instance/`` in the current directory, as an absolute path. Never inside the Python environment, which
+    an upgrade may delete with every opt-out in it."""
+    return str(Path(environ.get("GATEWAY_INSTANCE_PATH") or INSTANCE_FOLDER).resolve())
 
 
 def _read_toml(path: Path, setting: str) -> dict[str, Any]:
@@ -110,32 +137,48 @@ class Layers(dict):
     def __init__(self) -> None:
         super().__init__()
         self.sources: dict[str, str] = {}
+        self.folders: dict[str, Path] = {}  # the folder of the file that set a key
 
-    def put(self, key: str, value: Any, source: str | None) -> None:
+    def put(self, key: str, value: Any, source: str | None, folder: Path | None = None) -> None:
         self[key] = value
         if source:
             self.sources[key] = source
         else:
             self.sources.pop(key, None)
+        if folder is not None:
+            self.folders[key] = folder
+        else:
+            self.folders.pop(key, None)
+
+    def path(self, key: str, given: Any = None) -> Path:
+        """``given`` (else the value of ``key``) as a path: a relative one is relative to the folder of the file
+        that set ``key``, or to the current directory when an environment variable or the mapping did."""
+        path = Path(str(self.get(key) if given is None else given))
+        return path if path.is_absolute() else self.folders.get(key, Path.cwd()) / path
 
     def source(self, key: str) -> str:
         """``config/gateway.toml: trust_proxy``, or the environment variable (the one a person would set)."""
         return self.sources.get(key) or _ENV.get(key, key)
 
 
-def _file_layer(raw: Layers, path: Path, setting: str) -> None:
-    """Put a configuration file's settings in ``raw``, refusing a key that is not a setting."""
+def _file_layer(raw: Layers, path: Path, setting: str, shown: str | None = None) -> None:
+    """Put a configuration file's settings in ``raw``, refusing a key that is not a setting; ``shown`` is how
+    messages name the file (the packaged defaults by their name in the package)."""
+    shown = shown or str(path)
     for key, value in _read_toml(path, setting).items():
         if key not in FILE_KEYS:
             close = difflib.get_close_matches(key.lower(), sorted(FILE_KEYS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else "; see config/gateway.toml for every setting"
-            raise ConfigError(f"{path}: unknown setting {key!r}{hint}")
-        raw.put(key.upper(), value, f"{path}: {key}")
+            hint = f"; did you mean {close[0]!r}?" if close else f"; see {DEFAULTS_SHOWN} for every setting"
+            raise ConfigError(f"{shown}: unknown setting {key!r}{hint}")
+        raw.put(key.upper(), value, f"{shown}: {key}", path.resolve().parent)
+
+
+DEFAULTS_SHOWN = "gateway/defaults/gateway.toml"  # how messages name the packaged defaults, wherever installed
 
 
 # Variables with the prefix that are not settings: where the configuration and the instance folder are; and
 # GATEWAY_TEST_*, the test suite's own (a developer may keep them in the shell that also runs the gateway).
-_NOT_SETTINGS = frozenset({"GATEWAY_CONFIG_DIR", "GATEWAY_CONFIG_FILE", "GATEWAY_INSTANCE_PATH"})
+_NOT_SETTINGS = frozenset({"GATEWAY_CONFIG_FILE", "GATEWAY_INSTANCE_PATH"})
 # An account's tokens: each named by KEY_env (an environment variable) or KEY_file, never written in a file.
 _TOKEN_KEYS = ("auth_token", "secondary_auth_token")
 
@@ -156,16 +199,16 @@ def _check_environment(environ: Mapping[str, str], raw: Layers) -> None:
     for name in sorted(environ):
         if name.startswith("GATEWAY_") and not name.startswith("GATEWAY_TEST_") and name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
-            hint = f"did you mean {close[0]}?" if close else "see config/gateway.toml for every setting"
+            hint = f"did you mean {close[0]}?" if close else f"see {DEFAULTS_SHOWN} for every setting"
             raise ConfigError(f"environment variable {name}: not a setting of the gateway; {hint}")
 
 
 def _raw_layers(overrides: Mapping[str, Any] | None, environ: Mapping[str, str]) -> Layers:
     raw = Layers()
-    _file_layer(raw, config_dir(environ) / "gateway.toml", "GATEWAY_CONFIG_DIR")
-    extra = environ.get("GATEWAY_CONFIG_FILE")
-    if extra:
-        _file_layer(raw, Path(extra), "GATEWAY_CONFIG_FILE")
+    _file_layer(raw, DEFAULTS_FILE, "the gateway's packaged defaults", DEFAULTS_SHOWN)
+    found = operator_file(environ)
+    if found:
+        _file_layer(raw, *found)
     _check_environment(environ, raw)
     for key, variable in _ENV.items():
         if environ.get(variable, "") != "":
@@ -221,20 +264,49 @@ def _public_url(raw: Layers) -> str | None:
 
 
 def load_keywords(path: Path, setting: str = "GATEWAY_KEYWORDS_FILE") -> KeywordBook:
-    """Load keyword sets and replies, with optional per-number overrides; errors name ``setting``."""
+    """Load keyword sets and replies, with optional per-number overrides; errors name ``setting``.
+
+    A file other than the packaged defaults is laid over them: a keyword list or a reply it leaves out is the
+    default one, so an operator's file may hold just the HELP reply with their contact.
+    """
     data = _read_toml(path, setting)
+    if path.resolve() != DEFAULT_KEYWORDS:
+        defaults = _read_toml(DEFAULT_KEYWORDS, "the gateway's packaged keywords")
+        data = {
+            **data,
+            "keywords": {**defaults.get("keywords", {}), **_table(data, "keywords", path, setting)},
+            "replies": {**defaults.get("replies", {}), **_table(data, "replies", path, setting)},
+        }
     base_words = data.get("keywords", {})
     base_replies = data.get("replies", {})
     try:
-        default = KeywordSet.build(base_words, base_replies)
+        shown = shown_path(path)
+        default = KeywordSet.build(base_words, base_replies, f"{shown} [replies]")
         per_number = {}
         for number, section in data.get("numbers", {}).items():
             words = {kind: section.get("keywords", {}).get(kind, base_words.get(kind, ())) for kind in KINDS}
             replies = {**base_replies, **section.get("replies", {})}
-            per_number[number] = KeywordSet.build(words, replies)
+            per_number[number] = KeywordSet.build(words, replies, f'{shown} [numbers."{number}".replies]')
     except (ValueError, AttributeError, TypeError) as exc:
         raise ConfigError(f"{setting}: {path}: {exc}") from None
     return KeywordBook(default, per_number)
+
+
+def shown_path(path: Path) -> str:
+    """How a message names a configuration file: the packaged defaults by their place in the package, a file
+    below the current directory relative to it (``config/keywords.toml``), any other whole."""
+    resolved = path.resolve()
+    if resolved.is_relative_to(DEFAULTS_DIR):
+        return f"gateway/defaults/{resolved.relative_to(DEFAULTS_DIR)}"
+    cwd = Path.cwd()
+    return str(resolved.relative_to(cwd)) if resolved.is_relative_to(cwd) else str(resolved)
+
+
+def _table(data: Mapping[str, Any], name: str, path: Path, setting: str) -> dict[str, Any]:
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{setting}: {path}: [{name}] must be a table")
+    return table
 
 
 def load_revocation(path: Path) -> Detector:
@@ -331,14 +403,10 @@ def load(
         )
     settings["DURABILITY"] = durability
 
-    keywords_file = Path(str(raw.get("KEYWORDS_FILE") or "keywords.toml"))
-    if not keywords_file.is_absolute():
-        keywords_file = config_dir(environ) / keywords_file
+    keywords_file = raw.path("KEYWORDS_FILE")
     settings["KEYWORDS"] = load_keywords(keywords_file)
-    revocation_file = Path(str(raw.get("REVOCATION_FILE") or "revocation.toml"))
-    if not revocation_file.is_absolute():
-        revocation_file = config_dir(environ) / revocation_file
-    settings["REVOCATION"] = load_revocation(revocation_file)
+    settings["KEYWORDS_FILE"] = str(keywords_file)
+    settings["REVOCATION"] = load_revocation(raw.path("REVOCATION_FILE"))
 
     url = str(raw.get("DATABASE_URL") or "") or store.default_url(instance_path)
     try:
@@ -568,9 +636,7 @@ def _outbound(raw: Layers, settings: dict[str, Any], environ: Mapping[str, str])
         raise ConfigError(f"{raw.source('STATUS_CALLBACK_URL')}: expected an http(s) URL, got {callback!r}")
     if not callback and settings.get("PUBLIC_URL"):
         callback = settings["PUBLIC_URL"] + "/twilio/status"
-    templates_dir = Path(str(raw.get("TEMPLATES_DIR") or "templates"))
-    if not templates_dir.is_absolute():
-        templates_dir = config_dir(environ) / templates_dir
+    templates_dir = raw.path("TEMPLATES_DIR")
     try:
         templates = smstemplates.load_dir(templates_dir)
     except smstemplates.TemplateError as exc:
@@ -633,7 +699,8 @@ def _accounts(
             )
         found.append(accounts.Account(accounts.DEFAULT, sid, tokens, tuple(single_senders)))
     for name, section in table.items():
-        found.append(_account(name, section, f"{where}.{name}", settings["ENV"], environ, overrides))
+        resolve = functools.partial(raw.path, "ACCOUNTS")  # relative to the file that holds [accounts]
+        found.append(_account(name, section, f"{where}.{name}", settings["ENV"], environ, overrides, resolve))
     try:
         return accounts.Accounts(tuple(found), routed=True)
     except ValueError as exc:
@@ -641,7 +708,13 @@ def _accounts(
 
 
 def _account(
-    name: str, section: Any, where: str, env: str, environ: Mapping[str, str], overrides: Overrides
+    name: str,
+    section: Any,
+    where: str,
+    env: str,
+    environ: Mapping[str, str],
+    overrides: Overrides,
+    resolve: Callable[[Any], Path],
 ) -> accounts.Account:
     if not accounts.NAME.fullmatch(name):
         raise ConfigError(f"{where}: a name is 1 to 32 of a-z, 0-9, _ and -, starting with a letter or digit")
@@ -658,10 +731,10 @@ def _account(
     sid = section.get("account_sid")
     if not isinstance(sid, str) or not accounts.ACCOUNT_SID.fullmatch(sid):
         raise ConfigError(f"{where}.account_sid: expected AC followed by 32 hex characters, got {sid!r}")
-    primary = _secret(section, "auth_token", where, environ)
+    primary = _secret(section, "auth_token", where, environ, resolve)
     if not primary:
         raise ConfigError(f"{where}: needs auth_token_env (an environment variable) or auth_token_file (a file)")
-    secondary = _secret(section, "secondary_auth_token", where, environ, required=False)
+    secondary = _secret(section, "secondary_auth_token", where, environ, resolve, required=False)
     table = section.get("senders", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{where}.senders: expected a table of dev, sandbox and live lists")
@@ -676,7 +749,7 @@ def _account(
     numbers_of = (*senders, *members)
     if section.get("keywords_file"):
         path = Path(str(section["keywords_file"]))
-        book = load_keywords(path if path.is_absolute() else config_dir(environ) / path, f"{where}.keywords_file")
+        book = load_keywords(resolve(path), f"{where}.keywords_file")
         overrides.keywords.update({number: book.for_number(number) for number in numbers_of})
     if section.get("opt_out_scope") is not None:
         mode = _scope_mode(section["opt_out_scope"], f"{where}.opt_out_scope")
@@ -684,7 +757,14 @@ def _account(
     return accounts.Account(name, sid, tuple(filter(None, (primary, secondary))), tuple(senders), members)
 
 
-def _secret(section: dict, key: str, where: str, environ: Mapping[str, str], required: bool = True) -> str | None:
+def _secret(
+    section: dict,
+    key: str,
+    where: str,
+    environ: Mapping[str, str],
+    resolve: Callable[[Any], Path],
+    required: bool = True,
+) -> str | None:
     """A token named by ``KEY_env`` (an environment variable) or ``KEY_file`` (a file), or None.
 
     An optional one (the secondary token, set only while rotating) may name a variable that is unset.
@@ -699,7 +779,7 @@ def _secret(section: dict, key: str, where: str, environ: Mapping[str, str], req
         return value or None
     if path is not None:
         try:
-            value = Path(str(path)).read_text().strip()
+            value = resolve(path).read_text().strip()
         except OSError as exc:
             raise ConfigError(f"{where}.{key}_file: cannot read {path}: {exc.strerror}") from None
         if not value:

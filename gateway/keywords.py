@@ -51,6 +51,7 @@ class KeywordSet:
 
     keywords: Mapping[str, frozenset[str]]
     replies: Mapping[str, str]
+    source: str = field(default="", compare=False)  # where its replies are set: a file and its table
     _index: Mapping[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -63,8 +64,8 @@ class KeywordSet:
         object.__setattr__(self, "_index", index)
 
     @classmethod
-    def build(cls, keywords: Mapping[str, Iterable[str]], replies: Mapping[str, str]) -> KeywordSet:
-        """Build a set from configured words, normalising each one."""
+    def build(cls, keywords: Mapping[str, Iterable[str]], replies: Mapping[str, str], source: str = "") -> KeywordSet:
+        """Build a set from configured words, normalising each one; ``source`` says where its replies are set."""
         normalised = {}
         for kind in KINDS:
             words = set()
@@ -79,7 +80,7 @@ class KeywordSet:
             reply = replies.get(kind)
             if not isinstance(reply, str) or not reply.strip():
                 raise ValueError(f"the {kind} reply must be a non-empty string")
-        return cls(normalised, dict(replies))
+        return cls(normalised, dict(replies), source)
 
     def match(self, body: str) -> str | None:
         """Return ``stop``, ``start``, ``help`` or None for an original body."""

@@ -2,7 +2,7 @@
 
 Counters kept in the process (inbound outcomes, status callbacks, send
 failures, request latency) use prometheus-client's multiprocess mode when
-``PROMETHEUS_MULTIPROC_DIR`` is set, which ``config/gunicorn.conf.py`` does
+``PROMETHEUS_MULTIPROC_DIR`` is set, which ``gateway.gunicorn_conf`` does
 for every gunicorn server, so the workers add up. Opt-outs, opt-ins and
 outbound message counts are read from the database at scrape time: they are
 exact across workers, the CLI, the send worker and restarts. On PostgreSQL

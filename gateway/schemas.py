@@ -185,7 +185,7 @@ OUTBOUND = _body(
     {
         "to_number": {**PHONE, "description": "The recipient."},
         "content": {"type": "string", "maxLength": 1600, "description": "The text; or give template."},
-        "template": {"type": "string", "description": "A template's name (config/templates/NAME.toml)."},
+        "template": {"type": "string", "description": "A template's name (NAME.toml in the templates folder)."},
         "variables": {
             "type": "object",
             "additionalProperties": {"type": ["string", "number"]},

@@ -1,6 +1,6 @@
 """SMS templates: loading, validation and rendering. Pure logic.
 
-One file per template in ``config/templates/`` (TOML with ``title`` and
+One file per template in the folder ``templates_dir`` names (TOML with ``title`` and
 ``body``). Tokens: ``${attribute}``, ``{{entity:name}}``, ``{{vrbl:NAME}}``;
 variables are passed with the token's own spelling as the key:
 ``{"attribute": ..., "entity:name": ..., "vrbl:NAME": ...}``.

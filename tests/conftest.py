@@ -46,6 +46,7 @@ ENV_PREFIXES = ("GATEWAY_", "TWILIO_", "DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR
 ACCOUNT = "AC" + "a" * 32
 AGENT_SECRET = "s3cret-for-the-agent-0123456789"
 SERVICE = "MG" + "b" * 32
+NO_SETTINGS = ROOT / "tests" / "support" / "no_settings.toml"
 
 
 BACKENDS = ("sqlite", "postgresql")
@@ -69,11 +70,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Tests never see the developer's own settings or instance folder."""
+    """Tests never see the developer's own settings, the checkout's config/gateway.toml or an instance folder."""
     for name in list(os.environ):
         if name.startswith(ENV_PREFIXES):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("GATEWAY_CONFIG_FILE", str(NO_SETTINGS))
     monkeypatch.setenv("GATEWAY_INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.chdir(tmp_path)  # no config/gateway.toml here, whatever a test's environ says
+
+
+def child_environ(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a gateway process a test starts: this one's without the gateway's settings, and with
+    the tests' empty operator file; then ``extra``."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)}
+    return {**inherited, "GATEWAY_CONFIG_FILE": str(NO_SETTINGS), **(extra or {})}
 
 
 @pytest.fixture
@@ -388,7 +398,7 @@ def free_port() -> int:
 
 
 class Gunicorn:
-    """A real gunicorn serving ``wsgi:app`` on loopback, configured as the Procfile does (``config``: another
+    """A real gunicorn serving ``gateway.wsgi:app`` on loopback, configured as the Procfile does (``config``: another
     settings file; ``threads``: threads per worker, which makes them gthread workers)."""
 
     def __init__(
@@ -406,18 +416,23 @@ class Gunicorn:
         self.base = f"http://127.0.0.1:{self.port}"
         self.db_url = db_url or f"sqlite:///{tmp_path / 'live.db'}"
         self.log = tmp_path / f"{name}.log"
-        full_env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)},
-            "TWILIO_AUTH_TOKEN": TOKEN,
-            "DATABASE_URL": self.db_url,
-            "GATEWAY_INSTANCE_PATH": str(tmp_path / "instance"),
-            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / f"{name}-metrics"),
-            **(env or {}),
-        }
+        full_env = child_environ(
+            {
+                "TWILIO_AUTH_TOKEN": TOKEN,
+                "DATABASE_URL": self.db_url,
+                "GATEWAY_INSTANCE_PATH": str(tmp_path / "instance"),
+                "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / f"{name}-metrics"),
+                **(env or {}),
+            }
+        )
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "wsgi:app"]
-                + (["--config", config if isinstance(config, str) else "config/gunicorn.conf.py"] if config else [])
+                [sys.executable, "-m", "gunicorn", "gateway.wsgi:app"]
+                + (
+                    ["--config", config if isinstance(config, str) else "python:gateway.gunicorn_conf"]
+                    if config
+                    else []
+                )
                 + ["--bind", f"127.0.0.1:{self.port}"]
                 + ["--workers", str(workers), "--timeout", "60"]
                 + (["--threads", str(threads)] if threads > 1 else [])  # gunicorn's gthread workers
@@ -469,17 +484,18 @@ def gunicorn(tmp_path: Path, db_url: str) -> Iterator[Gunicorn]:
 
 def worker(db_url: str, agent_url: str, tmp_path: Path, name: str, **extra: str) -> subprocess.Popen:
     """A real ``gateway worker`` process delivering to ``agent_url``; its output goes to ``<name>.log``."""
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)},
-        "DATABASE_URL": db_url,
-        "TWILIO_AUTH_TOKEN": TOKEN,
-        "GATEWAY_INSTANCE_PATH": str(tmp_path / "instance"),
-        "GATEWAY_AGENT_URL": agent_url,
-        "GATEWAY_AGENT_SECRET": AGENT_SECRET,
-        "GATEWAY_AGENT_BACKOFF_SECONDS": "0.05",
-        "GATEWAY_LOG_LEVEL": "WARNING",
-        **extra,
-    }
+    env = child_environ(
+        {
+            "DATABASE_URL": db_url,
+            "TWILIO_AUTH_TOKEN": TOKEN,
+            "GATEWAY_INSTANCE_PATH": str(tmp_path / "instance"),
+            "GATEWAY_AGENT_URL": agent_url,
+            "GATEWAY_AGENT_SECRET": AGENT_SECRET,
+            "GATEWAY_AGENT_BACKOFF_SECONDS": "0.05",
+            "GATEWAY_LOG_LEVEL": "WARNING",
+            **extra,
+        }
+    )
     with (tmp_path / f"{name}.log").open("wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "worker", "--interval", "0.05"],

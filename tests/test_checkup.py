@@ -2,7 +2,7 @@
 
 import json
 import logging
-import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,7 +34,7 @@ from gateway.keywords import KeywordBook, KeywordSet
 from gateway.scope import Scope
 
 from . import postgres
-from .conftest import ENV_PREFIXES, ROOT, TOKEN, TWILIO_NUMBER, TwilioSender
+from .conftest import ROOT, TOKEN, TWILIO_NUMBER, TwilioSender, child_environ
 from .database import RawDatabase
 
 GOOD_REPLIES = {
@@ -146,15 +146,32 @@ def test_configuration_findings_of_the_committed_defaults(tmp_path):
     assert checks(findings) == [(FAIL, "help-reply", "default keywords"), (WARN, "revoke-all", "opt_out_scope")]
 
 
-def test_start_up_logs_each_finding_as_one_warning(tmp_path, gateway_log):
+@pytest.mark.parametrize(
+    ("env", "help_level", "scope_level"),
+    [
+        ("dev", "BEFORE GOING LIVE", "BEFORE GOING LIVE"),
+        ("sandbox", "FAIL", "(WARN|FAIL)"),
+        ("live", "FAIL", "(WARN|FAIL)"),
+    ],
+)
+def test_start_up_logs_each_finding_as_one_warning(tmp_path, gateway_log, env, help_level, scope_level):
+    """In dev, a HELP reply without a contact and a scope narrower than revoke-all are what to settle before
+    going live; in sandbox and live they are what they are. The fix names the file to edit."""
     caplog = gateway_log
-    create_app({"TWILIO_AUTH_TOKEN": TOKEN, "DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}"})
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    senders = {} if env == "dev" else {"SENDERS_OVERRIDE": "+15005550006", "TWILIO_ACCOUNT_SID": "AC" + "1" * 32}
+    create_app({"TWILIO_AUTH_TOKEN": TOKEN, "DATABASE_URL": url, "ENV": env, **senders})
     lines = [r.getMessage() for r in caplog.records if r.name == "gateway.checkup"]
+    lines = [line for line in lines if "[help-reply]" in line or "[revoke-all]" in line]
     assert {r.levelno for r in caplog.records if r.name == "gateway.checkup"} == {logging.WARNING}
-    assert len(lines) == 2 and all("\n" not in line for line in lines)
-    assert lines[1].startswith("WARN [revoke-all] opt_out_scope: the scope is 'pair'") or lines[1].startswith(
-        "FAIL [revoke-all]"
+    assert len(lines) == 2 and all("\n" not in line for line in lines), lines
+    assert lines[0].startswith(f"{help_level} [help-reply] default keywords: the HELP reply gives no phone number")
+    assert lines[0].endswith(
+        'Fix: set help = "Acme: help at support@acme.example or +1 415 555 0100. Reply STOP to unsubscribe." '
+        'under [replies] in your keywords file (config/keywords.toml, which keywords_file = "keywords.toml" in '
+        "config/gateway.toml names)"
     )
+    assert re.match(f"{scope_level} \\[revoke-all\\] opt_out_scope: the scope is 'pair'", lines[1]), lines[1]
     caplog.clear()
     keywords = tmp_path / "keywords.toml"
     keywords.write_text(
@@ -183,11 +200,19 @@ def test_doctor_on_a_good_and_a_bad_deployment(runner, cli_env, tmp_path, twilio
     assert result.exit_code == 0, result.output
     assert result.output == "0 finding(s); no failure.\n"
 
-    bad = runner.invoke(cli, ["doctor", "--format", "json"], env=cli_env)  # committed defaults: no HELP contact
+    # The committed defaults (no HELP contact, pair scope): in dev, to settle before going live.
+    dev = runner.invoke(cli, ["doctor"], env=cli_env)
+    assert dev.exit_code == 0, dev.output
+    assert dev.output.splitlines()[0].startswith("BEFORE GOING LIVE [help-reply] default keywords:")
+    assert dev.output.splitlines()[-1] == (
+        "2 finding(s); no failure. 2 to settle before going live (see them with --env live)."
+    )
+    bad = runner.invoke(cli, ["doctor", "--format", "json", "--env", "live"], env=cli_env)  # what live would say
     assert bad.exit_code == 1
     report = json.loads(bad.output)
     assert report["ok"] is False
     assert [f["check"] for f in report["findings"]] == ["help-reply", "revoke-all"]
+    assert report["findings"][0]["level"] == "fail"
     assert set(report["findings"][0]) == {"level", "check", "rule", "where", "problem", "fix"}
 
 
@@ -205,7 +230,7 @@ def test_doctor_finds_overdue_candidates_and_a_broken_ledger(runner, cli_env, ra
         in lines[2]
     )
     assert lines[3].startswith("FAIL [ledger] event ledger: ledger BROKEN at event 1: its hash does not match")
-    assert lines[-1] == "4 finding(s); failures above."
+    assert lines[-1] == "4 finding(s); failures above. 2 to settle before going live (see them with --env live)."
 
 
 def test_doctor_reports_a_database_it_cannot_read(runner, tmp_path):
@@ -253,7 +278,8 @@ def test_every_finding_reads_as_one_line_with_its_rule_and_fix():
         "FAIL [stop-reply] default keywords: the STOP confirmation is 177 GSM-7 units, not one plain text of at most "
         f"160 GSM-7 characters ({RULE_12}). Fix: shorten it to a plain confirmation",
         "FAIL [help-reply] default keywords: the HELP reply gives no phone number, email address or URL "
-        f"({CTIA}). Fix: add a contact, e.g. 'Acme: help at support@acme.example or +1 415 555 0100'",
+        f"({CTIA}). Fix: add a contact to the help reply in the keywords file, e.g. 'Acme: help at "
+        "support@acme.example or +1 415 555 0100. Reply STOP to unsubscribe.'",
         f"FAIL [help-reply] {TWILIO_NUMBER}: the HELP reply does not name the brand 'acme-co' ({CTIA}). Fix: name it",
     ]
     lines = [
@@ -426,12 +452,7 @@ def faketime() -> str:
 def test_a_machine_whose_clock_is_off_is_told_at_start_up_and_by_doctor(faketime, cli_env, tmp_path):
     """A real process with its clock 90 s slow: on PostgreSQL, ``gateway worker`` logs the failure at start-up
     and ``gateway doctor`` fails on it; on SQLite (one machine, one clock) neither has anything to compare."""
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)},
-        **cli_env,
-        "TWILIO_AUTH_TOKEN": TOKEN,
-        "GATEWAY_INSTANCE_PATH": str(tmp_path / "instance"),
-    }
+    env = child_environ({**cli_env, "TWILIO_AUTH_TOKEN": TOKEN, "GATEWAY_INSTANCE_PATH": str(tmp_path / "instance")})
 
     def run(*command: str) -> subprocess.CompletedProcess:
         return subprocess.run(

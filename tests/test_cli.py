@@ -3,7 +3,6 @@
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from gateway.cli import cli
 from gateway.store.migrations.postgres import VERSION as POSTGRES_VERSION
 from gateway.store.migrations.sqlite import VERSION as SQLITE_VERSION
 
-from .conftest import ROOT, TOKEN, TWILIO_NUMBER, free_port
+from .conftest import ROOT, TOKEN, TWILIO_NUMBER, child_environ, free_port
 from .database import RawDatabase
 
 SENDER = "+14155550123"
@@ -221,8 +220,7 @@ def wait_healthy(port: int, proc: subprocess.Popen, log, seconds: float) -> None
 def test_serve_with_dev_token_and_simulate(tmp_path, runner):
     """`make run`'s path: no configuration at all, a generated token, a working round trip."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "TWILIO_", "DATABASE_URL"))}
-    env["GATEWAY_INSTANCE_PATH"] = str(tmp_path / "instance")
+    env = child_environ({"GATEWAY_INSTANCE_PATH": str(tmp_path / "instance")})
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -237,6 +235,13 @@ def test_serve_with_dev_token_and_simulate(tmp_path, runner):
         token = (tmp_path / "instance" / "dev_auth_token").read_text().strip()
         output = log.read_text()
         assert token in output and "set TWILIO_AUTH_TOKEN" in output
+        # The banner first; then where the records are, and each finding once (in dev: before going live).
+        lines = output.splitlines()
+        banner = next(n for n, line in enumerate(lines) if line.startswith("Console:"))
+        told = [n for n, line in enumerate(lines) if "gateway.checkup:" in line or "records: " in line]
+        assert told and min(told) > banner, lines
+        assert f"instance folder {tmp_path / 'instance'}" in output
+        assert sum("[help-reply]" in line for line in lines) == 1 and "BEFORE GOING LIVE [help-reply]" in output
         result = runner.invoke(
             cli, simulate_args("help", port), env={"GATEWAY_INSTANCE_PATH": str(tmp_path / "instance")}
         )

@@ -1,14 +1,13 @@
 """Configuration layers and fail-fast start-up."""
 
-import os
 import stat
 
 import pytest
 
 from gateway import ConfigError, create_app
-from gateway.config import DEV_TOKEN_FILE, config_dir, dev_token, load
+from gateway.config import DEFAULTS_DIR, DEV_TOKEN_FILE, FILE_KEYS, dev_token, instance_folder, load
 
-from .conftest import TOKEN
+from .conftest import ROOT, TOKEN, child_environ
 
 
 def settings(tmp_path, overrides=None, environ=None, **kwargs):
@@ -192,8 +191,7 @@ def test_create_app_fails_on_unwritable_database(tmp_path):
 
 
 def _clean_env(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "TWILIO_", "DATABASE_URL"))}
-    return {**env, **extra}
+    return child_environ(extra)
 
 
 @pytest.mark.parametrize(
@@ -201,7 +199,7 @@ def _clean_env(**extra):
     [
         ("trust_proxi = 1", r"extra.toml: unknown setting 'trust_proxi'; did you mean 'trust_proxy'\?$"),
         ("TRUST_PROXY = 1", r"extra.toml: unknown setting 'TRUST_PROXY'; did you mean 'trust_proxy'\?$"),
-        ("colour = 'red'", r"extra.toml: unknown setting 'colour'; see config/gateway.toml for every setting$"),
+        ("colour = 'red'", r"extra.toml: unknown setting 'colour'; see gateway/defaults/gateway.toml for every"),
         ("[sender]\ndev = []", r"extra.toml: unknown setting 'sender'; did you mean 'senders'\?$"),
         ('trust_proxy = "lots"', r"extra.toml: trust_proxy: expected a whole number, got 'lots'$"),
         ("max_body_bytes = 10", r"extra.toml: max_body_bytes: must be between 1024 and 1.04858e\+07, got 10$"),
@@ -447,7 +445,10 @@ def test_bad_consent_settings_are_named(tmp_path, environ, message):
             "GATEWAY_OPTOUT_SCOPE: not a setting of the gateway; did you mean GATEWAY_OPT_OUT_SCOPE?",
         ),
         ("GATEWAY_DURABILTY", "GATEWAY_DURABILTY: not a setting of the gateway; did you mean GATEWAY_DURABILITY?"),
-        ("GATEWAY_COLOUR", "GATEWAY_COLOUR: not a setting of the gateway; see config/gateway.toml for every setting"),
+        (
+            "GATEWAY_COLOUR",
+            "GATEWAY_COLOUR: not a setting of the gateway; see gateway/defaults/gateway.toml for every setting",
+        ),
     ],
 )
 def test_an_unknown_gateway_variable_stops_start_up_naming_it(tmp_path, variable, message):
@@ -463,7 +464,6 @@ def test_variables_that_are_not_settings_but_are_known_pass(tmp_path):
         "GATEWAY_BRAND_TOKEN": "b",
         "GATEWAY_BRAND_NEXT_TOKEN": "n",
         "GATEWAY_INSTANCE_PATH": str(tmp_path / "instance"),
-        "GATEWAY_CONFIG_DIR": str(config_dir()),
         "GATEWAY_TEST_POSTGRES_URL": "postgresql://localhost/x",
         "GATEWAY_TEST_ARTEFACTS": str(tmp_path),
     }
@@ -519,3 +519,72 @@ def test_sqlite_on_a_disk_that_restarts_wipe_is_refused(tmp_path, environ, refus
     with pytest.raises(ConfigError) as caught:
         load({"TWILIO_AUTH_TOKEN": TOKEN}, instance_path=str(tmp_path), environ=environ)
     assert str(caught.value).startswith(refused.format(db=db)) and "\n" not in str(caught.value)
+
+
+# -- where settings and records are ---------------------------------------------------------------------------
+
+
+def test_the_operator_file_is_config_gateway_toml_in_the_current_directory(tmp_path, monkeypatch):
+    """Without GATEWAY_CONFIG_FILE, ``config/gateway.toml`` of the folder the gateway runs in is read when it is
+    there; a relative path in it is relative to it, and a keywords file there is laid over the defaults."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "gateway.toml").write_text('max_body_bytes = 4096\nkeywords_file = "mine.toml"\n')
+    (tmp_path / "config" / "mine.toml").write_text('[replies]\nhelp = "Acme: call +1 415 555 0100."\n')
+    monkeypatch.chdir(tmp_path)
+    result = settings(tmp_path, {"TWILIO_AUTH_TOKEN": TOKEN}, {})
+    assert result["MAX_CONTENT_LENGTH"] == 4096
+    assert result["KEYWORDS_FILE"] == str(tmp_path / "config" / "mine.toml")
+    keywords = result["KEYWORDS"].default
+    assert keywords.replies["help"] == "Acme: call +1 415 555 0100."
+    assert keywords.match("unsubscribe") == "stop" and keywords.replies["stop"].startswith("You have been")  # defaults
+    assert keywords.source == "config/mine.toml [replies]"
+    named = tmp_path / "elsewhere.toml"
+    named.write_text("max_body_bytes = 2048\n")
+    assert settings(tmp_path, {"TWILIO_AUTH_TOKEN": TOKEN}, {"GATEWAY_CONFIG_FILE": str(named)})[
+        "MAX_CONTENT_LENGTH"
+    ] == 2048  # the named file instead, not as well
+    monkeypatch.chdir(tmp_path / "config")
+    assert settings(tmp_path, {"TWILIO_AUTH_TOKEN": TOKEN}, {})["MAX_CONTENT_LENGTH"] == 65536  # none here
+
+
+def test_an_environment_variables_relative_path_is_relative_to_the_current_directory(tmp_path, monkeypatch):
+    (tmp_path / "words.toml").write_text('[replies]\nhelp = "Acme: help at help@acme.example"\n')
+    monkeypatch.chdir(tmp_path)
+    result = settings(tmp_path, {"TWILIO_AUTH_TOKEN": TOKEN}, {"GATEWAY_KEYWORDS_FILE": "words.toml"})
+    assert result["KEYWORDS"].default.replies["help"] == "Acme: help at help@acme.example"
+
+
+def test_the_checkouts_own_config_folder_loads_and_changes_nothing_yet(monkeypatch):
+    """The checkout's config/ is the operator's: its files are valid, and until edited they keep the defaults."""
+    monkeypatch.chdir(ROOT)
+    mine = load({"TWILIO_AUTH_TOKEN": TOKEN}, instance_path="/nonexistent", environ={}, require_token=True)
+    monkeypatch.chdir(ROOT / "tests")
+    packaged = load({"TWILIO_AUTH_TOKEN": TOKEN}, instance_path="/nonexistent", environ={}, require_token=True)
+    assert mine["KEYWORDS_FILE"] == str(ROOT / "config" / "keywords.toml")
+    assert packaged["KEYWORDS_FILE"] == str(DEFAULTS_DIR / "keywords.toml")
+    assert mine["KEYWORDS"] == packaged["KEYWORDS"]
+    assert mine["KEYWORDS"].default.source == "config/keywords.toml [replies]"
+
+
+def test_the_packaged_defaults_name_every_setting_but_the_secrets():
+    """The packaged gateway.toml says what every setting is and its default; secrets (and the Account SID that
+    goes with them, and the accounts that name theirs) come from the environment, never a committed file."""
+    text = (DEFAULTS_DIR / "gateway.toml").read_text()
+    missing = [key for key in sorted(FILE_KEYS) if f"\n{key} =" not in text and f"[{key}]" not in text]
+    assert missing == [
+        "accounts",
+        "agent_secret",
+        "secret_key",
+        "twilio_account_sid",
+        "twilio_auth_token",
+        "twilio_secondary_auth_token",
+    ]
+
+
+@pytest.mark.parametrize("given", [None, "data"])
+def test_the_instance_folder_is_in_the_current_directory_unless_given(tmp_path, monkeypatch, given):
+    """Never inside the Python environment (an upgrade that recreates it would delete every opt-out): the
+    folder the gateway runs in, or GATEWAY_INSTANCE_PATH (relative to it)."""
+    monkeypatch.chdir(tmp_path)
+    environ = {"GATEWAY_INSTANCE_PATH": given} if given else {}
+    assert instance_folder(environ) == str(tmp_path / (given or "instance"))

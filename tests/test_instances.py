@@ -7,7 +7,6 @@ for the outage test a private cluster that the test stops and starts.
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 import sys
@@ -30,10 +29,10 @@ from gateway.store.migrations.postgres import VERSION as POSTGRES_VERSION
 from . import postgres
 from .conftest import (
     AGENT_SECRET,
-    ENV_PREFIXES,
     ROOT,
     SENDER,
     Gunicorn,
+    child_environ,
     new_sid,
     post_webhook,
     sms_params,
@@ -492,7 +491,7 @@ def test_gateway_worker_and_auditor_behind_a_transaction_pooler(tmp_path, pooled
         ]
         for n in range(24)
     }
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)} | {"DATABASE_URL": pooled.url}
+    env = child_environ({"DATABASE_URL": pooled.url})
     audits: list[subprocess.CompletedProcess] = []
     sending = threading.Event()
 

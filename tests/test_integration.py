@@ -14,7 +14,7 @@ import pytest
 from gateway import keys
 from gateway.store import Store
 
-from .conftest import Gunicorn, new_sid, post_webhook, sms_params
+from .conftest import ROOT, Gunicorn, new_sid, post_webhook, sms_params
 from .support import syncspy
 
 pytestmark = pytest.mark.slow
@@ -162,7 +162,7 @@ def test_threaded_workers_killed_mid_burst_lose_nothing_acknowledged(tmp_path, r
     spied = tmp_path / "syncspy"
     spied.mkdir()
     env = {"GATEWAY_DURABILITY": durability, "SYNCSPY_DIR": str(spied)}
-    config = "tests/support/gunicorn_syncspy.py" if backend == "sqlite" else True
+    config = str(ROOT / "tests" / "support" / "gunicorn_syncspy.py") if backend == "sqlite" else True
     rng = random.Random(20261207)
     pairs = [(f"+1415559{n:04d}", "+15005550006") for n in range(24)]
     plans = {pair: [(rng.choice([*KEYWORDS, "hello", "hello", "ok?"]), new_sid()) for _ in range(10)] for pair in pairs}

@@ -1,9 +1,9 @@
 import pytest
 
-from gateway.config import CONFIG_DIR, load_keywords
+from gateway.config import DEFAULTS_DIR, load_keywords
 from gateway.keywords import HELP, START, STOP, KeywordBook, KeywordSet, normalize
 
-BOOK = load_keywords(CONFIG_DIR / "keywords.toml")
+BOOK = load_keywords(DEFAULTS_DIR / "keywords.toml")
 DEFAULT = BOOK.default
 
 

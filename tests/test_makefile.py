@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -68,13 +69,44 @@ def test_make_run_shows_a_whole_round_trip(tmp_path):
         )
         assert simulated.returncode == 0, simulated.stderr
         expected = f"SMS (console backend, not sent) to {mask_number(SENDER)} from {TWILIO_NUMBER}: Echo: hello there"
-        deadline = time.monotonic() + 60
-        while expected not in log.read_text():
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        wait_for_line(log, expected)
+
+        # The README's outbound example works right after make run: the development sender is configured.
+        gateway = [str(ROOT / ".venv" / "bin" / "gateway")]
+        key = subprocess.run(
+            [*gateway, "keys", "create", "--role", "sender"], env=run_env(tmp_path), capture_output=True, text=True
+        )
+        assert key.returncode == 0, key.stderr
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/outbound-sms",
+            data=json.dumps({"to_number": "+14155550199", "content": "Your table is ready"}).encode(),
+            headers={"Authorization": f"Bearer {key.stdout.split()[0]}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            sent = json.loads(response.read())
+            assert (response.status, sent["status"], sent["sender"]) == (202, "queued", TWILIO_NUMBER)
+        wait_for_line(log, f"SMS (console backend, not sent) to {mask_number('+14155550199')} from {TWILIO_NUMBER}")
     finally:
         stop(proc)
     assert list((tmp_path / "metrics").glob("*.db")), "the server wrote its counters to the shared directory"
+    # The first screen: the banner, then each start-up finding once (server and worker alike start), and in dev
+    # what to settle before going live reads as that, naming the file to edit; the worker needs no console key.
+    lines = log.read_text().splitlines()
+    findings = [n for n, line in enumerate(lines) if "gateway.checkup:" in line]
+    banner = next(n for n, line in enumerate(lines) if line.startswith("Console:"))
+    assert findings and min(findings) > banner, lines
+    help_lines = [line for line in lines if "[help-reply]" in line]
+    assert len(help_lines) == 1 and "BEFORE GOING LIVE [help-reply]" in help_lines[0], help_lines
+    assert "in config/keywords.toml [replies]" in help_lines[0]
+    assert sum("[revoke-all]" in line for line in lines) == 1
+    assert not any("FAIL [" in line for line in lines) and "GATEWAY_SECRET_KEY" not in log.read_text()
+
+
+def wait_for_line(log: Path, text: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while text not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
 
 
 def test_a_second_make_run_keeps_the_first_ones_counters(tmp_path):
@@ -108,6 +140,7 @@ def test_a_taken_agent_port_stops_make_run_with_one_line(tmp_path):
     output = log.read_text()
     assert f"echo agent: cannot listen on 127.0.0.1:{agent_port}: Address already in use" in output
     assert "AGENT_PORT" in output and "Traceback" not in output
+    assert not list((tmp_path / "instance").glob("metrics.*"))  # nothing left behind of the run that did not start
     with pytest.raises(OSError):  # the gateway never started without the agent it would have announced
         urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
 

@@ -102,3 +102,26 @@ def test_a_sample_that_drifted_is_named(tmp_path):
     assert "sample 'audit-verify' differs from a real run" in result.stderr
     assert "-ledger intact: 8 events checked" in result.stderr
     assert "make readme" in result.stderr
+
+
+def _headings() -> set[str]:
+    return {line.lstrip("#").strip() for line in README.splitlines() if line.startswith("#")}
+
+
+def _cited_sections() -> list[tuple[str, str]]:
+    """Every README section a shipped file's comment points to: ``see README, "X"`` or ``see "X" in the README``."""
+    cited = []
+    for path in sorted([*(ROOT / "gateway" / "defaults").rglob("*.toml"), *(ROOT / "config").glob("*.toml")]):
+        text = path.read_text()
+        for pattern in (r'README, "([^"]+)"', r'"([^"]+)" in the README'):
+            cited += [(path.relative_to(ROOT).as_posix(), name) for name in re.findall(pattern, text)]
+    return cited
+
+
+@pytest.mark.parametrize(("path", "section"), _cited_sections())
+def test_a_readme_section_a_shipped_file_points_to_exists(path, section):
+    assert section in _headings(), f"{path} points to the README section {section!r}, which does not exist"
+
+
+def test_shipped_files_point_to_readme_sections():
+    assert len(_cited_sections()) >= 4  # the defaults cite what they rely on; the test above checks each

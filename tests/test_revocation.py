@@ -4,10 +4,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway import revocation
-from gateway.config import CONFIG_DIR, load_revocation
+from gateway.config import DEFAULTS_DIR, load_revocation
 from gateway.revocation import Detector, add_business_days, business_days_between, with_deadline, with_deadlines
 
-DETECTOR = load_revocation(CONFIG_DIR / "revocation.toml")
+DETECTOR = load_revocation(DEFAULTS_DIR / "revocation.toml")
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,11 @@
 import pytest
 
-from gateway.config import CONFIG_DIR
+from gateway.config import DEFAULTS_DIR
 from gateway.smstemplates import MissingVariable, TemplateError, load_dir, parse
 
 
 def test_shipped_templates_load():
-    templates = load_dir(CONFIG_DIR / "templates")
+    templates = load_dir(DEFAULTS_DIR / "templates")
     template = templates["reservation_confirmation"]
     assert template.tokens == ("customer_name", "property_name", "entity:booking_date", "vrbl:CONFIRMATION_CODE")
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import pytest
 
-from .conftest import ENV_PREFIXES, ROOT, TOKEN, free_port
+from .conftest import ROOT, TOKEN, child_environ, free_port
 
 MISSING_TOKEN = (
     "gateway: refusing to start: TWILIO_AUTH_TOKEN is not set: without it the gateway cannot verify that "
@@ -17,13 +16,9 @@ MISSING_TOKEN = (
 
 
 def _env(tmp_path, **extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)}
-    return {
-        **env,
-        "GATEWAY_INSTANCE_PATH": str(tmp_path / "instance"),
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
-        **extra,
-    }
+    return child_environ(
+        {"GATEWAY_INSTANCE_PATH": str(tmp_path / "instance"), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), **extra}
+    )
 
 
 def test_importing_wsgi_without_token_refuses_in_one_line(tmp_path):
@@ -37,7 +32,7 @@ def test_importing_wsgi_without_token_refuses_in_one_line(tmp_path):
 def test_the_procfile_runs_migrations_then_gunicorn_with_preload():
     procfile = (ROOT / "Procfile").read_text().splitlines()
     assert procfile[0] == "release: gateway init-db"  # migrations before the new version serves
-    assert procfile[1].startswith("web: gunicorn wsgi:app --config config/gunicorn.conf.py --preload ")
+    assert procfile[1].startswith("web: gunicorn gateway.wsgi:app --config python:gateway.gunicorn_conf --preload ")
 
 
 @pytest.mark.parametrize("preload", [True, False], ids=["preload", "no-preload"])
@@ -56,13 +51,14 @@ def test_the_procfile_runs_migrations_then_gunicorn_with_preload():
     ids=["no-token", "bad-setting", "database-unreachable", "sqlite-on-heroku"],
 )
 def test_gunicorn_stops_with_the_reason(tmp_path, preload, config, settings, reason):
-    """Plain `gunicorn wsgi:app` (as most people start it) exits at once with the reason, not a restart loop.
+    """Plain `gunicorn gateway.wsgi:app` (as most people start it) exits at once with the reason, not a restart
+    loop.
 
     With the gateway's gunicorn config the master checks before any worker boots, so two workers are fine;
     bare gunicorn (one worker by default) is run as it comes.
     """
-    command = [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{free_port()}"]
-    command += ["--config", "config/gunicorn.conf.py", "--workers", "2"] if config else []
+    command = [sys.executable, "-m", "gunicorn", "gateway.wsgi:app", "--bind", f"127.0.0.1:{free_port()}"]
+    command += ["--config", "python:gateway.gunicorn_conf", "--workers", "2"] if config else []
     command += ["--preload"] if preload else []
     settings = {k: v.format(port=free_port()) for k, v in settings.items()}
     result = subprocess.run(

@@ -1,4 +1,5 @@
-"""gunicorn settings for the gateway (the Procfile passes ``--config config/gunicorn.conf.py``).
+"""gunicorn settings for the gateway: ``gunicorn gateway.wsgi:app --config python:gateway.gunicorn_conf``
+(as the Procfile does), from a checkout or an installed package.
 
 Prometheus counters live in per-process files so that ``GET /metrics`` adds
 up every worker. This file runs before the app is imported, which is when
