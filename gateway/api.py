@@ -254,8 +254,8 @@ def outbound_sms():
     body = _body(schemas.OUTBOUND)
     variables = body.get("variables") or {}
     sender = services.outbound()
-    if not sender.enabled:
-        abort(503, description=sender.why_disabled())
+    if not sender.enabled:  # the operator's to fix, not the client's, and no retry helps: not a 503
+        abort(501, description=f"sending is not set up on this gateway: {sender.why_disabled()}")
     try:
         result = sender.queue(
             body.get("to_number"),

@@ -20,10 +20,11 @@ def require_role(role: str) -> Callable:
     def decorator(view: Callable) -> Callable:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+            header = request.headers.get("Authorization", "")
+            scheme, _, key = header.strip().partition(" ")
             if scheme.lower() != "bearer" or not key.strip():
                 g.outcome = "unauthenticated"
-                abort(401, description="missing API key: send Authorization: Bearer <key>")
+                abort(401, description=_malformed(header))
             key = key.strip()
             found = keys.find(key, services.store().active_api_keys())
             if found is None:
@@ -39,3 +40,18 @@ def require_role(role: str) -> Callable:
         return wrapper
 
     return decorator
+
+
+def _malformed(header: str) -> str:
+    """Why an Authorization header carries no usable key, in one line that never repeats the key."""
+    text = header.strip()
+    if not text:
+        return "missing API key: send Authorization: Bearer <key>"
+    if text.startswith(keys.PREFIX):
+        return "the Authorization header holds a key without its scheme: send Authorization: Bearer <key>"
+    scheme = text.split(" ", 1)[0]
+    if scheme.lower() == "bearer":
+        return "the Authorization header says Bearer but holds no key: send Authorization: Bearer <key>"
+    if len(scheme) <= 20 and scheme.isalpha():  # a scheme's name (Basic, Token), never part of a key
+        return f"the Authorization header uses the {scheme} scheme: send Authorization: Bearer <key>"
+    return "the Authorization header is not of the form Bearer <key>: send Authorization: Bearer <key>"

@@ -286,6 +286,7 @@ def simulate(
     """
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise click.BadParameter("must be an http:// or https:// URL", param_hint="--url")
+    given = token
     token = token or config.dev_token(instance_path(), create=False)
     if not token:
         raise click.ClickException(
@@ -312,7 +313,13 @@ def simulate(
         with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
             click.echo(response.read().decode())
     except urllib.error.HTTPError as exc:
-        raise click.ClickException(f"HTTP {exc.code}: {exc.read().decode(errors='replace').strip()}") from None
+        hint = ""
+        if exc.code == 403 and not given:
+            hint = (
+                "; it was signed with this machine's local development token, as neither --token nor "
+                "TWILIO_AUTH_TOKEN is set here: if the server runs with TWILIO_AUTH_TOKEN, set the same in this shell"
+            )
+        raise click.ClickException(f"HTTP {exc.code}: {exc.read().decode(errors='replace').strip()}{hint}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise click.ClickException(f"cannot reach {url}: {reason} (is `gateway serve` running?)") from None

@@ -445,7 +445,7 @@ OPERATIONS = (
             ),
         ),
         body=OUTBOUND,
-        errors=(400, 401, 403, 415, 429, 503),
+        errors=(400, 401, 403, 415, 429, 501, 503),
     ),
 )
 
@@ -457,7 +457,9 @@ ERROR_DESCRIPTIONS = {
     409: "The record was already resolved.",
     415: "The body is not JSON (send Content-Type: application/json).",
     429: "Over the key's rate limit; see Retry-After.",
-    503: "Sending is not configured, or the database cannot store now; retry later.",
+    501: "Sending is not set up on this gateway (no Twilio account, token or sender number for this environment): "
+    "the operator must configure it, and no retry helps.",
+    503: "The database cannot store now; retry later.",
 }
 
 # -- checking -----------------------------------------------------------------------------

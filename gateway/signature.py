@@ -19,6 +19,7 @@ from flask import abort, current_app, g, request
 from twilio.request_validator import RequestValidator, compare
 
 from .accounts import Account
+from .config import dev_token
 
 HEADER = "X-Twilio-Signature"
 
@@ -133,6 +134,49 @@ def check_request(given: str | None = None) -> Check:
     return Check(False, " or ".join(dict.fromkeys(filter(None, (given, url)))), account)
 
 
+def diagnosis(result: Check) -> str:
+    """What most likely made a signed request fail, for the log (never for the caller): a signature that
+    verifies under this machine's local development token (``gateway simulate`` from a shell without the
+    server's TWILIO_AUTH_TOKEN), or for the URL a proxy's X-Forwarded-* headers name (a proxy not trusted);
+    else the two causes it cannot tell apart. Only said, never accepted: the request stays refused."""
+    config, req = current_app.config, request._get_current_object()
+    signature, form = req.headers.get(HEADER), req.form
+    urls = result.url.split(" or ")
+    local = None if config.get("DEV_TOKEN") else dev_token(current_app.instance_path, create=False)
+    if local and local not in (result.account.tokens if result.account else ()):
+        if any(is_valid(url, form, signature, [local]) for url in urls):
+            return (
+                "it was signed with this machine's local development token, not the server's auth token: "
+                "`gateway simulate` ran in a shell without the server's TWILIO_AUTH_TOKEN; set it there (or "
+                "pass --token)"
+            )
+    forwarded = _forwarded_url(req)
+    tokens = result.account.tokens if result.account else ()
+    if forwarded and forwarded not in urls and is_valid(forwarded, form, signature, tokens):
+        return (
+            f"it was signed for {forwarded}, the URL a proxy in front of the gateway forwarded (X-Forwarded-* "
+            "headers), which the gateway does not trust: set GATEWAY_TRUST_PROXY to the number of proxies, or "
+            "GATEWAY_PUBLIC_URL to that base URL"
+        )
+    return (
+        "either the token differs (Twilio signs with the auth token of the account that owns the number; while "
+        "rotating it, set TWILIO_SECONDARY_AUTH_TOKEN too), or Twilio calls another URL (ngrok, a proxy or a "
+        "load balancer: set GATEWAY_PUBLIC_URL to that base URL or GATEWAY_TRUST_PROXY to the number of proxies)"
+    )
+
+
+def _forwarded_url(req: Any) -> str | None:
+    """The URL a proxy's X-Forwarded-Proto and -Host say the client called, if they say one."""
+    proto, host = req.headers.get("X-Forwarded-Proto"), req.headers.get("X-Forwarded-Host")
+    if not (proto or host):
+        return None
+    proto = (proto or req.scheme).split(",")[0].strip()
+    host = (host or req.host).split(",")[0].strip()
+    prefix = (req.headers.get("X-Forwarded-Prefix") or "").split(",")[0].strip().rstrip("/")
+    path, query = _raw_target(req.environ)
+    return f"{proto}://{host}{prefix}{path}" + (f"?{query}" if query else "")
+
+
 def twilio_signed(view: Callable) -> Callable:
     """Decorate a view so only correctly signed Twilio requests reach it (else 403)."""
     return _guarded(view, None)
@@ -162,17 +206,12 @@ def _guarded(view: Callable, setting: str | None) -> Callable:
                     f"AccountSid {named[:40]!r} is not one of this gateway's accounts" if named else "no AccountSid",
                 )
                 abort(403, description="invalid X-Twilio-Signature")  # as for a bad signature: no SID is confirmed
-            hint = (
-                "if Twilio calls a different public URL (ngrok, a proxy or load balancer), "
-                "set GATEWAY_PUBLIC_URL to that base URL or GATEWAY_TRUST_PROXY to the "
-                "number of proxies in front of the gateway"
-            )
             log.warning(
                 "rejected %s %s: invalid X-Twilio-Signature; validated against URL %s; %s",
                 request.method,
                 request.path,
                 result.url,
-                hint,
+                diagnosis(result),
             )
             abort(403, description="invalid X-Twilio-Signature")
         g.account = current_app.config["ACCOUNTS"].label_of(request.form.get("AccountSid"))

@@ -60,9 +60,24 @@ def test_auth_matrix(client, api_keys, path, who, status):
         assert response.json["message"] == "this key's role (sender) may not do this; it needs auditor"
 
 
-@pytest.mark.parametrize("header", ["Basic abc", "Bearer", "Bearer   ", "gwk_x"])
-def test_malformed_authorization_is_401(client, api_keys, header):
-    assert client.get("/v1/opt-outs", headers={"Authorization": header}).status_code == 401
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("Basic abc", "the Authorization header uses the Basic scheme: send Authorization: Bearer <key>"),
+        ("Bearer", "the Authorization header says Bearer but holds no key: send Authorization: Bearer <key>"),
+        ("Bearer   ", "the Authorization header says Bearer but holds no key: send Authorization: Bearer <key>"),
+        ("gwk_x", "the Authorization header holds a key without its scheme: send Authorization: Bearer <key>"),
+        ("gwk_x y", "the Authorization header holds a key without its scheme: send Authorization: Bearer <key>"),
+        ("Token gwk_x", "the Authorization header uses the Token scheme: send Authorization: Bearer <key>"),
+        ("secret-123:x", "the Authorization header is not of the form Bearer <key>: send Authorization: Bearer <key>"),
+        ("", "missing API key: send Authorization: Bearer <key>"),
+    ],
+)
+def test_malformed_authorization_is_401_saying_what_is_wrong(client, api_keys, header, message):
+    """A key without ``Bearer `` is not "missing": the answer names the expected form, never the key."""
+    response = client.get("/v1/opt-outs", headers={"Authorization": header} if header else {})
+    assert response.status_code == 401 and response.json["message"] == message
+    assert "gwk_x" not in response.text and "secret" not in response.text
 
 
 def test_keys_are_never_logged(client, api_keys, gateway_log):

@@ -10,11 +10,12 @@ import urllib.request
 
 import pytest
 
+from gateway import config
 from gateway.cli import cli
 from gateway.store.migrations.postgres import VERSION as POSTGRES_VERSION
 from gateway.store.migrations.sqlite import VERSION as SQLITE_VERSION
 
-from .conftest import ROOT, TOKEN, TWILIO_NUMBER, child_environ, free_port
+from .conftest import ROOT, TOKEN, TWILIO_NUMBER, child_environ, free_port, wait_for
 from .database import RawDatabase
 
 SENDER = "+14155550123"
@@ -162,6 +163,21 @@ def test_simulate_wrong_token_reports_403(runner, gunicorn):
     )
     assert result.exit_code == 1
     assert "Error: HTTP 403: 403 Forbidden: invalid X-Twilio-Signature" in result.output
+
+
+def test_simulate_with_the_development_token_against_a_server_with_its_own_says_so(runner, gunicorn, tmp_path):
+    """The server runs with TWILIO_AUTH_TOKEN; this shell has none, so simulate signs with the development
+    token a `gateway serve` once made here: the error says that, not that a proxy is misconfigured."""
+    config.dev_token(tmp_path / "instance", create=True)
+    args = ["simulate", "hi", "--from", SENDER, "--to", TWILIO_NUMBER, "--url", gunicorn.base + "/twilio/sms"]
+    result = runner.invoke(cli, args, env={"GATEWAY_INSTANCE_PATH": str(tmp_path / "instance")})
+    assert result.exit_code == 1
+    assert "HTTP 403: 403 Forbidden: invalid X-Twilio-Signature; it was signed with this machine's local " in (
+        result.output
+    )
+    assert "set the same in this shell" in result.output
+    wait_for(lambda: "local development token" in gunicorn.log.read_text(), 10, "the server's log line")
+    assert "GATEWAY_TRUST_PROXY" not in gunicorn.log.read_text()
 
 
 def test_simulate_unreachable(runner):

@@ -65,7 +65,13 @@ def test_config_file_layer(tmp_path):
             {"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "postgres://u:s3cr%@db/gw"},
             r"DATABASE_URL: not a valid PostgreSQL URL: invalid percent-encoded token: \"\*\*\*\"$",
         ),
-        ({"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "sqlite://"}, "DATABASE_URL: unsupported database URL"),
+        ({"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "sqlite://"}, "DATABASE_URL: 'sqlite://' is not an SQLite URL"),
+        (
+            {"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "sqlite://gateway.db"},
+            "DATABASE_URL: 'sqlite://gateway.db' is not an SQLite URL the gateway can read: write three slashes "
+            r"before a relative path \(sqlite:///gateway.db\) and four before an absolute one",
+        ),
+        ({"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "SQLite:/x.db"}, "write three slashes before a relative path"),
         ({"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "sqlite:///:memory:"}, "DATABASE_URL: an in-memory database"),
         (
             {"TWILIO_AUTH_TOKEN": "t", "GATEWAY_KEYWORDS_FILE": "/nonexistent.toml"},

@@ -233,12 +233,22 @@ def test_api_auth(client, store, sender_key):
     )
 
 
-def test_api_503_when_sending_is_not_configured(db_url, store, sender_key):
-    app = create_app({"DATABASE_URL": db_url, "TWILIO_AUTH_TOKEN": TOKEN})
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({}, "outbound sending is not configured: set TWILIO_ACCOUNT_SID"),
+        ({"TWILIO_ACCOUNT_SID": ACCOUNT}, "no sender numbers are configured for this environment"),
+        ({"SMS_BACKEND": "console"}, "no sender numbers are configured for this environment"),
+    ],
+)
+def test_api_501_when_sending_is_not_set_up(db_url, store, sender_key, settings, reason):
+    """A configuration fault no retry fixes: not a 503 (which says "retry later"), and not the client's 4xx."""
+    app = create_app({"DATABASE_URL": db_url, "TWILIO_AUTH_TOKEN": TOKEN, **settings})
     response = app.test_client().post(
         "/v1/outbound-sms", json={"to_number": SENDER, "content": "x"}, headers=sender_key
     )
-    assert response.status_code == 503 and "set TWILIO_ACCOUNT_SID" in response.json["message"]
+    assert response.status_code == 501 and "Retry-After" not in response.headers
+    assert response.json["message"].startswith(f"sending is not set up on this gateway: {reason}")
 
 
 def test_python_api(app, outbound, fake, caplog):

@@ -10,6 +10,7 @@ from werkzeug.datastructures import MultiDict
 
 from gateway import create_app, services, signature
 from gateway.accounts import Accounts
+from gateway.config import dev_token
 from gateway.signature import is_valid, validation_url
 from gateway.store import Store
 
@@ -260,7 +261,22 @@ def test_a_signature_mismatch_names_the_url_and_the_fix(twilio, caplog):
     assert response.status_code == 403 and response.text.strip() == "403 Forbidden: invalid X-Twilio-Signature"
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "validated against URL http://localhost/twilio/sms; " in warning
+    assert "either the token differs" in warning  # it cannot tell a wrong token from a wrong URL: both, named
     assert "GATEWAY_PUBLIC_URL" in warning and "GATEWAY_TRUST_PROXY" in warning
+
+
+def test_a_request_signed_with_the_local_development_token_is_explained_as_that(db_url, caplog, tmp_path):
+    """`gateway simulate` from a shell without the server's TWILIO_AUTH_TOKEN signs with this machine's
+    development token: the log says so, not that a proxy changed the URL; and the request stays refused."""
+    app = _app(db_url)
+    local = dev_token(app.instance_path, create=True)
+    with caplog.at_level(logging.WARNING, logger="gateway"):
+        response = TwilioSender(app.test_client()).post(sms_params("STOP"), token=local)
+    assert response.status_code == 403 and response.text.strip() == "403 Forbidden: invalid X-Twilio-Signature"
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "gateway.signature"]
+    assert "signed with this machine's local development token, not the server's auth token" in warning
+    assert "GATEWAY_TRUST_PROXY" not in warning
+    assert local not in warning and TOKEN not in warning
 
 
 def test_favicon_is_not_found_not_rejected(client, caplog):
@@ -323,6 +339,8 @@ def test_forwarded_headers_untrusted_by_default(db_url, caplog):
         response = sender.post(sms_params("hi"), sign_url=NGROK_URL, headers=NGROK_HEADERS)
     assert response.status_code == 403
     assert "validated against URL http://127.0.0.1:8000/twilio/sms" in caplog.text
+    assert f"it was signed for {NGROK_URL}, the URL a proxy in front of the gateway forwarded" in caplog.text
+    assert "set GATEWAY_TRUST_PROXY to the number of proxies" in caplog.text
 
 
 def test_forwarded_headers_trusted_with_trust_proxy(db_url):

@@ -91,6 +91,11 @@ def check_url(url: str) -> None:
         from .postgres import parse_url
 
         parse_url(url)
+    elif url.lower().startswith("sqlite:"):  # sqlite://gateway.db, sqlite:/x.db: the slashes, not the scheme
+        raise ValueError(
+            f"{url!r} is not an SQLite URL the gateway can read: write three slashes before a relative path "
+            "(sqlite:///gateway.db) and four before an absolute one (sqlite:////var/lib/gateway/gateway.db)"
+        )
     else:
         scheme = url.split(":", 1)[0] if ":" in url else url
         raise ValueError(f"unsupported database URL {scheme!r}: {_EXPECTED}")
