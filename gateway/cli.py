@@ -551,7 +551,7 @@ def _rate(row: dict[str, Any], column: str) -> Any:
 
 @cli.group()
 def optouts() -> None:
-    """Query opt-out records."""
+    """Opt-out records: list, history and export; add, remove and import; review revocation candidates."""
 
 
 @optouts.command("list")
@@ -575,14 +575,23 @@ def optouts_history(number: str, fmt: str) -> None:
     """Show NUMBER's consent timeline: every event for it (E.164), across all Twilio numbers, oldest first.
 
     Each event's "change" says what it did to consent: granted, revoked,
-    re-granted, opted in (or its kind: help, dropped, suppressed, ...). A
-    number with nothing recorded says so ("no records for NUMBER", on stderr).
+    re-granted, opted in (or its kind: help, dropped, suppressed, ...). The
+    history holds the ledger's events, not ordinary messages: a number that
+    only ever wrote to the agent has none, and says so (on stderr).
     """
     rows = consent.timeline(open_store().history(number))
     if fmt == "table":  # the whole detail is in the JSON and CSV
         rows = [{**row, "detail": consent.brief(row)} for row in rows]
     columns = ["id", "change", *EVENT_COLUMNS[1:]]
-    _emit(rows, [c for c in columns if fmt != "table" or c != "hash"], fmt, f"no records for {number}")
+    empty = HISTORY_EMPTY.format(number=number)
+    _emit(rows, [c for c in columns if fmt != "table" or c != "hash"], fmt, empty)
+
+
+# What a history without events says: what it would hold, since a number that sent only ordinary messages has one.
+HISTORY_EMPTY = (
+    "no consent records for {number}: no opt-out, opt-in, HELP, consent, or dropped or suppressed message "
+    "(ordinary messages to the agent are not consent records: see gateway outbox list)"
+)
 
 
 @optouts.command("export")

@@ -30,6 +30,15 @@ def env(cli_env):
     return cli_env
 
 
+def test_optouts_help_says_what_the_group_does(runner):
+    result = runner.invoke(cli, ["--help"])
+    line = next(line for line in result.output.splitlines() if line.strip().startswith("optouts"))
+    assert "Query" not in line and "list, history and export" in line
+    listed = runner.invoke(cli, ["optouts", "--help"]).output
+    for command in ("list", "history", "export", "add", "remove", "import", "candidates", "confirm", "dismiss"):
+        assert f"  {command} " in listed
+
+
 def test_help_lists_every_command(runner):
     result = runner.invoke(cli, ["--help"])
     assert result.exit_code == 0
@@ -279,9 +288,17 @@ def test_history_of_a_malformed_number_is_an_error_not_none(runner, env, number)
     assert result.exit_code == 2 and f"{number!r} is not an E.164 number such as +14155550100" in result.output
 
 
-def test_history_of_a_number_with_no_records_says_so(runner, env):
+@pytest.mark.parametrize("wrote", [False, True])
+def test_history_of_a_number_with_no_records_says_what_a_history_holds(runner, env, twilio, wrote):
+    """A number that only ever wrote ordinary messages has no consent records: the answer says what the
+    history holds, so nobody takes it for a number the gateway never heard from (or the other way round)."""
+    if wrote:
+        twilio.sms("is my table booked?", sender="+14155550177")
     result = runner.invoke(cli, ["optouts", "history", "+14155550177"], env=env)
-    assert result.exit_code == 0 and result.output.strip() == "no records for +14155550177"
+    assert result.exit_code == 0 and result.output.strip() == (
+        "no consent records for +14155550177: no opt-out, opt-in, HELP, consent, or dropped or suppressed message "
+        "(ordinary messages to the agent are not consent records: see gateway outbox list)"
+    )
     as_json = runner.invoke(cli, ["optouts", "history", "+14155550177", "--format", "json"], env=env)
     assert as_json.exit_code == 0 and json.loads(as_json.stdout) == []
 
