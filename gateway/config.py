@@ -81,6 +81,7 @@ _ENV = {
     "SESSION_GRACE_SECONDS": "GATEWAY_SESSION_GRACE_SECONDS",
     "SESSION_WARNING": "GATEWAY_SESSION_WARNING",
     "SMS_BACKEND": "GATEWAY_SMS_BACKEND",
+    "DEFAULT_REGION": "GATEWAY_DEFAULT_REGION",
     "CONSENT_CATEGORIES": "GATEWAY_CONSENT_CATEGORIES",
     "REQUIRE_CONSENT": "GATEWAY_REQUIRE_CONSENT",
     "KEYWORD_CONSENT_CATEGORIES": "GATEWAY_KEYWORD_CONSENT_CATEGORIES",
@@ -438,6 +439,11 @@ def load(
     settings["SECRET_KEY"] = secret or _instance_secret(Path(instance_path) / SECRET_KEY_FILE, create=require_token)
     settings["SECRET_KEY_FILE"] = None if secret else str(Path(instance_path) / SECRET_KEY_FILE)
     settings["SESSION_COOKIE_SECURE"] = _as_bool(raw, "COOKIE_SECURE", True)
+    given = raw.get("DEFAULT_REGION")
+    region = str(given or "").strip().upper()
+    if not numbers.is_region(region):
+        raise ConfigError(f"{raw.source('DEFAULT_REGION')}: expected a country code such as US or GB, got {given!r}")
+    settings["DEFAULT_REGION"] = region
     settings["TWILIO_CONSENT_SYNC"] = _as_bool(raw, "TWILIO_CONSENT_SYNC", False)
     settings["CONSENT_SYNC_REQUESTS_PER_MINUTE"] = _as_float(raw, "CONSENT_SYNC_REQUESTS_PER_MINUTE", 1, 6000)
     settings["CONSENT_SYNC_LEASE_SECONDS"] = _as_float(raw, "CONSENT_SYNC_LEASE_SECONDS", 0.5, 3600)

@@ -32,8 +32,9 @@ from flask import (
     url_for,
 )
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
+from werkzeug.exceptions import HTTPException
 
-from . import chart, consent, keys, numbers, revocation, schemas, services, spreadsheet, timestamps
+from . import chart, consent, keys, logs, numbers, revocation, schemas, services, spreadsheet, timestamps
 from .messages import has_nul
 from .store import EVENT_COLUMNS, LIST_KEY, OPT_OUT_COLUMNS
 from .timestamps import parse_bound
@@ -72,6 +73,18 @@ def safe_next(target: str) -> str | None:
     if SAFE_NEXT.fullmatch(target) and "/.." not in target and "/./" not in target:
         return target
     return None
+
+
+@bp.errorhandler(HTTPException)
+def _error_page(error: HTTPException) -> Response | HTTPException:
+    """A refusal in the console is a page of the console: its layout, the reason, and a way on."""
+    if error.code is None or error.code >= 500:
+        return error
+    return Response(
+        render_template("console/error.html", code=error.code, name=error.name, reason=logs.reason_of(error)),
+        status=error.code,
+        headers={name: value for name, value in error.get_headers() if name.lower() != "content-type"},
+    )
 
 
 @bp.after_request
@@ -163,14 +176,21 @@ def sign_out():
     return redirect(url_for("console.sign_in"))
 
 
+def _typed(text: str) -> str:
+    """A number as a person typed it, in E.164 (national forms read in ``default_region``); InvalidNumber."""
+    return numbers.from_typed(text, current_app.config["DEFAULT_REGION"])
+
+
 def _filters() -> tuple[dict[str, str | None], list[str]]:
     values = {name: (request.args.get(name) or "").strip() or None for name in ("number", "twilio_number")}
     problems = []
     for name in ("number", "twilio_number"):
-        reason = numbers.problem(values[name]) if values[name] else None
-        if reason:
-            problems.append(f"{name}: {values[name]!r} is not an E.164 number such as {numbers.EXAMPLE}: {reason}")
-            values[name] = None
+        if values[name]:
+            try:
+                values[name] = _typed(values[name])
+            except numbers.InvalidNumber as exc:
+                problems.append(f"{name}: {exc}")
+                values[name] = None
     for name, end in (("since", False), ("until", True)):
         raw = (request.args.get(name) or "").strip()
         try:
@@ -265,14 +285,15 @@ def opt_outs_csv():
 @bp.get("/numbers")
 @signed_in
 def find_number():
-    number = (request.args.get("number") or "").strip()
-    if not number:
+    typed = (request.args.get("number") or "").strip()
+    if not typed:
         flash("Enter a phone number to see its history.")
         return redirect(url_for("console.opt_outs"))
-    reason = numbers.problem(number)
-    if reason:
-        flash(f"{number!r} is not an E.164 number such as {numbers.EXAMPLE}: {reason}.", "error")
-        return redirect(url_for("console.opt_outs"))
+    try:
+        number = _typed(typed)
+    except numbers.InvalidNumber as exc:
+        flash(f"{exc}.", "error")
+        return redirect(url_for("console.opt_outs", lookup=typed))  # the box keeps what was typed
     return redirect(url_for("console.timeline", number=number))
 
 

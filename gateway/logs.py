@@ -90,16 +90,21 @@ def _plain(code: int, text: str) -> Response:
     return Response(text + "\n", status=code, content_type="text/plain; charset=utf-8")
 
 
-def _http_error(error: HTTPException) -> Response:
-    """One line: status and reason. Never an HTML page or a traceback."""
+def reason_of(error: HTTPException) -> str:
+    """An HTTP error's one-line reason (our own, where we gave one), and its outcome noted for the log line."""
     code = error.code or 500
-    if code == 413:
-        reason = f"request body exceeds {current_app.config['MAX_CONTENT_LENGTH']} bytes"
-    elif error.description and error.description != type(error).description:
-        reason = error.description  # our own one-line reason
-    else:
-        reason = error.name.lower()
     g.outcome = g.get("outcome") or ("not_found" if code == 404 else "rejected" if code < 500 else "error")
+    if code == 413:
+        return f"request body exceeds {current_app.config['MAX_CONTENT_LENGTH']} bytes"
+    if error.description and error.description != type(error).description:
+        return error.description  # our own one-line reason
+    return error.name.lower()
+
+
+def _http_error(error: HTTPException) -> Response:
+    """One line: status and reason. Never an HTML page or a traceback (the console renders its own)."""
+    code = error.code or 500
+    reason = reason_of(error)
     if request.path.startswith("/v1/"):
         response = jsonify(error=error.name, message=reason)
         response.status_code = code

@@ -12,6 +12,7 @@ import phonenumbers
 from phonenumbers import ValidationResult
 
 EXAMPLE = "+14155550100"
+DEFAULT_REGION = "US"  # where a number typed without its country code is read (the default_region setting)
 _WHY = {
     ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
     ValidationResult.TOO_SHORT: "too short for its country",
@@ -52,3 +53,30 @@ def e164(value: object, field: str = "number") -> str:
 
 def is_e164(value: object) -> bool:
     return problem(value) is None
+
+
+def from_typed(text: str, region: str = DEFAULT_REGION) -> str:
+    """The E.164 form of a number as a person types it into a search box: ``+1 415 555 0100``, ``(415)
+    555-0100`` (read as a number of ``region``, an ISO 3166 code), ``+14155550100``. Records stay E.164: this
+    is only for finding them. :class:`InvalidNumber` says why ``text`` is no number."""
+    text = text.strip()
+    if not text:
+        raise InvalidNumber("enter a phone number")
+    if problem(text) is None:
+        return text
+    if any(character.isalpha() for character in text):  # a vanity number or a word: nothing to look up
+        raise InvalidNumber(f"{text!r} is not a phone number such as {EXAMPLE} or (415) 555-0100")
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        raise InvalidNumber(f"{text!r} is not a phone number such as {EXAMPLE} or (415) 555-0100") from None
+    reason = phonenumbers.is_possible_number_with_reason(parsed)
+    if reason not in (ValidationResult.IS_POSSIBLE, ValidationResult.IS_POSSIBLE_LOCAL_ONLY):
+        country = "" if text.startswith("+") else f" (read as a number of {region})"
+        raise InvalidNumber(f"{text!r} is not a phone number{country}: {_WHY.get(reason, 'not a possible number')}")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def is_region(code: object) -> bool:
+    """Whether ``code`` is a region (ISO 3166 alpha-2) libphonenumber knows the numbering of."""
+    return isinstance(code, str) and code in phonenumbers.SUPPORTED_REGIONS

@@ -72,6 +72,8 @@ def test_config_file_layer(tmp_path):
             r"before a relative path \(sqlite:///gateway.db\) and four before an absolute one",
         ),
         ({"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "SQLite:/x.db"}, "write three slashes before a relative path"),
+        ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_DEFAULT_REGION": "XX"}, "GATEWAY_DEFAULT_REGION: expected a country code"),
+        ({"TWILIO_AUTH_TOKEN": "t", "GATEWAY_DEFAULT_REGION": "USA"}, "GATEWAY_DEFAULT_REGION: expected a country"),
         ({"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "sqlite:///:memory:"}, "DATABASE_URL: an in-memory database"),
         (
             {"TWILIO_AUTH_TOKEN": "t", "GATEWAY_KEYWORDS_FILE": "/nonexistent.toml"},

@@ -232,9 +232,10 @@ def test_timeline_of_a_malformed_number_is_an_error_and_of_an_unknown_one_says_s
     key, _ = make_key("auditor")
     sign_in(console, key)
     bad = console.get("/console/numbers/4155550100", base_url=BASE)
-    assert bad.status_code == 400 and "'4155550100' is not an E.164 number" in bad.text
-    searched = console.get("/console/numbers?number=4155550100", base_url=BASE, follow_redirects=True)
-    assert "is not an E.164 number" in searched.text and "History of" not in searched.text
+    assert bad.status_code == 400 and "'4155550100' is not an E.164 number" in html.unescape(bad.text)
+    assert bad.content_type.startswith("text/html") and 'aria-label="Sections"' in bad.text  # the console's layout
+    evidence = console.get("/console/numbers/hello/evidence", base_url=BASE)
+    assert evidence.status_code == 400 and "Number history" in evidence.text  # a way on: the look-up box
     empty = console.get("/console/numbers/+14155550177", base_url=BASE)
     assert empty.status_code == 200 and "No records for" in empty.text and "+14155550177" in empty.text
 
@@ -406,3 +407,42 @@ def test_a_limited_admin_cannot_resolve_another_accounts_candidate_in_the_consol
     assert f"no revocation candidate {region}" in answer.text
     store = two_accounts.app.extensions["gateway"].store
     assert [c["status"] for c in store.revocation_candidates("all") if c["id"] == region] == ["open"]
+
+
+@pytest.mark.parametrize(
+    ("typed", "found"),
+    [
+        ("+14155550102", "+14155550102"),
+        ("+1 415 555 0102", "+14155550102"),
+        ("(415) 555-0102", "+14155550102"),
+        ("415.555.0102", "+14155550102"),
+        ("4155550102", "+14155550102"),
+        ("+44 20 7946 0958", "+442079460958"),
+    ],
+)
+def test_the_number_search_reads_what_people_type(console, make_key, typed, found):
+    """The look-up box takes the national and spaced forms people copy from a CRM (read in default_region,
+    US unless set); records and URLs stay E.164."""
+    key, _ = make_key("auditor")
+    sign_in(console, key)
+    answer = console.get("/console/numbers", query_string={"number": typed}, base_url=BASE)
+    assert answer.status_code == 302 and answer.headers["Location"] == f"/console/numbers/{found}"
+
+
+@pytest.mark.parametrize("typed", ["hello", "415", "+1 415 555", "1-800-FLOWERS"])
+def test_a_search_that_is_no_number_says_why_and_keeps_what_was_typed(console, make_key, typed):
+    key, _ = make_key("auditor")
+    sign_in(console, key)
+    page = console.get("/console/numbers", query_string={"number": typed}, base_url=BASE, follow_redirects=True)
+    assert page.status_code == 200 and 'class="flash error"' in page.text
+    text = html.unescape(page.text)
+    assert f"{typed!r} is not a phone number" in text
+    assert f'value="{typed}"' in text  # the box keeps it, to correct rather than retype
+
+
+def test_the_opt_out_filter_reads_typed_numbers_too(console, make_key, twilio):
+    twilio.sms("STOP", sender="+14155550102")
+    key, _ = make_key("auditor")
+    sign_in(console, key)
+    page = console.get("/console/opt-outs", query_string={"number": "(415) 555-0102"}, base_url=BASE)
+    assert _listed(page) == ["+14155550102"]

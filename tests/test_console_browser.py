@@ -39,6 +39,24 @@ def post_sms(base: str, body: str, sender: str, to: str = "+15005550006") -> Non
         assert response.status == 200
 
 
+def _evidenced():
+    from gateway.consent import Grant
+
+    return Grant(
+        "+14155550104",
+        "+15005550006",
+        "marketing",
+        "web_form",
+        "2026-11-02T15:04:05.000000Z",
+        "Yes, send me offers from Acme Dental, up to four texts a month. Reply STOP to cancel.",
+        "signup form",
+        {"form_url": "https://acme.example/join?campaign=winter-2026", "ip": "203.0.113.7", "checkbox": {"id": "c7"}},
+    )
+
+
+EVIDENCED = _evidenced()
+
+
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
@@ -58,6 +76,7 @@ def site(tmp_path):
     for role in ("auditor", "admin"):
         made[role] = keys.new_key()
         store.add_api_key(keys.hash_key(made[role]), role)
+    store.record_consent(EVIDENCED)  # evidence with a nested field, on the page every width is checked at
     post_sms(server.base, "STOP", "+14155550101")
     post_sms(server.base, "Hi, is my table booked?", "+14155550102")
     post_sms(server.base, "STOP", "+14155550102", to="+15005550007")
@@ -200,7 +219,11 @@ def test_evidence_page_for_a_legal_file(browser, site, tmp_path):
     assert consents.count() == 2
     assert "Yes, send me offers from Acme." in consents.first.inner_text()
     stop = next(e for e in events if e["event"] == "opt_out")
-    assert "ip: 203.0.113.7" in consents.first.inner_text() and f"by event {stop['id']}" in consents.first.inner_text()
+    evidence = consents.first.locator("td[data-label=Evidence] dl.fields")
+    assert evidence.locator("dt").all_inner_texts() == ["form url", "ip"]
+    assert evidence.locator("dd").all_inner_texts() == ["https://acme.example/join", "203.0.113.7"]
+    assert f"by event {stop['id']}" in consents.first.inner_text()
+    assert "{'" not in text  # no raw dictionary anywhere: the consent's grant event shows its evidence as fields
     page.screenshot(path=str(tmp_path / "evidence.png"), full_page=True)
     pdf = page.pdf(format="Letter")
     assert pdf.startswith(b"%PDF") and len(pdf) > 5000
@@ -213,14 +236,22 @@ PAGES = {
     "opt-outs": "/console/opt-outs",
     "candidates": "/console/candidates",
     "integrity": "/console/integrity",
-    "timeline": "/console/numbers/%2B14155550102",
-    "evidence": "/console/numbers/%2B14155550102/evidence",
+    "timeline": "/console/numbers/%2B14155550104",
+    "evidence": "/console/numbers/%2B14155550104/evidence",
 }
-# Layout faults a person would see: the page scrolls sideways, a time breaks across lines, a control is off-screen.
+# Layout faults a person would see: the page scrolls sideways, a time or a number breaks across lines or runs
+# out of its cell into the next, a control is off-screen, a dictionary shows as Python wrote it.
 LAYOUT = """() => ({
     overflow: document.documentElement.scrollWidth - window.innerWidth,
     brokenTimes: [...document.querySelectorAll('time')]
         .filter(t => t.getClientRects().length > 1).map(t => t.textContent),
+    brokenNumbers: [...document.querySelectorAll('.number, td[data-label=Number] a')]
+        .filter(n => n.getClientRects().length > 1).map(n => n.textContent),
+    outOfCell: [...document.querySelectorAll('td time, td .number')]
+        .filter(e => { const r = e.getBoundingClientRect(), c = e.closest('td').getBoundingClientRect();
+                       return r.width && (r.right > c.right + 1 || r.left < c.left - 1); })
+        .map(e => e.textContent),
+    rawDicts: document.body.innerText.includes("{'"),
     times: document.querySelectorAll('time').length,
     clipped: [...document.querySelectorAll('.scroll')].filter(e => e.scrollWidth > e.clientWidth).length,
     outOfReach: [...document.querySelectorAll('main a, main button, main input')]
@@ -247,6 +278,9 @@ def test_every_page_fits_a_desktop_and_a_phone(browser, site, device):
         page.screenshot(path=str(folder / f"{name}-{width}.png"), full_page=True)
         assert layout["overflow"] <= 0, f"{name} scrolls sideways by {layout['overflow']} px at {width} px"
         assert layout["brokenTimes"] == [], f"{name} breaks times across lines at {width} px"
+        assert layout["brokenNumbers"] == [], f"{name} breaks numbers across lines at {width} px"
+        assert layout["outOfCell"] == [], f"{name} runs times or numbers out of their cells at {width} px"
+        assert not layout["rawDicts"], f"{name} shows a raw dictionary"
         assert layout["outOfReach"] == [], f"{name} puts controls off-screen at {width} px"
         assert layout["clipped"] == 0, f"{name} has a table wider than the page at {width} px"
         assert name == "integrity" or layout["times"] > 0, f"{name} shows no times"
@@ -290,3 +324,34 @@ def test_a_hundred_thousand_opt_outs_page_in_the_browser(browser, tmp_path):
         page.close()
         store.close()
         server.stop()
+
+
+@pytest.mark.parametrize("device", WIDTHS)
+def test_the_number_search_takes_typed_forms_and_keeps_a_mistake(browser, site, device):
+    """From the header's box: a national form finds the number; what is no number is explained and stays in
+    the box to correct; a malformed number in the address is an error page of the console, not bare text."""
+    base, made, _ = site
+    width = WIDTHS[device]
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    folder = ARTEFACTS / "console"
+    folder.mkdir(parents=True, exist_ok=True)
+    sign_in(page, base, made["auditor"])
+    page.wait_for_url(base + "/console/opt-outs")
+    box = page.get_by_label("Number history")
+    box.fill("(415) 555-0102")
+    box.press("Enter")
+    page.wait_for_url(base + "/console/numbers/+14155550102")
+    assert page.get_by_role("heading", name="Consent timeline of +14155550102").is_visible()
+    box.fill("+1 415 555")
+    box.press("Enter")
+    page.wait_for_url("**/console/opt-outs?lookup=*")
+    assert "'+1 415 555' is not a phone number: too short for its country" in page.get_by_role("alert").inner_text()
+    assert page.get_by_label("Number history").input_value() == "+1 415 555"
+    page.screenshot(path=str(folder / f"search-mistake-{width}.png"), full_page=True)
+    answer = page.goto(base + "/console/numbers/4155550100/evidence")
+    assert answer.status == 400 and page.get_by_role("alert").is_visible()
+    assert page.get_by_label("Number history").is_visible()  # the layout, with a way on
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    page.screenshot(path=str(folder / f"bad-number-{width}.png"), full_page=True)
+    context.close()

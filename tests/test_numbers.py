@@ -1,6 +1,9 @@
+import re
+
 import pytest
 from phonenumbers import ValidationResult
 
+from gateway import numbers
 from gateway.numbers import EXAMPLE, InvalidNumber, e164, is_e164, problem
 
 
@@ -49,3 +52,41 @@ def test_every_impossible_length_has_its_own_reason():
     possible = {ValidationResult.IS_POSSIBLE, ValidationResult.IS_POSSIBLE_LOCAL_ONLY}
     results = {value for name, value in vars(ValidationResult).items() if name.isupper()}
     assert results - possible == set(_WHY)
+
+
+@pytest.mark.parametrize(
+    ("typed", "region", "expected"),
+    [
+        ("+14155550100", "US", "+14155550100"),
+        ("+1 415 555 0100", "US", "+14155550100"),
+        ("(415) 555-0100", "US", "+14155550100"),
+        ("415-555-0100", "US", "+14155550100"),
+        ("  4155550100 ", "US", "+14155550100"),
+        ("1 415 555 0100", "US", "+14155550100"),
+        ("020 7946 0958", "GB", "+442079460958"),
+        ("(416) 555-0100", "CA", "+14165550100"),
+        ("+44 20 7946 0958", "US", "+442079460958"),  # a country code wins over the region
+    ],
+)
+def test_from_typed(typed, region, expected):
+    assert numbers.from_typed(typed, region) == expected
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("", "enter a phone number"),
+        ("hello", "'hello' is not a phone number such as +14155550100 or (415) 555-0100"),
+        ("1-800-FLOWERS", "is not a phone number such as"),  # letters: nothing to look up
+        ("415", "'415' is not a phone number (read as a number of US): too short for its country"),
+        ("+1 415 555", "'+1 415 555' is not a phone number: too short for its country"),
+    ],
+)
+def test_from_typed_refuses_what_is_no_number(typed, message):
+    with pytest.raises(numbers.InvalidNumber, match=re.escape(message)):
+        numbers.from_typed(typed, "US")
+
+
+def test_regions():
+    assert numbers.is_region("US") and numbers.is_region("GB") and not numbers.is_region("XX")
+    assert not numbers.is_region("us") and not numbers.is_region(None)
