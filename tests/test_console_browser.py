@@ -232,6 +232,14 @@ def test_evidence_page_for_a_legal_file(browser, site, tmp_path):
 
 
 WIDTHS = {"desktop": 1280, "phone": 390}
+
+
+def at_width(browser, width: int):
+    """A browser context of ``width`` px, its page, and the folder its screenshots go to."""
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    folder = ARTEFACTS / "console"
+    folder.mkdir(parents=True, exist_ok=True)
+    return context, context.new_page(), folder
 PAGES = {
     "opt-outs": "/console/opt-outs",
     "candidates": "/console/candidates",
@@ -264,10 +272,7 @@ LAYOUT = """() => ({
 def test_every_page_fits_a_desktop_and_a_phone(browser, site, device):
     base, made, _ = site
     width = WIDTHS[device]
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    page = context.new_page()
-    folder = ARTEFACTS / "console"
-    folder.mkdir(parents=True, exist_ok=True)
+    context, page, folder = at_width(browser, width)
     page.goto(base + "/console/sign-in")
     page.screenshot(path=str(folder / f"sign-in-{width}.png"), full_page=True)
     sign_in(page, base, made["admin"])
@@ -332,10 +337,7 @@ def test_the_number_search_takes_typed_forms_and_keeps_a_mistake(browser, site, 
     the box to correct; a malformed number in the address is an error page of the console, not bare text."""
     base, made, _ = site
     width = WIDTHS[device]
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    page = context.new_page()
-    folder = ARTEFACTS / "console"
-    folder.mkdir(parents=True, exist_ok=True)
+    context, page, folder = at_width(browser, width)
     sign_in(page, base, made["auditor"])
     page.wait_for_url(base + "/console/opt-outs")
     box = page.get_by_label("Number history")

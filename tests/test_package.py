@@ -10,14 +10,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from .conftest import ROOT, SENDER, TOKEN, TWILIO_NUMBER, free_port, post_webhook, sms_params
-from .test_cli import STOP_TWIML
+from .test_cli import STOP_TWIML, wait_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -125,14 +123,7 @@ def test_a_wheel_installed_on_its_own_runs_without_the_checkout(installed, tmp_p
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
+        wait_healthy(port, server, log, 60)
         status, body = post_webhook(f"http://127.0.0.1:{port}", sms_params("STOP", sender=SENDER, to=TWILIO_NUMBER))
         assert (status, body.strip()) == (200, STOP_TWIML)
     finally:

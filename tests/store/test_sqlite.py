@@ -575,6 +575,29 @@ class Gate:
 BODIES = {"plain": ("hello", None), "stop": ("STOP", "stop"), "start": ("START", "start"), "help": ("HELP", "help")}
 
 
+def in_one_batch(backend, calls) -> list:
+    """Run each of ``calls`` on a thread of its own, all joining one group commit that the first one leads;
+    what each returned, or the exception it raised."""
+    gate = Gate()
+    backend._leader_lock = gate
+    results: list = [None] * len(calls)
+
+    def run(index: int) -> None:
+        try:
+            results[index] = calls[index]()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(n,), name=f"job{n}") for n in range(len(calls))]
+    for n, thread in enumerate(threads):
+        thread.start()
+        wait_until(lambda n=n: len(backend._pending) == n + 1)
+    gate.open_for("job0")
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
 @pytest.mark.parametrize("durability", ["full", "compliance"])
 @pytest.mark.parametrize(
     "jobs",
@@ -602,8 +625,6 @@ def test_each_job_in_a_shared_batch_is_answered_by_its_own_durability_rule(tmp_p
             body, kind = BODIES[job.removeprefix("duplicate-")]
             process(store, kind, f"SMdup{sender}", sender=sender, body=body)
     fsyncs_before, answers_before = spy.fsyncs, len(spy.answers)
-    gate = Gate()
-    monkeypatch.setattr(store.backend, "_leader_lock", gate)
 
     def run(job: str, sender: str):
         if job.startswith("duplicate-"):
@@ -612,19 +633,11 @@ def test_each_job_in_a_shared_batch_is_answered_by_its_own_durability_rule(tmp_p
         body, kind = BODIES["plain" if job == "blocked" else job]
         return process(store, kind, f"SM{sender}", sender=sender, body=body)
 
-    results = {}
-    threads = []
-    for index, (job, sender) in enumerate(zip(jobs, senders, strict=True)):
-        thread = threading.Thread(target=lambda j=job, s=sender: results.__setitem__(s, _outcome(run, j, s)))
-        thread.name = f"job{index}"
-        threads.append(thread)
-        thread.start()
-        wait_until(lambda i=index: len(store.backend._pending) == i + 1)
-    gate.open_for("job0")  # the first job leads the batch of all of them
-    for thread in threads:
-        thread.join(30)
+    results = in_one_batch(
+        store.backend, [lambda j=job, s=sender: run(j, s) for job, sender in zip(jobs, senders, strict=True)]
+    )
     try:
-        assert all(not isinstance(result, BaseException) for result in results.values()), results
+        assert all(not isinstance(result, BaseException) for result in results), results
         answers = spy.answers[answers_before:]
         assert len(answers) == len(jobs)
         assert len({tuple(answer.commits[:1]) for answer in answers}) == 1  # one shared transaction
@@ -639,13 +652,6 @@ def test_each_job_in_a_shared_batch_is_answered_by_its_own_durability_rule(tmp_p
         assert store.verify_ledger().ok
     finally:
         store.close()
-
-
-def _outcome(run, job, sender):
-    try:
-        return run(job, sender)
-    except BaseException as exc:  # noqa: BLE001 - reported by the test
-        return exc
 
 
 def wait_until(condition, seconds: float = 10) -> None:
@@ -689,8 +695,6 @@ def test_a_job_whose_rule_fails_fails_alone(tmp_path):
     safe side); the others of its batch keep their answers."""
     store = Store(f"sqlite:///{tmp_path / 'g.db'}")
     store.init_schema()
-    gate = Gate()
-    store.backend._leader_lock = gate
 
     def insert(n):
         def work(tx):
@@ -707,21 +711,10 @@ def test_a_job_whose_rule_fails_fails_alone(tmp_path):
         raise AttributeError("no such attribute")
 
     rules = [lambda result: False, broken, lambda result: True]
-    results = {}
-
-    def run(n):
-        try:
-            results[n] = store.backend.grouped(insert(n), sync_first=False, needs_sync=rules[n])
-        except AttributeError as exc:
-            results[n] = exc
-
-    threads = [threading.Thread(target=run, args=(n,), name=f"job{n}") for n in range(3)]
-    for n, thread in enumerate(threads):
-        thread.start()
-        wait_until(lambda n=n: len(store.backend._pending) == n + 1)
-    gate.open_for("job0")
-    for thread in threads:
-        thread.join(30)
+    results = in_one_batch(
+        store.backend,
+        [lambda n=n: store.backend.grouped(insert(n), sync_first=False, needs_sync=rules[n]) for n in range(3)],
+    )
     assert results[0] == 0 and isinstance(results[1], AttributeError) and results[2] == 2
     with store.backend.read() as tx:
         assert tx.scalar("SELECT COUNT(*) FROM revocation_candidates") == 3  # every commit stands
@@ -734,31 +727,21 @@ def test_a_failed_fsync_fails_only_the_jobs_that_needed_it(tmp_path, monkeypatch
     its answer."""
     store = Store(f"sqlite:///{tmp_path / 'g.db'}", durability="compliance")
     store.init_schema()
-    gate = Gate()
-    store.backend._leader_lock = gate
 
     def failing(fd):
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(os, "fdatasync", failing)
-    results = {}
     plan = [("plain", SENDER), ("stop", "+14155550101")]
-
-    def run(n):
-        kind, sender = plan[n]
-        body, keyword = BODIES[kind]
-        try:
-            results[n] = process(store, keyword, f"SM{n}", sender=sender, body=body)
-        except StoreUnavailable as exc:
-            results[n] = exc
-
-    threads = [threading.Thread(target=run, args=(n,), name=f"job{n}") for n in range(2)]
-    for n, thread in enumerate(threads):
-        thread.start()
-        wait_until(lambda n=n: len(store.backend._pending) == n + 1)
-    gate.open_for("job0")
-    for thread in threads:
-        thread.join(30)
+    results = in_one_batch(
+        store.backend,
+        [
+            lambda kind=kind, sender=sender, n=n: process(
+                store, BODIES[kind][1], f"SM{n}", sender=sender, body=BODIES[kind][0]
+            )
+            for n, (kind, sender) in enumerate(plan)
+        ],
+    )
     assert results[0].outcome == "queued"
     assert isinstance(results[1], StoreUnavailable) and "Input/output error" in str(results[1])
     monkeypatch.undo()
