@@ -30,12 +30,19 @@ LINE_END = "\r\n"
 _PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
 
 
+_RISKY_FIRST = frozenset("".join(FORMULA_STARTS) + " \n")  # a cell starting otherwise is safe: the common case
+
+
 def cell(value: Any) -> Any:
     """``value`` as a spreadsheet must get it: nested values (an event's detail) as JSON text, and text that
     would start a formula begins with ``'``."""
     if isinstance(value, dict | list):
         value = json.dumps(value, ensure_ascii=False)
-    if isinstance(value, str) and value.lstrip(" \n").startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(value):
+    if not isinstance(value, str) or not value or value[0] not in _RISKY_FIRST:
+        return value
+    if value[0] in "+-" and value[1:].isdigit():  # an E.164 number, a signed count: a plain number
+        return value
+    if value.lstrip(" \n").startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(value):
         return "'" + value
     return value
 
