@@ -61,8 +61,11 @@ run: $(RUN_STAMP)
 	trap 'kill $$worker $$agent 2>/dev/null; wait; [ -n "$(METRICS_DIR)" ] || rm -rf "$$metrics"' EXIT INT TERM; \
 	$(BIN)/gateway serve --host 127.0.0.1 --port $(PORT)
 
+# ruff, then import-linter's contracts (setup.cfg): the layers import only downwards, the core imports neither
+# Flask nor a database, and no package's modules import each other in a cycle.
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check gateway tests bench examples wsgi.py
+	$(BIN)/lint-imports --no-cache
 
 # The console's end-to-end tests drive Debian's Chromium through Playwright. apt-get waits for another
 # apt at work (unattended upgrades on a new machine) instead of failing.

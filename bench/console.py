@@ -25,10 +25,11 @@ from urllib.parse import quote
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway import create_app, keys  # noqa: E402
-from gateway.store import Store  # noqa: E402
-from tests import postgres  # noqa: E402
-from tests.database import load_opt_outs  # noqa: E402
+from gateway import create_app
+from gateway.core import keys
+from gateway.store import Store
+from tests import postgres
+from tests.database import load_opt_outs
 
 BASE = "https://localhost"
 ROUNDS = 25

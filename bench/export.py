@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway.imports import ImportRow  # noqa: E402
-from gateway.store import Store  # noqa: E402
+from gateway.core.imports import ImportRow
+from gateway.store import Store
 
 CHUNK = 50_000
 

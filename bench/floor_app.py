@@ -48,8 +48,8 @@ TABLE = (
 _local = threading.local()
 
 if STORE:
-    from gateway.compliance import decide
-    from gateway.messages import InboundMessage
+    from gateway.core.compliance import decide
+    from gateway.core.messages import InboundMessage
     from gateway.store import Store
 
     store = Store(URL)

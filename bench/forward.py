@@ -32,12 +32,13 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from run import clean_env, free_port, start  # noqa: E402
+from run import clean_env, free_port, start
 
-from gateway import create_app, services  # noqa: E402
-from gateway.agent import payload, signed_request  # noqa: E402
-from gateway.signature import sign  # noqa: E402
-from gateway.store import Store  # noqa: E402
+from gateway import create_app
+from gateway.messaging import services
+from gateway.messaging.agent import payload, signed_request
+from gateway.store import Store
+from gateway.web.signature import sign
 
 TOKEN = secrets.token_hex(16)
 SECRET = secrets.token_hex(16)

@@ -21,9 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway.store import Store  # noqa: E402
-from tests import postgres  # noqa: E402
-from tests.database import TWILIO, load_opt_outs  # noqa: E402
+from gateway.store import Store
+from tests import postgres
+from tests.database import TWILIO, load_opt_outs
 
 
 def lookups(store: Store, count: int, rounds: int = 4000) -> dict:

@@ -26,12 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from run import clean_env, free_port, median_round, print_table, start, wrk  # noqa: E402
+from run import clean_env, free_port, median_round, print_table, start, wrk
 
-from gateway import keys, twilioapi  # noqa: E402
-from gateway.imports import ImportRow  # noqa: E402
-from gateway.store import Store  # noqa: E402
-from tests.fake_twilio import FakeTwilio  # noqa: E402
+from gateway.core import keys
+from gateway.core.imports import ImportRow
+from gateway.messaging import twilioapi
+from gateway.store import Store
+from tests.fake_twilio import FakeTwilio
 
 ACCOUNT = "AC" + "b" * 32
 TOKEN = "f" * 32

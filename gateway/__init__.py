@@ -11,9 +11,11 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import checkup, config, logs, revocation
-from .config import ConfigError
+from . import settings
+from .core import checkup, revocation
+from .settings import ConfigError
 from .store import StoreUnavailable, from_settings, local_file
+from .web import logs
 
 __all__ = ["ConfigError", "app_or_exit", "create_app", "report_start"]
 
@@ -34,9 +36,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     stays cheap, and loads no metrics before gunicorn's settings have chosen
     where they are kept (``gateway.gunicorn_conf``).
     """
-    from . import api, console, health, metrics, services, statuscallback, webhook
-    app = Flask(__name__, instance_path=config.instance_folder())
-    app.config.update(config.load(test_config, instance_path=app.instance_path))
+    from .messaging import services
+    from .web import api, console, health, metrics, statuscallback, webhook
+
+    app = Flask(
+        __name__,
+        instance_path=settings.instance_folder(),
+        template_folder="web/templates",
+        static_folder="web/static",
+    )
+    app.config.update(settings.load(test_config, instance_path=app.instance_path))
     logs.configure(app)
     today = datetime.now(UTC).date()
     findings = checkup.configuration_findings(app.config, today)

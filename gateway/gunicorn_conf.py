@@ -32,6 +32,7 @@ def on_starting(server):
     the reason). With --preload the master has already loaded the app.
     """
     if not server.cfg.preload_app:
-        from gateway import app_or_exit, services
+        from . import app_or_exit
+        from .messaging import services
 
         services.of(app_or_exit()).store.close()  # each worker opens its own connections

@@ -26,9 +26,12 @@ from urllib.parse import urlencode
 import pytest
 from click.testing import CliRunner
 
-from gateway import create_app, keys, services, signature
+from gateway import create_app
+from gateway.core import keys
+from gateway.messaging import services
 from gateway.store import Store
 from gateway.store import postgres as postgres_backend
+from gateway.web import signature
 
 from . import postgres
 from .database import RawDatabase

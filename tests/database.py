@@ -12,9 +12,9 @@ from typing import Any
 
 import psycopg
 
+from gateway.core.timestamps import FORMAT
 from gateway.store import Store
 from gateway.store.sqlite import database_path
-from gateway.timestamps import FORMAT
 
 TWILIO = ("+15005550006", "+15005550007")
 

@@ -28,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = 0.90
 
+# The layer of each module below that is not in gateway/core/.
+LAYERS = {"chart": "web", "signature": "web", "twiml": "web", "twilioapi": "messaging"}
 # Module -> the test file that must pin it down on its own.
 MODULES = {
     "accounts": "tests/test_accounts.py",
@@ -63,36 +65,42 @@ _WHY_DEFAULT = (
 )
 _UNRESERVED = "X is an unreserved character: quote() never escapes it, so adding it to safe changes nothing"
 EQUIVALENT: dict[str, str] = {
-    "gateway.chart.x_axis_ticks__mutmut_16": "ceil(a / b) <= n exactly when a / b <= n for a whole number n",
-    "gateway.chart.x_bar_chart__mutmut_8": "axis_ticks(0) and axis_ticks(1) are both [0, 1]",
-    "gateway.consent.xǁGrantǁdetail__mutmut_2": "ensure_ascii=None is falsy, as False is",
-    "gateway.consent.x_timeline__mutmut_42": "a grant's position never equals a revocation's: < and <= agree",
-    "gateway.keys.x_new_key__mutmut_2": "token_urlsafe(None) draws secrets.DEFAULT_ENTROPY bytes, which is 32",
-    "gateway.keys.x_hash_key__mutmut_4": _CODEC,
-    "gateway.ledger.x__json__mutmut_3": "ensure_ascii=None is falsy, as False is",
-    "gateway.ledger.x__json__mutmut_12": _CODEC,
-    "gateway.messages.x_storable__mutmut_2": "replacing NUL in a text without one returns the same text",
-    "gateway.messages.x_unstorable__mutmut_7": _CODEC,
-    "gateway.numbers.x_problem__mutmut_14": "phonenumbers.parse's region defaults to None",
-    "gateway.numbers.x_problem__mutmut_21": _WHY_DEFAULT,
-    "gateway.numbers.x_problem__mutmut_23": _WHY_DEFAULT,
-    "gateway.numbers.x_problem__mutmut_24": _WHY_DEFAULT,
-    "gateway.numbers.x_problem__mutmut_25": _WHY_DEFAULT,
-    "gateway.revocation.x_business_days_between__mutmut_1": "with end == start both branches count 0 days",
-    "gateway.signature.x__raw_target__mutmut_10": "'XXXX', like '', does not start with '/': the same fallback",
-    "gateway.signature.x__raw_target__mutmut_29": _UNRESERVED,
-    "gateway.signature.x__raw_target__mutmut_50": _UNRESERVED,
-    "gateway.twilioapi.x_retry_after__mutmut_15": "response headers are a case-insensitive mapping",
-    "gateway.twilioapi.x_retry_after__mutmut_16": "response headers are a case-insensitive mapping",
+    "gateway.web.chart.x_axis_ticks__mutmut_16": "ceil(a / b) <= n exactly when a / b <= n for a whole number n",
+    "gateway.web.chart.x_bar_chart__mutmut_8": "axis_ticks(0) and axis_ticks(1) are both [0, 1]",
+    "gateway.core.consent.xǁGrantǁdetail__mutmut_2": "ensure_ascii=None is falsy, as False is",
+    "gateway.core.consent.x_timeline__mutmut_42": "a grant's position never equals a revocation's: < and <= agree",
+    "gateway.core.keys.x_new_key__mutmut_2": "token_urlsafe(None) draws secrets.DEFAULT_ENTROPY bytes, which is 32",
+    "gateway.core.keys.x_hash_key__mutmut_4": _CODEC,
+    "gateway.core.ledger.x__json__mutmut_3": "ensure_ascii=None is falsy, as False is",
+    "gateway.core.ledger.x__json__mutmut_12": _CODEC,
+    "gateway.core.messages.x_storable__mutmut_2": "replacing NUL in a text without one returns the same text",
+    "gateway.core.messages.x_unstorable__mutmut_7": _CODEC,
+    "gateway.core.numbers.x_problem__mutmut_14": "phonenumbers.parse's region defaults to None",
+    "gateway.core.numbers.x_problem__mutmut_21": _WHY_DEFAULT,
+    "gateway.core.numbers.x_problem__mutmut_23": _WHY_DEFAULT,
+    "gateway.core.numbers.x_problem__mutmut_24": _WHY_DEFAULT,
+    "gateway.core.numbers.x_problem__mutmut_25": _WHY_DEFAULT,
+    "gateway.core.revocation.x_business_days_between__mutmut_1": "with end == start both branches count 0 days",
+    "gateway.web.signature.x__raw_target__mutmut_10": "'XXXX', like '', does not start with '/': the same fallback",
+    "gateway.web.signature.x__raw_target__mutmut_29": _UNRESERVED,
+    "gateway.web.signature.x__raw_target__mutmut_50": _UNRESERVED,
+    "gateway.messaging.twilioapi.x_retry_after__mutmut_15": "response headers are a case-insensitive mapping",
+    "gateway.messaging.twilioapi.x_retry_after__mutmut_16": "response headers are a case-insensitive mapping",
 }
 
 DETECTED = {"killed", "timeout", "caught by type check", "segfault"}
+
+
+def module_path(name: str) -> str:
+    """Where module ``name`` is, from the checkout's root: gateway/<layer>/<name>.py."""
+    return f"gateway/{LAYERS.get(name, 'core')}/{name}.py"
+
 LINE = re.compile(r"^\s+(gateway\.\S+): (.+)$")
 SPINNER = re.compile("[\u2800-\u28ff]")  # mutmut's progress frames
 
 
 def run_module(name: str, tests: str, work: Path) -> dict[str, str]:
-    """mutmut on gateway/NAME.py against ``tests`` alone, in a scratch copy; mutant -> status."""
+    """mutmut on the module's file against ``tests`` alone, in a scratch copy; mutant -> status."""
     copy = work / name
     copy.mkdir()
     for part in ("gateway", "tests", "config"):
@@ -100,7 +108,7 @@ def run_module(name: str, tests: str, work: Path) -> dict[str, str]:
     setup = (ROOT / "setup.cfg").read_text()
     setup += (
         "\n[mutmut]\nsource_paths = gateway\n"
-        f"only_mutate = gateway/{name}.py\n"
+        f"only_mutate = {module_path(name)}\n"
         "also_copy = config\n"
         f"pytest_add_cli_args_test_selection = {tests}\n"
         # One argument a line (mutmut splits on newlines); the slow tests need a whole checkout (gunicorn).

@@ -30,7 +30,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway.signature import sign  # noqa: E402
+from gateway.web.signature import sign  # noqa: E402
 from tests.fake_twilio import FakeTwilio  # noqa: E402
 
 README = ROOT / "README.md"
@@ -135,7 +135,7 @@ def _tamper(story: Story) -> None:
 def _queue(story: Story, number: str, sender: str) -> None:
     """One message queued the way ``POST /v1/messages`` queues it."""
     code = (
-        "from gateway import create_app, services; "
+        "from gateway import create_app; from gateway.messaging import services; "
         f"services.of(create_app()).outbound.queue({number!r}, content='Your table is ready.', agent_number={sender!r})"
     )
     story.run(f'{sys.executable} -c "{code}"')

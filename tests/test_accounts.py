@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.accounts import DEFAULT, Account, Accounts
+from gateway.core.accounts import DEFAULT, Account, Accounts
 
 MAIN = "AC" + "1" * 32
 BRAND = "AC" + "2" * 32

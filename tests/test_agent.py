@@ -7,9 +7,10 @@ from collections import defaultdict
 
 import pytest
 
-from gateway import create_app, services
-from gateway.agent import signature
+from gateway import create_app
 from gateway.cli import cli
+from gateway.messaging import services
+from gateway.messaging.agent import signature
 
 from .conftest import AGENT_SECRET as SECRET
 from .conftest import (
@@ -246,7 +247,7 @@ def test_slow_agent_is_retried(db_url, fake, agent, twilio, store):
     ],
 )
 def test_bad_agent_settings_are_named(db_url, settings, message):
-    from gateway.config import ConfigError
+    from gateway.settings import ConfigError
 
     with pytest.raises(ConfigError, match=message):
         create_app({"DATABASE_URL": db_url, "TWILIO_AUTH_TOKEN": TOKEN, **settings})

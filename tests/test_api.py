@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from gateway import keys, ledger, services
+from gateway.core import keys, ledger
+from gateway.messaging import services
 from gateway.store import Store
 
 from .conftest import (

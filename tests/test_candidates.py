@@ -5,8 +5,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from gateway import keys
 from gateway.cli import cli
+from gateway.core import keys
 
 from .conftest import SENDER, TWILIO_NUMBER, new_sid
 

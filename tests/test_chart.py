@@ -4,7 +4,7 @@ from datetime import date
 
 import pytest
 
-from gateway.chart import BOTTOM, LEFT, UPPER, axis_ticks, bar_chart, daily_series
+from gateway.web.chart import BOTTOM, LEFT, UPPER, axis_ticks, bar_chart, daily_series
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from gateway import create_app, services
-from gateway.checkup import (
+from gateway import create_app
+from gateway.cli import cli
+from gateway.core.checkup import (
     FAIL,
     FCC_PER_SE_WORDS,
     WARN,
@@ -29,9 +30,9 @@ from gateway.checkup import (
     ledger_findings,
     scope_findings,
 )
-from gateway.cli import cli
-from gateway.keywords import KeywordBook, KeywordSet
-from gateway.scope import Scope
+from gateway.core.keywords import KeywordBook, KeywordSet
+from gateway.core.scope import Scope
+from gateway.messaging import services
 
 from . import postgres
 from .conftest import ROOT, TOKEN, TWILIO_NUMBER, TwilioSender, child_environ
@@ -139,7 +140,7 @@ def test_callback_candidates_and_ledger_findings():
 
 def test_configuration_findings_of_the_committed_defaults(tmp_path):
     """The committed keywords lack a HELP contact (each deployment must write its own); the scope is pair."""
-    from gateway.config import load
+    from gateway.settings import load
 
     settings = load({"TWILIO_AUTH_TOKEN": TOKEN}, instance_path=str(tmp_path), environ={})
     findings = configuration_findings(settings, date(2026, 12, 1))
@@ -240,7 +241,7 @@ def test_doctor_reports_a_database_it_cannot_read(runner, tmp_path):
 
 
 def test_the_clarification_text_is_held_to_the_confirmation_rule(tmp_path):
-    from gateway.config import load
+    from gateway.settings import load
 
     settings = load(
         {
@@ -333,7 +334,7 @@ def test_messaging_service_sids_are_not_numbers_with_keyword_sets():
 
 
 def test_configuration_findings_follow_brands_senders_and_the_callback(tmp_path):
-    from gateway.config import load
+    from gateway.settings import load
 
     overrides = {
         "TWILIO_AUTH_TOKEN": TOKEN,

@@ -2,9 +2,10 @@
 
 import pytest
 
-from gateway import create_app, services
-from gateway.config import ConfigError
-from gateway.consent import Grant
+from gateway import create_app
+from gateway.core.consent import Grant
+from gateway.messaging import services
+from gateway.settings import ConfigError
 
 from .conftest import SENDER, TWILIO_NUMBER, TwilioSender, outbound_config
 
@@ -13,7 +14,7 @@ STOP_REPLY = "You have been unsubscribed and will not receive further messages. 
 
 
 def test_configuration_names_a_bad_clarification(tmp_path):
-    from gateway.config import load
+    from gateway.settings import load
 
     extra = tmp_path / "extra.toml"
     extra.write_text(f'clarification_text = "{ASK}"\n[clarification_choices]\noffers = ["marketing"]\n')

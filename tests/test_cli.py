@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from gateway import config
+from gateway import settings
 from gateway.cli import cli
 from gateway.store.migrations.postgres import VERSION as POSTGRES_VERSION
 from gateway.store.migrations.sqlite import VERSION as SQLITE_VERSION
@@ -177,7 +177,7 @@ def test_simulate_wrong_token_reports_403(runner, gunicorn):
 def test_simulate_with_the_development_token_against_a_server_with_its_own_says_so(runner, gunicorn, tmp_path):
     """The server runs with TWILIO_AUTH_TOKEN; this shell has none, so simulate signs with the development
     token a `gateway serve` once made here: the error says that, not that a proxy is misconfigured."""
-    config.dev_token(tmp_path / "instance", create=True)
+    settings.dev_token(tmp_path / "instance", create=True)
     args = ["simulate", "hi", "--from", SENDER, "--to", TWILIO_NUMBER, "--url", gunicorn.base + "/twilio/sms"]
     result = runner.invoke(cli, args, env={"GATEWAY_INSTANCE_PATH": str(tmp_path / "instance")})
     assert result.exit_code == 1

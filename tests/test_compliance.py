@@ -1,7 +1,7 @@
 import pytest
 
-from gateway import events
-from gateway.compliance import Decision, clarify, decide, narrow, upstream_kind
+from gateway.core import events
+from gateway.core.compliance import Decision, clarify, decide, narrow, upstream_kind
 
 REPLIES = {"stop": "R-STOP", "start": "R-START", "help": "R-HELP"}
 

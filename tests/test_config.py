@@ -5,7 +5,7 @@ import stat
 import pytest
 
 from gateway import ConfigError, create_app
-from gateway.config import DEFAULTS_DIR, DEV_TOKEN_FILE, FILE_KEYS, dev_token, instance_folder, load
+from gateway.settings import DEFAULTS_DIR, DEV_TOKEN_FILE, FILE_KEYS, dev_token, instance_folder, load
 
 from .conftest import ROOT, TOKEN, child_environ
 
@@ -207,7 +207,7 @@ def _clean_env(**extra):
     [
         ("trust_proxi = 1", r"extra.toml: unknown setting 'trust_proxi'; did you mean 'trust_proxy'\?$"),
         ("TRUST_PROXY = 1", r"extra.toml: unknown setting 'TRUST_PROXY'; did you mean 'trust_proxy'\?$"),
-        ("colour = 'red'", r"extra.toml: unknown setting 'colour'; see gateway/defaults/gateway.toml for every"),
+        ("colour = 'red'", r"extra.toml: unknown setting 'colour'; see gateway/settings/defaults/gateway.toml for"),
         ("[sender]\ndev = []", r"extra.toml: unknown setting 'sender'; did you mean 'senders'\?$"),
         ('trust_proxy = "lots"', r"extra.toml: trust_proxy: expected a whole number, got 'lots'$"),
         ("max_body_bytes = 10", r"extra.toml: max_body_bytes: must be between 1024 and 1.04858e\+07, got 10$"),
@@ -455,7 +455,8 @@ def test_bad_consent_settings_are_named(tmp_path, environ, message):
         ("GATEWAY_DURABILTY", "GATEWAY_DURABILTY: not a setting of the gateway; did you mean GATEWAY_DURABILITY?"),
         (
             "GATEWAY_COLOUR",
-            "GATEWAY_COLOUR: not a setting of the gateway; see gateway/defaults/gateway.toml for every setting",
+            "GATEWAY_COLOUR: not a setting of the gateway; see gateway/settings/defaults/gateway.toml for every "
+            "setting",
         ),
     ],
 )
@@ -548,9 +549,10 @@ def test_the_operator_file_is_config_gateway_toml_in_the_current_directory(tmp_p
     assert keywords.source == "config/mine.toml [replies]"
     named = tmp_path / "elsewhere.toml"
     named.write_text("max_body_bytes = 2048\n")
-    assert settings(tmp_path, {"TWILIO_AUTH_TOKEN": TOKEN}, {"GATEWAY_CONFIG_FILE": str(named)})[
-        "MAX_CONTENT_LENGTH"
-    ] == 2048  # the named file instead, not as well
+    assert (
+        settings(tmp_path, {"TWILIO_AUTH_TOKEN": TOKEN}, {"GATEWAY_CONFIG_FILE": str(named)})["MAX_CONTENT_LENGTH"]
+        == 2048
+    )  # the named file instead, not as well
     monkeypatch.chdir(tmp_path / "config")
     assert settings(tmp_path, {"TWILIO_AUTH_TOKEN": TOKEN}, {})["MAX_CONTENT_LENGTH"] == 65536  # none here
 

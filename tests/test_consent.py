@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from gateway.consent import (
+from gateway.core.consent import (
     BUSINESS,
     METHODS,
     TWILIO_SOURCES,
@@ -21,7 +21,7 @@ from gateway.consent import (
     sync_senders,
     timeline,
 )
-from gateway.scope import Scope
+from gateway.core.scope import Scope
 
 NOW = "2026-12-01T10:00:00.000000Z"
 CATEGORIES = ("marketing", "informational")

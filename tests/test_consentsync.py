@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway import create_app, services
+from gateway import create_app
 from gateway.cli import cli
-from gateway.consent import Grant
-from gateway.imports import ImportRow
-from gateway.timestamps import FORMAT
+from gateway.core.consent import Grant
+from gateway.core.imports import ImportRow
+from gateway.core.timestamps import FORMAT
+from gateway.messaging import services
 
 from .conftest import ACCOUNT, SENDER, TwilioSender, outbound_config, wait_for, worker
 

@@ -7,7 +7,7 @@ import pytest
 from flask import request
 from flask.sessions import NullSession
 
-from gateway import imports, keys
+from gateway.core import imports, keys
 
 from .conftest import SENDER
 

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from gateway import keys
+from gateway.core import keys
 from gateway.store import Store
 
 from .conftest import ARTEFACTS, Gunicorn, sign, sms_params
@@ -40,7 +40,7 @@ def post_sms(base: str, body: str, sender: str, to: str = "+15005550006") -> Non
 
 
 def _evidenced():
-    from gateway.consent import Grant
+    from gateway.core.consent import Grant
 
     return Grant(
         "+14155550104",
@@ -174,7 +174,7 @@ def test_admin_confirms_a_candidate(browser, site, tmp_path):
 
 def test_evidence_page_for_a_legal_file(browser, site, tmp_path):
     """One number's consent timeline, self-contained, with its chain hashes and the verification; prints to PDF."""
-    from gateway.consent import Grant
+    from gateway.core.consent import Grant
 
     base, made, store = site
     number = "+14155550109"
@@ -240,6 +240,8 @@ def at_width(browser, width: int):
     folder = ARTEFACTS / "console"
     folder.mkdir(parents=True, exist_ok=True)
     return context, context.new_page(), folder
+
+
 PAGES = {
     "opt-outs": "/console/opt-outs",
     "candidates": "/console/candidates",

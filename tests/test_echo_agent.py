@@ -8,7 +8,8 @@ import urllib.request
 
 import pytest
 
-from gateway import create_app, services
+from gateway import create_app
+from gateway.messaging import services
 
 from .conftest import ROOT, SENDER, TWILIO_NUMBER, TwilioSender, free_port, outbound_config
 

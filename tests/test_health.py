@@ -15,7 +15,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from gateway import create_app, services
+from gateway import create_app
+from gateway.messaging import services
 from gateway.store import Store
 from gateway.store import postgres as postgres_backend
 

@@ -2,9 +2,9 @@ import io
 
 import pytest
 
-from gateway import imports
-from gateway.consent import Grant
-from gateway.imports import ImportError_, ImportRow, parse
+from gateway.core import imports
+from gateway.core.consent import Grant
+from gateway.core.imports import ImportError_, ImportRow, parse
 
 HEADER = "number,twilio_number,opted_out_at\n"
 

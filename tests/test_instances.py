@@ -22,9 +22,9 @@ import psycopg
 import pytest
 
 from gateway.cli import cli
-from gateway.health import WRITE_TRUSTED_SECONDS
 from gateway.store import Store, StoreUnavailable
 from gateway.store.migrations.postgres import VERSION as POSTGRES_VERSION
+from gateway.web.health import WRITE_TRUSTED_SECONDS
 
 from . import postgres
 from .conftest import (

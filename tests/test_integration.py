@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from gateway import keys
+from gateway.core import keys
 from gateway.store import Store
 
 from .conftest import ROOT, Gunicorn, new_sid, post_webhook, sms_params

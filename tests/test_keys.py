@@ -3,8 +3,8 @@ import re
 
 import pytest
 
-from gateway import keys
 from gateway.cli import cli
+from gateway.core import keys
 
 from .conftest import ACCOUNT, BRAND_ACCOUNT, REGION_ACCOUNT, three_accounts
 

@@ -1,7 +1,7 @@
 import pytest
 
-from gateway.config import DEFAULTS_DIR, load_keywords
-from gateway.keywords import HELP, START, STOP, KeywordBook, KeywordSet, normalize
+from gateway.core.keywords import HELP, START, STOP, KeywordBook, KeywordSet, normalize
+from gateway.settings import DEFAULTS_DIR, load_keywords
 
 BOOK = load_keywords(DEFAULTS_DIR / "keywords.toml")
 DEFAULT = BOOK.default

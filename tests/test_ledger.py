@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 
-from gateway import ledger
+from gateway.core import ledger
 
 
 def test_canonical_encoding_is_stable():

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from gateway.logs import FORMAT, LineFormatter
+from gateway.web.logs import FORMAT, LineFormatter
 
 
 def record(message: str, *args, created: float = 1_764_579_600.25, exc_info=None) -> logging.LogRecord:

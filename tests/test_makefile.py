@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.masking import mask_number
+from gateway.core.masking import mask_number
 
 from .conftest import ROOT, TWILIO_NUMBER, free_port
 from .test_cli import SENDER, simulate_args, wait_healthy

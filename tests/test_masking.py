@@ -1,6 +1,6 @@
 import pytest
 
-from gateway.masking import mask_number
+from gateway.core.masking import mask_number
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 import pytest
 
-from gateway.messages import InboundMessage, has_nul, storable, unstorable
+from gateway.core.messages import InboundMessage, has_nul, storable, unstorable
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import services
+from gateway.messaging import services
 
 from .conftest import (
     ACCOUNT,
@@ -194,7 +194,7 @@ def test_the_database_clock_offset_is_reported_on_postgresql(client, db_kind):
 def test_a_missing_counters_folder_is_made_and_an_impossible_one_refused(tmp_path, monkeypatch, db_url):
     """A bare gunicorn with PROMETHEUS_MULTIPROC_DIR set to a folder nobody made must not answer 500s."""
     from gateway import create_app
-    from gateway.config import ConfigError
+    from gateway.settings import ConfigError
 
     folder = tmp_path / "not" / "yet"
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))

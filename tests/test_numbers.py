@@ -3,8 +3,8 @@ import re
 import pytest
 from phonenumbers import ValidationResult
 
-from gateway import numbers
-from gateway.numbers import EXAMPLE, InvalidNumber, e164, is_e164, problem
+from gateway.core import numbers
+from gateway.core.numbers import EXAMPLE, InvalidNumber, e164, is_e164, problem
 
 
 @pytest.mark.parametrize(
@@ -47,7 +47,7 @@ def test_e164_returns_the_number_or_names_the_field():
 
 def test_every_impossible_length_has_its_own_reason():
     """So the fallback reason is never reached: each result phonenumbers can give is named."""
-    from gateway.numbers import _WHY
+    from gateway.core.numbers import _WHY
 
     possible = {ValidationResult.IS_POSSIBLE, ValidationResult.IS_POSSIBLE_LOCAL_ONLY}
     results = {value for name, value in vars(ValidationResult).items() if name.isupper()}

@@ -5,9 +5,11 @@ import time
 
 import pytest
 
-from gateway import create_app, keys, services
+from gateway import create_app
 from gateway.cli import cli
-from gateway.outbound import send_sms, send_sms_template
+from gateway.core import keys
+from gateway.messaging import services
+from gateway.messaging.agent_api import send_sms, send_sms_template
 
 from .conftest import (
     ACCOUNT,

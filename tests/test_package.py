@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 # Installed as the new virtualenv's sitecustomize: every Python process of it (the forked workers too) appends
 # each path it opens to the file GATEWAY_TEST_OPENED names.
-AUDIT_HOOK = '''
+AUDIT_HOOK = """
 import os, sys
 _target = os.environ.get("GATEWAY_TEST_OPENED")
 if _target:
@@ -33,7 +33,7 @@ if _target:
             os.write(_fd, (os.path.abspath(path) + "\\n").encode("utf-8", "backslashreplace"))
 
     sys.addaudithook(_opened)
-'''
+"""
 
 
 def sources(destination: Path) -> Path:
@@ -141,6 +141,6 @@ def test_a_wheel_installed_on_its_own_runs_without_the_checkout(installed, tmp_p
     assert not list(installed.rglob("*.db")), "a database inside the virtualenv"
 
     opened = set((home / "opened.txt").read_text().splitlines())
-    assert any(path.endswith("gateway/defaults/gateway.toml") for path in opened)  # the hook saw the config
+    assert any(path.endswith("gateway/settings/defaults/gateway.toml") for path in opened)  # the hook saw the config
     checkout = [path for path in opened if path == str(ROOT) or path.startswith(str(ROOT) + os.sep)]
     assert checkout == [], f"files of the checkout were read: {sorted(checkout)[:10]}"

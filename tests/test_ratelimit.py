@@ -2,7 +2,7 @@
 
 import pytest
 
-from gateway.ratelimit import Limit, retry_after
+from gateway.core.ratelimit import Limit, retry_after
 
 LIMIT = Limit(rate=10.0, burst=20)
 

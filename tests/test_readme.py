@@ -111,7 +111,8 @@ def _headings() -> set[str]:
 def _cited_sections() -> list[tuple[str, str]]:
     """Every README section a shipped file's comment points to: ``see README, "X"`` or ``see "X" in the README``."""
     cited = []
-    for path in sorted([*(ROOT / "gateway" / "defaults").rglob("*.toml"), *(ROOT / "config").glob("*.toml")]):
+    shipped = [*(ROOT / "gateway" / "settings" / "defaults").rglob("*.toml"), *(ROOT / "config").glob("*.toml")]
+    for path in sorted(shipped):
         text = path.read_text()
         for pattern in (r'README, "([^"]+)"', r'"([^"]+)" in the README'):
             cited += [(path.relative_to(ROOT).as_posix(), name) for name in re.findall(pattern, text)]

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from gateway import imports
 from gateway.cli import cli
+from gateway.core import imports
 from gateway.store import Store
 
 from .conftest import SENDER, TWILIO_NUMBER

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.retries import MAX_DELAY, next_attempt, parse_retry_after
+from gateway.core.retries import MAX_DELAY, next_attempt, parse_retry_after
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -3,9 +3,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway import revocation
-from gateway.config import DEFAULTS_DIR, load_revocation
-from gateway.revocation import Detector, add_business_days, business_days_between, with_deadline, with_deadlines
+from gateway.core import revocation
+from gateway.core.revocation import (
+    Detector,
+    add_business_days,
+    business_days_between,
+    with_deadline,
+    with_deadlines,
+)
+from gateway.settings import DEFAULTS_DIR, load_revocation
 
 DETECTOR = load_revocation(DEFAULTS_DIR / "revocation.toml")
 

@@ -3,7 +3,7 @@
 import pytest
 from jsonschema import Draft202012Validator
 
-from gateway import schemas
+from gateway.web import schemas
 
 GOOD_OUTBOUND = {"to_number": "+14155550100", "content": "hi"}
 

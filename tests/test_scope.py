@@ -2,8 +2,9 @@
 
 import pytest
 
-from gateway import create_app, services
-from gateway.scope import ANY, Cover, Scope
+from gateway import create_app
+from gateway.core.scope import ANY, Cover, Scope
+from gateway.messaging import services
 
 from .conftest import SENDER, TwilioSender, outbound_config
 

@@ -1,6 +1,6 @@
 import pytest
 
-from gateway.segments import analyse
+from gateway.core.segments import analyse
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway import create_app, services
-from gateway.sessions import Sessions
+from gateway import create_app
+from gateway.core.timestamps import FORMAT
+from gateway.messaging import services
+from gateway.messaging.sessions import Sessions
 from gateway.store import Store
-from gateway.timestamps import FORMAT
 
 from .conftest import SENDER, TOKEN, TWILIO_NUMBER, TwilioSender, outbound_config
 from .fake_agent import FakeAgent

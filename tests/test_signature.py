@@ -8,11 +8,13 @@ import pytest
 from flask import Flask
 from werkzeug.datastructures import MultiDict
 
-from gateway import create_app, services, signature
-from gateway.accounts import Accounts
-from gateway.config import dev_token
-from gateway.signature import is_valid, validation_url
+from gateway import create_app
+from gateway.core.accounts import Accounts
+from gateway.messaging import services
+from gateway.settings import dev_token
 from gateway.store import Store
+from gateway.web import signature
+from gateway.web.signature import is_valid, validation_url
 
 from .conftest import (
     ACCOUNT,
@@ -68,7 +70,7 @@ def test_published_vector_with_repeated_keys():
     ],
 )
 def test_fails_closed(url, params, signature, tokens, caplog):
-    with caplog.at_level(logging.ERROR, logger="gateway.signature"):
+    with caplog.at_level(logging.ERROR, logger="gateway.web.signature"):
         assert not is_valid(url, params, signature, tokens)
     assert caplog.records == []  # refused by the rules, not by an accident inside the validator
 
@@ -103,7 +105,7 @@ def test_the_url_exactly_as_given_is_tried_first():
 
 @pytest.mark.parametrize(("url", "params"), [("http://[::1/twilio/sms", VECTOR_PARAMS), (VECTOR_URL, object())])
 def test_an_error_inside_validation_fails_closed_and_is_logged(caplog, url, params):
-    with caplog.at_level(logging.ERROR, logger="gateway.signature"):
+    with caplog.at_level(logging.ERROR, logger="gateway.web.signature"):
         assert is_valid(url, params, "RSOYDt4T1cUTdK1PDd93/VVr8B8=", ["12345", "12345"]) is False
     assert [r.getMessage() for r in caplog.records] == ["signature validation raised; treating as invalid"]
 
@@ -273,7 +275,7 @@ def test_a_request_signed_with_the_local_development_token_is_explained_as_that(
     with caplog.at_level(logging.WARNING, logger="gateway"):
         response = TwilioSender(app.test_client()).post(sms_params("STOP"), token=local)
     assert response.status_code == 403 and response.text.strip() == "403 Forbidden: invalid X-Twilio-Signature"
-    (warning,) = [r.getMessage() for r in caplog.records if r.name == "gateway.signature"]
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "gateway.web.signature"]
     assert "signed with this machine's local development token, not the server's auth token" in warning
     assert "GATEWAY_TRUST_PROXY" not in warning
     assert local not in warning and TOKEN not in warning

@@ -1,7 +1,7 @@
 import pytest
 
-from gateway.config import DEFAULTS_DIR
-from gateway.smstemplates import MissingVariable, TemplateError, load_dir, parse
+from gateway.core.smstemplates import MissingVariable, TemplateError, load_dir, parse
+from gateway.settings import DEFAULTS_DIR
 
 
 def test_shipped_templates_load():

@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from gateway import keys, spreadsheet
 from gateway.cli import cli
+from gateway.core import keys, spreadsheet
 
 from .conftest import SENDER, TWILIO_NUMBER
 

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from gateway import keys, services
 from gateway.cli import cli
-from gateway.stats import summarise
+from gateway.core import keys
+from gateway.core.stats import summarise
+from gateway.messaging import services
 
 from .conftest import ACCOUNT, SENDER, TWILIO_NUMBER, TwilioSender, outbound_config
 

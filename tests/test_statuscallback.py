@@ -7,9 +7,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-from gateway import services
 from gateway.cli import cli
-from gateway.messages import OutboundText
+from gateway.core.messages import OutboundText
+from gateway.messaging import services
 from gateway.store import Store
 
 from .conftest import (

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.timestamps import parse, parse_bound, readable, utcnow
+from gateway.core.timestamps import parse, parse_bound, readable, utcnow
 
 
 def test_utcnow_format():

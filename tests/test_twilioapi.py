@@ -6,7 +6,8 @@ import pytest
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from gateway.twilioapi import GatewayHttpClient, make_client, retry_after
+from gateway.core.accounts import Account, Accounts
+from gateway.messaging.twilioapi import GatewayHttpClient, TwilioClients, make_client, retry_after
 
 from .conftest import ACCOUNT, TOKEN
 
@@ -73,3 +74,30 @@ def test_twilio_never_logs_recipients_or_bodies(fake, caplog):
     with caplog.at_level(logging.DEBUG, logger="twilio"):
         client.messages.create(to="+14155550100", from_="+15005550006", body="secret body")
     assert "secret body" not in caplog.text and "+14155550100" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("account", "dev_token", "expected"),
+    [
+        (Account("main", ACCOUNT, (TOKEN, "second")), False, (ACCOUNT, TOKEN)),  # the primary token talks
+        (Account("main", ACCOUNT, (TOKEN,)), True, None),  # a local development token cannot reach Twilio
+        (Account("main", None, (TOKEN,)), False, None),  # no SID: nothing to talk as
+        (Account("main", ACCOUNT, ()), False, None),  # no token
+        (None, False, None),  # a sender no account owns
+    ],
+)
+def test_the_credentials_an_account_talks_to_twilio_with(account, dev_token, expected):
+    accounts = Accounts((account,)) if account else Accounts.single(None, (), ())
+    clients = TwilioClients(accounts, None, dev_token)
+    assert clients.credentials(account) == expected
+    assert clients.any() is (expected is not None)
+
+
+def test_one_client_per_account_made_once_and_aimed_at_the_base(fake):
+    main, other = Account("main", ACCOUNT, (TOKEN,)), Account("other", "AC" + "b" * 32, ("t" * 32,))
+    clients = TwilioClients(Accounts((main, other)), fake.base_url)
+    first = clients.client(main)
+    assert clients.client(main) is first and clients.client(other) is not first
+    assert (first.username, first.password) == (ACCOUNT, TOKEN)
+    first.messages.create(to="+14155550100", from_="+15005550006", body="hi")
+    assert fake.requests[-1]["path"] == f"/2010-04-01/Accounts/{ACCOUNT}/Messages.json"

@@ -1,6 +1,6 @@
 import pytest
 
-from gateway.twiml import build_reply, reply
+from gateway.web.twiml import build_reply, reply
 
 EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 

@@ -6,7 +6,8 @@ from urllib.parse import urlencode
 import pytest
 from twilio.twiml.messaging_response import MessagingResponse
 
-from gateway import create_app, services
+from gateway import create_app
+from gateway.messaging import services
 
 from .conftest import (
     ACCOUNT,

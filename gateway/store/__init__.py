@@ -27,10 +27,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..accounts import Accounts
-from ..consent import Clarification, Rules
-from ..scope import Scope
-from ..timestamps import parse, utcnow
+from ..core.accounts import Accounts
+from ..core.consent import Clarification, Rules
+from ..core.scope import Scope
+from ..core.timestamps import parse, utcnow
 from .backend import Backend, SchemaMismatch, StoreError, StoreUnavailable
 from .candidates import CandidateRecords
 from .consents import CONSENT_COLUMNS, ConsentRecords

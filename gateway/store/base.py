@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from ..accounts import Accounts
-from ..consent import Clarification, Rules
-from ..scope import Scope
-from ..timestamps import FORMAT
+from ..core.accounts import Accounts
+from ..core.consent import Clarification, Rules
+from ..core.scope import Scope
+from ..core.timestamps import FORMAT
 from .backend import Backend
 
 

@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .. import events
+from ..core import events
 from .base import Records, in_accounts, where
 from .ledger import append_event
 from .optouts import record_change

@@ -13,8 +13,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .. import consent, events
-from ..scope import Scope
+from ..core import consent, events
+from ..core.scope import Scope
 from .backend import Tx
 from .base import Records, in_accounts, one_of, where
 from .ledger import append_event

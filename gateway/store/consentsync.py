@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .. import consent
+from ..core import consent
 from .backend import Tx
 from .base import Records, plus_seconds
 

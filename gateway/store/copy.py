@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from .. import ledger
+from ..core import ledger
 from . import Store, StoreError
 from .backend import Tx
 from .migrations import TABLES

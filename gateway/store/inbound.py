@@ -17,10 +17,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from .. import consent, events
-from ..compliance import Decision, clarify, narrow
-from ..messages import InboundMessage, Processed
-from . import queue
+from ..core import consent, events
+from ..core.compliance import Decision, clarify, narrow
+from ..core.messages import InboundMessage, Processed
+from . import entries
 from .backend import Locked, Tx
 from .base import Records
 from .consents import add_consent, ask, categories_ended_by, end_consents, pending_clarification, settle
@@ -77,7 +77,7 @@ class InboundRecords(Records):
         pair = (message.from_number, message.to_number)
 
         def claim(tx: Tx) -> int | None:
-            opted_out, waiting = tx.one(f"SELECT {blocked}, {queue.WAITING}", (*blocked_params, *pair))
+            opted_out, waiting = tx.one(f"SELECT {blocked}, {entries.WAITING}", (*blocked_params, *pair))
             return None if opted_out else tx.inserted_id(*self._claim_sql(decision, row, ("?", (0 if waiting else 1,))))
 
         arguments = (*row, _flags(decision), *cover_arguments(cover))
@@ -95,7 +95,7 @@ class InboundRecords(Records):
         blocked = covering(tx, self.scope, message.from_number, message.to_number, service)
         decision = self._clarified(tx, message, decide(blocked is not None), blocked, service)
         account = self._account(message)
-        row, head = self._row(message, decision, now, account), (queue.HEAD, (message.from_number, message.to_number))
+        row, head = self._row(message, decision, now, account), (entries.HEAD, (message.from_number, message.to_number))
         sql, params = self._claim_sql(decision, row, head)
         # An event to append: the chain head is locked in the claim's round trip.
         claimed = insert_and_lock_head(tx, sql, params) if decision.event else tx.inserted_id(sql, params)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .. import keys
-from ..ratelimit import Limit
+from ..core import keys
+from ..core.ratelimit import Limit
 from .base import Records
 
 

@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .. import events, ledger
+from ..core import events, ledger
 from .backend import Tx
 from .base import Records, in_accounts, where
 

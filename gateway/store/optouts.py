@@ -12,8 +12,8 @@ from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
-from .. import events
-from ..scope import ANY, Cover, Scope
+from ..core import events
+from ..core.scope import ANY, Cover, Scope
 from .backend import Tx
 from .base import Records, in_accounts, one_of, page, where
 from .consents import end_consents

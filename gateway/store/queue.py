@@ -21,11 +21,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .. import events
-from ..messages import OutboundText
-from . import outbound, sessions
-from .backend import Tx
+from ..core import events
+from ..core.messages import OutboundText
+from . import conversations, sending
 from .base import Records, plus_seconds
+from .entries import leave_queue, promote_head
 from .ledger import append_event
 from .optouts import covering
 
@@ -34,42 +34,10 @@ _DUE_HEADS = (
     "SELECT {columns} FROM inbound_messages {hint} WHERE status = 'pending' AND head = 1 AND next_attempt_at <= ? "
     "ORDER BY next_attempt_at LIMIT ?"
 )
-# Whether something of the pair (from, to: two parameters) waits for the agent.
-WAITING = "EXISTS (SELECT 1 FROM inbound_messages WHERE from_number = ? AND to_number = ? AND status = 'pending')"
-# 1 when nothing of the pair waits yet: a new entry is then the pair's head.
-HEAD = f"CASE WHEN {WAITING} THEN 0 ELSE 1 END"
 _CLAIM_COLUMNS = (
     "id, message_sid, from_number, to_number, body, params, received_at, flags, attempts, "
     "COALESCE(retry_from, received_at), kind, session_id, account"
 )
-
-
-def queue_session_event(tx: Tx, kind: str, session_id: int, number: str, twilio_number: str, at: str) -> None:
-    """Queue a session event for the agent, due now, behind the pair's earlier messages."""
-    tx.execute(
-        "INSERT INTO inbound_messages (message_sid, kind, from_number, to_number, received_at, status, "  # noqa: S608
-        f"next_attempt_at, session_id, head, account) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, {HEAD}, "
-        "(SELECT account FROM sessions WHERE id = ?))",
-        (f"{kind}:{session_id}", kind, number, twilio_number, at, at, session_id, number, twilio_number, session_id),
-    )
-
-
-def leave_queue(tx: Tx, queue_id: int, assignments: str, values: Sequence[Any]) -> None:
-    """Take a delivery out of the pending queue (``assignments`` sets its new status) and promote the pair's next."""
-    from_number, to_number = tx.one(
-        f"UPDATE inbound_messages SET {assignments}, head = 0, lease_until = NULL WHERE id = ? "  # noqa: S608
-        "RETURNING from_number, to_number",
-        (*values, queue_id),
-    )
-    promote_head(tx, from_number, to_number)
-
-
-def promote_head(tx: Tx, from_number: str, to_number: str) -> None:
-    tx.execute(
-        "UPDATE inbound_messages SET head = 1 WHERE id = (SELECT MIN(id) FROM inbound_messages "
-        "WHERE from_number = ? AND to_number = ? AND status = 'pending')",
-        (from_number, to_number),
-    )
 
 
 class QueueRecords(Records):
@@ -120,7 +88,7 @@ class QueueRecords(Records):
                 session = None
                 service = next((value for key, value in params if key == "MessagingServiceSid" and value), None)
                 if kind != "message":  # a session event: nothing from the user, so no opt-out check
-                    session = sessions.session_row(tx, session_id)
+                    session = conversations.session_row(tx, session_id)
                 elif covering(tx, self.scope, from_number, to_number, service):
                     leave_queue(tx, queue_id, "status = 'dropped'", ())
                     append_event(
@@ -138,7 +106,7 @@ class QueueRecords(Records):
                     )
                     continue
                 else:
-                    session_id = sessions.open_session(
+                    session_id = conversations.open_session(
                         tx, from_number, to_number, received_at, engaged=True, account=account
                     )
                 tx.execute(
@@ -189,7 +157,7 @@ class QueueRecords(Records):
                 leave_queue(tx, queue_id, "status = 'delivered', delivered_at = ?, last_error = NULL", (self.clock(),))
                 if reply is not None:
                     to_number, sender, text = reply
-                    return outbound.queue_message(
+                    return sending.queue_message(
                         tx,
                         self.scope,
                         self.clock(),

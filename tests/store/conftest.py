@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import sqlite_utils
 
-from gateway.compliance import decide
-from gateway.messages import InboundMessage
+from gateway.core.compliance import decide
+from gateway.core.messages import InboundMessage
 from gateway.store import Store
 from gateway.store.migrations.sqlite import _create_v1, _migrate_v2, _migrate_v3, _migrate_v4
 

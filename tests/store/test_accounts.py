@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import services
-from gateway.messages import OutboundText
+from gateway.core.messages import OutboundText
+from gateway.messaging import services
 
 from ..conftest import (
     ACCOUNT,

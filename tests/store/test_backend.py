@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway import events, timestamps
+from gateway.core import events, timestamps
 from gateway.store import Store
 from gateway.store.base import one_of
 from gateway.store.ledger import append_event

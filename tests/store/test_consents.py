@@ -4,10 +4,10 @@ import re
 
 import pytest
 
-from gateway import events
-from gateway.consent import Grant, Rules
-from gateway.messages import OutboundText
-from gateway.scope import Scope
+from gateway.core import events
+from gateway.core.consent import Grant, Rules
+from gateway.core.messages import OutboundText
+from gateway.core.scope import Scope
 from gateway.store import Store
 
 from .conftest import process
@@ -97,7 +97,7 @@ def test_every_means_of_revocation_ends_consent(make, means):
     elif means == "carrier":
         store.record_carrier_opt_out(NUMBER, A, {"error_code": 21610})
     elif means == "import":
-        from gateway.imports import ImportRow
+        from gateway.core.imports import ImportRow
 
         store.import_opt_outs([ImportRow(2, NUMBER, A, "2026-11-01T00:00:00.000000Z")], "crm")
     else:

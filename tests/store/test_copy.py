@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import imports
-from gateway.accounts import Account, Accounts
 from gateway.cli import cli
-from gateway.consent import Clarification, Grant, Rules
-from gateway.messages import OutboundText
-from gateway.outbound import status_rank
-from gateway.ratelimit import Limit
+from gateway.core import imports
+from gateway.core.accounts import Account, Accounts
+from gateway.core.consent import Clarification, Grant, Rules
+from gateway.core.messages import OutboundText
+from gateway.core.ratelimit import Limit
+from gateway.messaging.outbound import status_rank
 from gateway.store import Store
 from gateway.store.copy import CopyError, copy_records
 from gateway.store.migrations import ACCOUNT_TABLES, TABLES

@@ -5,8 +5,8 @@ import multiprocessing
 
 import pytest
 
-from gateway import ledger
 from gateway.cli import cli
+from gateway.core import ledger
 from gateway.store import Store
 
 from .conftest import process

@@ -1,6 +1,6 @@
 """Opt-out records in the store, on both backends."""
 
-from gateway import imports
+from gateway.core import imports
 from gateway.store import LIST_KEY
 
 from .conftest import process

@@ -2,7 +2,7 @@
 
 import threading
 
-from gateway.messages import OutboundText
+from gateway.core.messages import OutboundText
 from gateway.store import Store
 
 TEXT = OutboundText("Your table is ready.", "GSM-7", 1)

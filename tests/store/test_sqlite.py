@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from gateway import events, ledger
-from gateway.compliance import decide
+from gateway.core import events, ledger
+from gateway.core.compliance import decide
 from gateway.store import Store, StoreUnavailable
 from gateway.store.ledger import append_event
 from gateway.store.migrations.sqlite import VERSION as SCHEMA_VERSION

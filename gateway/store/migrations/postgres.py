@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ...ledger import GENESIS
+from ...core.ledger import GENESIS
 from . import ACCOUNTS_ADDED_TO
 
 _V1 = [

@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlite_utils
 
-from ... import ledger
+from ...core import ledger
 from . import ACCOUNTS_ADDED_TO
 
 VERSION = 9

@@ -6,9 +6,9 @@ import logging
 
 from flask import Blueprint, Response, abort, g, request
 
-from . import services
-from .messages import storable
-from .outbound import hint, status_rank
+from ..core.messages import storable
+from ..messaging import services
+from ..messaging.outbound import hint, status_rank
 from .signature import twilio_signed_at
 
 bp = Blueprint("status_callback", __name__)

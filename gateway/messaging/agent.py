@@ -31,11 +31,11 @@ from typing import Any
 
 import requests
 
-from .masking import mask_number
+from ..core.masking import mask_number
+from ..core.retries import next_attempt, parse_retry_after
+from ..core.timestamps import FORMAT, parse
+from ..store import Store
 from .outbound import Outbound, OutboundError
-from .retries import next_attempt, parse_retry_after
-from .store import Store
-from .timestamps import FORMAT, parse
 
 log = logging.getLogger(__name__)
 

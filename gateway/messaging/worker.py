@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from ..store import StoreUnavailable
 from . import services
-from .store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY = 1.0  # seconds between session sweeps: timeouts are minutes long

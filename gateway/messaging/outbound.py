@@ -18,17 +18,17 @@ from typing import Any
 
 import requests
 from twilio.base.exceptions import TwilioRestException
-from twilio.rest import Client
 
-from . import events, numbers, segments, twilioapi
-from .accounts import Account, Accounts
-from .masking import mask_number
-from .messages import OutboundText, unstorable
-from .metrics import SEND_FAILURES
-from .retries import SEND_LEASE_SECONDS, next_attempt
-from .smstemplates import MissingVariable
-from .store import Store
-from .timestamps import FORMAT, parse
+from ..core import events, numbers, segments
+from ..core.accounts import Accounts
+from ..core.masking import mask_number
+from ..core.messages import OutboundText, unstorable
+from ..core.retries import SEND_LEASE_SECONDS, next_attempt
+from ..core.smstemplates import MissingVariable
+from ..core.timestamps import FORMAT, parse
+from ..store import Store
+from . import twilioapi
+from .counters import SEND_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -60,30 +60,23 @@ def e164(number: object, field: str) -> str:
 class Outbound:
     """Queue and send SMS through Twilio for one configuration and database."""
 
-    def __init__(self, store: Store, config: Mapping[str, Any]):
+    def __init__(self, store: Store, config: Mapping[str, Any], clients: twilioapi.TwilioClients | None = None):
         self.store = store
         self.senders: tuple[str, ...] = config["SENDERS"]
         self.templates = config["TEMPLATES"]
         self.accounts: Accounts = config["ACCOUNTS"]
-        # A generated local development token cannot talk to Twilio.
-        self.dev_token = bool(config.get("DEV_TOKEN"))
+        self.clients = clients or twilioapi.TwilioClients(
+            self.accounts, config["TWILIO_API_BASE"], bool(config.get("DEV_TOKEN"))
+        )
         self.backoff_base = 1.0  # seconds; doubled per attempt
-        self.api_base = config["TWILIO_API_BASE"]
         self.status_callback = config["STATUS_CALLBACK_URL"]
         self.max_age = timedelta(seconds=config["OUTBOUND_MAX_AGE_SECONDS"])
         self.console = config["SMS_BACKEND"] == "console"
-        self._clients: dict[str, Client] = {}
-
-    def credentials(self, account: Account | None) -> tuple[str, str] | None:
-        """(Account SID, auth token) that send for ``account``, or None when it cannot send."""
-        if account is None or not account.sid or not account.tokens or self.dev_token:
-            return None
-        return account.sid, account.tokens[0]
 
     @property
     def can_send(self) -> bool:
         """Messages can leave: Twilio credentials of some account, or the console backend."""
-        return self.console or any(self.credentials(account) for account in self.accounts.accounts)
+        return self.console or self.clients.any()
 
     @property
     def enabled(self) -> bool:
@@ -204,13 +197,6 @@ class Outbound:
 
     # -- sending ----------------------------------------------------------------
 
-    def client(self, account: Account) -> Client:
-        """The REST client of ``account`` (made once); ``account`` must have credentials."""
-        if account.name not in self._clients:
-            sid, token = self.credentials(account) or ("", "")
-            self._clients[account.name] = twilioapi.make_client(sid, token, self.api_base)
-        return self._clients[account.name]
-
     def dispatch_once(self, limit: int = 20, lease_seconds: float = SEND_LEASE_SECONDS) -> int:
         """Send every due message (at most ``limit``); return how many were attempted."""
         batch = self.store.claim_outbound(limit, lease_seconds)
@@ -231,13 +217,13 @@ class Outbound:
             params["status_callback"] = self.status_callback
         account = self.accounts.owner_of(message["sender"])
         label = self.accounts.label_of(account.sid if account else None)
-        if self.credentials(account) is None:
+        if self.clients.credentials(account) is None:
             SEND_FAILURES.labels("refused", label).inc()
             reason = f"the sender {message['sender']} belongs to no account of this gateway that can send"
             self.store.finish_outbound(message["id"], "failed", error_message=reason)
             log.error("outbound %s failed: %s; list it among an account's senders", message["id"], reason)
             return
-        client = self.client(account)
+        client = self.clients.client(account)
         try:
             sent = client.messages.create(**params)
         except TwilioRestException as exc:
@@ -298,36 +284,3 @@ class Outbound:
 def hint(code: int | None) -> str:
     """A human hint for Twilio error codes worth one (A2P 10DLC registration)."""
     return A2P_ERRORS.get(code or 0, "")
-
-
-# -- the Python API for agent code ---------------------------------------------------
-
-
-def _default() -> Outbound:
-    from . import services  # services builds Outbound: imported when an agent first sends
-
-    return services.outbound()
-
-
-def send_sms(to_number: str, from_number: str | None, content: str) -> dict[str, Any] | None:
-    """Queue a free-form SMS and return at once (status ``queued`` or ``suppressed``).
-
-    Needs an app context (the agent handler runs in one). Failures are
-    logged, never raised: the result is None.
-    """
-    try:
-        return _default().queue(to_number, content=content, agent_number=from_number, source=events.AGENT)
-    except Exception as exc:  # the agent must never crash on a send
-        log.error("send_sms to %s not queued: %s", mask_number(str(to_number)), exc)
-        return None
-
-
-def send_sms_template(
-    to_number: str, template: str, variables: Mapping[str, object] | None = None
-) -> dict[str, Any] | None:
-    """Queue a template by name; like :func:`send_sms`, failures are logged and give None."""
-    try:
-        return _default().queue(to_number, template=template, variables=variables or {}, source=events.AGENT)
-    except Exception as exc:
-        log.error("send_sms_template %r to %s not queued: %s", template, mask_number(str(to_number)), exc)
-        return None

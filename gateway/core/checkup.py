@@ -138,7 +138,7 @@ HELP_EXAMPLE = "Acme: help at support@acme.example or +1 415 555 0100. Reply STO
 def _help_contact(where: str, reply: str, source: str = "") -> list[Finding]:
     if has_contact(reply):
         return []
-    if source.startswith("gateway/defaults/"):  # the packaged reply: the operator's own file must say it
+    if source.startswith("gateway/settings/defaults/"):  # the packaged reply: the operator's own file must say it
         fix = (
             f'set help = "{HELP_EXAMPLE}" under [replies] in your keywords file (config/keywords.toml, which '
             'keywords_file = "keywords.toml" in config/gateway.toml names)'

@@ -1,5 +1,5 @@
 """Settings in layers: the committed defaults shipped in the package
-(``gateway/defaults/``), then the operator's optional file (``GATEWAY_CONFIG_FILE``,
+(``gateway/settings/defaults/``), then the operator's optional file (``GATEWAY_CONFIG_FILE``,
 else ``config/gateway.toml`` in the current directory if there is one), then
 environment variables, then an explicit mapping (tests, ``gateway serve``).
 
@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import accounts, consent, numbers, smstemplates, store
-from .keywords import KINDS, KeywordBook, KeywordSet
-from .revocation import Detector
-from .scope import SCOPES, Scope
+from .. import store
+from ..core import accounts, consent, numbers, smstemplates
+from ..core.keywords import KINDS, KeywordBook, KeywordSet
+from ..core.revocation import Detector
+from ..core.scope import SCOPES, Scope
 
 # The committed defaults: every setting, the keyword sets and replies, the revocation patterns, the templates.
 DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
@@ -174,7 +175,7 @@ def _file_layer(raw: Layers, path: Path, setting: str, shown: str | None = None)
         raw.put(key.upper(), value, f"{shown}: {key}", path.resolve().parent)
 
 
-DEFAULTS_SHOWN = "gateway/defaults/gateway.toml"  # how messages name the packaged defaults, wherever installed
+DEFAULTS_SHOWN = "gateway/settings/defaults/gateway.toml"  # how messages name the packaged defaults, wherever installed
 
 
 # Variables with the prefix that are not settings: where the configuration and the instance folder are; and
@@ -298,7 +299,7 @@ def shown_path(path: Path) -> str:
     below the current directory relative to it (``config/keywords.toml``), any other whole."""
     resolved = path.resolve()
     if resolved.is_relative_to(DEFAULTS_DIR):
-        return f"gateway/defaults/{resolved.relative_to(DEFAULTS_DIR)}"
+        return f"gateway/settings/defaults/{resolved.relative_to(DEFAULTS_DIR)}"
     cwd = Path.cwd()
     return str(resolved.relative_to(cwd)) if resolved.is_relative_to(cwd) else str(resolved)
 

@@ -18,8 +18,8 @@ from urllib.parse import quote
 from flask import abort, current_app, g, request
 from twilio.request_validator import RequestValidator, compare
 
-from .accounts import Account
-from .config import dev_token
+from ..core.accounts import Account
+from ..settings import dev_token
 
 HEADER = "X-Twilio-Signature"
 

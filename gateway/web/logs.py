@@ -9,8 +9,8 @@ import time
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
-from .masking import mask_number
-from .store import StoreUnavailable
+from ..core.masking import mask_number
+from ..store import StoreUnavailable
 
 log = logging.getLogger("gateway.request")
 FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"

@@ -21,19 +21,18 @@ from typing import Any
 
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
+from ..core.retries import next_attempt
+from ..core.timestamps import FORMAT
+from ..store import Store
 from . import twilioapi
-from .outbound import Outbound
-from .retries import next_attempt
-from .store import Store
-from .timestamps import FORMAT
 
 log = logging.getLogger(__name__)
 FOREVER = timedelta(days=36500)  # an item is never given up for its age: at least once
 
 
 class ConsentSync:
-    def __init__(self, store: Store, outbound: Outbound, config: Mapping[str, Any]):
-        self.store, self.outbound = store, outbound
+    def __init__(self, store: Store, clients: twilioapi.TwilioClients, config: Mapping[str, Any]):
+        self.store, self.clients = store, clients
         self.enabled = bool(config.get("TWILIO_CONSENT_SYNC"))
         self.spacing = 60.0 / float(config.get("CONSENT_SYNC_REQUESTS_PER_MINUTE", 90))
         self.lease_seconds = float(config.get("CONSENT_SYNC_LEASE_SECONDS", 30))
@@ -48,14 +47,14 @@ class ConsentSync:
         if not batch:
             return 0
         account_sid = batch[0]["account"]
-        account = self.outbound.accounts.by_sid(account_sid) if account_sid else None
-        credentials = self.outbound.credentials(account)
+        account = self.clients.accounts.by_sid(account_sid) if account_sid else None
+        credentials = self.clients.credentials(account)
         ids = [item["id"] for item in batch]
         if credentials is None:
             self._release(ids, 300.0, f"no credentials for account {account_sid or '(none)'}")
             return len(batch)
         self._next_request = time.monotonic() + self.spacing
-        client = self.outbound.client(account)
+        client = self.clients.client(account)
         payload = [_item(row) for row in batch]
         try:
             answer = client.accounts.v1.bulk_consents.create(items=payload)

@@ -21,7 +21,7 @@ import time
 
 from flask import Blueprint, current_app, g, jsonify
 
-from . import services
+from ..messaging import services
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)

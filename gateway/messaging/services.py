@@ -13,11 +13,12 @@ from typing import Any
 
 from flask import Flask, current_app
 
+from ..store import Store
 from .agent import Forwarder
 from .consentsync import ConsentSync
 from .outbound import Outbound
 from .sessions import Sessions
-from .store import Store
+from .twilioapi import TwilioClients
 
 
 @dataclass(frozen=True)
@@ -30,13 +31,14 @@ class Services:
 
     @classmethod
     def build(cls, store: Store, config: Mapping[str, Any]) -> Services:
-        outbound = Outbound(store, config)
+        clients = TwilioClients(config["ACCOUNTS"], config["TWILIO_API_BASE"], bool(config.get("DEV_TOKEN")))
+        outbound = Outbound(store, config, clients)
         return cls(
             store,
             outbound,
             Forwarder(store, outbound, config),
             Sessions(store, outbound, config),
-            ConsentSync(store, outbound, config),
+            ConsentSync(store, clients, config),
         )
 
 

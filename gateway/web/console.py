@@ -34,10 +34,12 @@ from flask import (
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from werkzeug.exceptions import HTTPException
 
-from . import chart, consent, keys, logs, numbers, revocation, schemas, services, spreadsheet, timestamps
-from .messages import has_nul
-from .store import EVENT_COLUMNS, LIST_KEY, OPT_OUT_COLUMNS
-from .timestamps import parse_bound
+from ..core import consent, keys, numbers, revocation, spreadsheet, timestamps
+from ..core.messages import has_nul
+from ..core.timestamps import parse_bound
+from ..messaging import services
+from ..store import EVENT_COLUMNS, LIST_KEY, OPT_OUT_COLUMNS
+from . import chart, logs, schemas
 
 bp = Blueprint("console", __name__, url_prefix="/console")
 PAGE_SIZE = 50

@@ -22,13 +22,17 @@ from typing import Any, TextIO
 import click
 from tabulate import tabulate
 
-from . import checkup, config, consent, imports, keys, ledger, numbers, revocation, services, spreadsheet
-from .config import ConfigError
-from .messages import unstorable
-from .signature import sign
-from .stats import FIELDS as STAT_FIELDS
-from .stats import summarise
-from .store import (
+from .. import settings
+from ..core import checkup, consent, imports, keys, ledger, numbers, revocation, spreadsheet
+from ..core.messages import unstorable
+from ..core.stats import FIELDS as STAT_FIELDS
+from ..core.stats import summarise
+from ..core.timestamps import FORMAT as TIMESTAMP_FORMAT
+from ..core.timestamps import parse_bound
+from ..messaging import services
+from ..messaging.worker import Worker
+from ..settings import ConfigError
+from ..store import (
     CONSENT_COLUMNS,
     EVENT_COLUMNS,
     EXPORT_COLUMNS,
@@ -39,23 +43,21 @@ from .store import (
     check_url,
     from_settings,
 )
-from .store.copy import copy_records, total_rows
-from .timestamps import FORMAT as TIMESTAMP_FORMAT
-from .timestamps import parse_bound
-from .worker import Worker
+from ..store.copy import copy_records, total_rows
+from ..web.signature import sign
 
 DEFAULT_URL = "http://127.0.0.1:8000/twilio/sms"
 
 
 def instance_path() -> str:
     """The instance folder the app would use (GATEWAY_INSTANCE_PATH, else ./instance)."""
-    return config.instance_folder()
+    return settings.instance_folder()
 
 
 def load_settings(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The deployment's settings (no auth token needed), or the one-line reason a setting is wrong."""
     try:
-        return config.load(overrides, instance_path=instance_path(), require_token=False)
+        return settings.load(overrides, instance_path=instance_path(), require_token=False)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -192,7 +194,7 @@ def serve(host: str, port: int) -> None:
     """
     from werkzeug.serving import run_simple
 
-    from . import create_app, report_start
+    from .. import create_app, report_start
 
     try:
         app = create_app({"ALLOW_DEV_TOKEN": True, "REPORT_START": False})
@@ -202,7 +204,7 @@ def serve(host: str, port: int) -> None:
         click.echo(
             f"TWILIO_AUTH_TOKEN is not set: using the local development token "
             f"{app.config['AUTH_TOKENS'][0]}\n"
-            f"(kept in {os.path.join(app.instance_path, config.DEV_TOKEN_FILE)}). "
+            f"(kept in {os.path.join(app.instance_path, settings.DEV_TOKEN_FILE)}). "
             "Requests from real Twilio will be rejected until you set TWILIO_AUTH_TOKEN "
             "to your account's auth token.",
             err=True,
@@ -287,7 +289,7 @@ def simulate(
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise click.BadParameter("must be an http:// or https:// URL", param_hint="--url")
     given = token
-    token = token or config.dev_token(instance_path(), create=False)
+    token = token or settings.dev_token(instance_path(), create=False)
     if not token:
         raise click.ClickException(
             "no token to sign with: set TWILIO_AUTH_TOKEN or --token, "
@@ -822,7 +824,7 @@ def worker(once: bool, interval: float) -> None:
     each is handled by one worker, and a crashed worker's lease runs out.
     Delivery to the agent is at least once and in order per conversation.
     """
-    from . import create_app, report_start
+    from .. import create_app, report_start
 
     try:  # the web server gives the start-up report; the worker, only what concerns its own machine
         app = create_app({"ALLOW_DEV_TOKEN": True, "REPORT_START": False})
@@ -971,10 +973,10 @@ def templates_group() -> None:
 @FORMAT
 def templates_list(fmt: str) -> None:
     """List templates with their tokens; loading fails on any invalid template, naming the file."""
-    settings = load_settings()
+    configured = load_settings()
     rows = [
         {"title": t.title, "tokens": ", ".join(t.tokens), "characters": len(t.body), "file": f"{t.name}.toml"}
-        for t in settings["TEMPLATES"].values()
+        for t in configured["TEMPLATES"].values()
     ]
     _emit(rows, ["title", "tokens", "characters", "file"], fmt)
 
@@ -1183,12 +1185,12 @@ def doctor(fmt: str, env: str | None) -> None:
     contact, the revoke-all scope) is listed as that; `--env live` shows what
     live would say. Reads only. Exits 1 when any finding is a failure.
     """
-    settings = load_settings({"ENV": env} if env else None)
+    configured = load_settings({"ENV": env} if env else None)
     today = datetime.now(UTC).date()
-    findings = checkup.configuration_findings(settings, today)
+    findings = checkup.configuration_findings(configured, today)
     try:
         store = open_store()
-        detector = settings["REVOCATION"]
+        detector = configured["REVOCATION"]
         candidates = revocation.with_deadlines(store.revocation_candidates("open"), detector.business_days_to_honour)
         findings += checkup.candidate_findings(
             [c for c in candidates if c["overdue"]], detector.business_days_to_honour
@@ -1197,10 +1199,10 @@ def doctor(fmt: str, env: str | None) -> None:
         findings += checkup.ledger_findings(result.ok, result.summary())
         findings += checkup.durability_findings(store.unsafe_settings())
         findings += checkup.filesystem_findings(store.network_filesystem(), store.describe())
-        findings += checkup.clock_findings(store.clock_offset(), settings)
+        findings += checkup.clock_findings(store.clock_offset(), configured)
     except StoreError as exc:
         findings += checkup.database_findings(str(exc))
-    findings = checkup.for_environment(findings, settings["ENV"])
+    findings = checkup.for_environment(findings, configured["ENV"])
     failed = any(finding.level == checkup.FAIL for finding in findings)
     if fmt == "json":
         click.echo(json.dumps({"ok": not failed, "findings": [f.as_dict() for f in findings]}, indent=2))
@@ -1212,7 +1214,3 @@ def doctor(fmt: str, env: str | None) -> None:
         click.echo(f"{len(findings)} finding(s); " + ("failures above." if failed else "no failure.") + settle)
     if failed:
         raise SystemExit(1)
-
-
-if __name__ == "__main__":  # python -m gateway.cli
-    cli(prog_name="gateway")

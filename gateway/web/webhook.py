@@ -6,10 +6,11 @@ import logging
 
 from flask import Blueprint, Response, abort, current_app, g, request
 
-from . import services, twiml
-from .compliance import decide, upstream_kind
-from .keywords import START
-from .messages import InboundMessage
+from ..core.compliance import decide, upstream_kind
+from ..core.keywords import START
+from ..core.messages import InboundMessage
+from ..messaging import services
+from . import twiml
 from .signature import twilio_signed
 
 bp = Blueprint("webhook", __name__)

@@ -22,10 +22,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from . import services
-from .config import ConfigError
-from .store import Store
-from .timestamps import parse
+from ..core.timestamps import parse
+from ..messaging import services
+from ..settings import ConfigError
+from ..store import Store
 
 bp = Blueprint("metrics", __name__)
 log = logging.getLogger(__name__)
@@ -38,12 +38,6 @@ INBOUND = Counter(
 )
 STATUS_CALLBACKS = Counter(
     "gateway_status_callbacks", "Twilio status callbacks received, by status and account.", ["status", "account"]
-)
-SEND_FAILURES = Counter(
-    "gateway_outbound_send_failures",
-    "Failed attempts to hand a message to Twilio, by reason (throttled, server_error, network, refused, gave_up) "
-    "and the sender's account.",
-    ["reason", "account"],
 )
 LATENCY = Histogram(
     "gateway_request_duration_seconds",

@@ -17,9 +17,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from .masking import mask_number
+from ..core.masking import mask_number
+from ..store import Store
 from .outbound import Outbound
-from .store import Store
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,8 @@ from typing import Any
 
 from flask import abort, g, request
 
-from . import keys, services
+from ..core import keys
+from ..messaging import services
 
 
 def require_role(role: str) -> Callable:

@@ -11,14 +11,16 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request, stream_with_context
 from werkzeug.exceptions import TooManyRequests
 
-from . import consent, events, numbers, revocation, schemas, services, spreadsheet
+from ..core import consent, events, numbers, revocation, spreadsheet
+from ..core.messages import unstorable
+from ..core.ratelimit import Limit, retry_after
+from ..core.stats import summarise
+from ..core.timestamps import parse_bound
+from ..messaging import services
+from ..messaging.outbound import OutboundError
+from ..store import EVENT_COLUMNS, OPT_OUT_COLUMNS
+from . import schemas
 from .auth import require_role
-from .messages import unstorable
-from .outbound import OutboundError
-from .ratelimit import Limit, retry_after
-from .stats import summarise
-from .store import EVENT_COLUMNS, OPT_OUT_COLUMNS
-from .timestamps import parse_bound
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 try:
