@@ -15,7 +15,7 @@ import pytest
 from gateway.core.masking import mask_number
 
 from .conftest import ROOT, TWILIO_NUMBER, free_port
-from .test_cli import SENDER, simulate_args, wait_healthy
+from .support.commands import SIMULATED_FROM, simulate_args, wait_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +68,8 @@ def test_make_run_shows_a_whole_round_trip(tmp_path):
             timeout=60,
         )
         assert simulated.returncode == 0, simulated.stderr
-        expected = f"SMS (console backend, not sent) to {mask_number(SENDER)} from {TWILIO_NUMBER}: Echo: hello there"
+        to = mask_number(SIMULATED_FROM)
+        expected = f"SMS (console backend, not sent) to {to} from {TWILIO_NUMBER}: Echo: hello there"
         wait_for_line(log, expected)
 
         # The README's outbound example works right after make run: the development sender is configured.

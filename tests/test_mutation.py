@@ -19,7 +19,8 @@ def run(*modules: str) -> subprocess.CompletedProcess:
 def test_every_module_under_mutation_testing_has_its_own_test_file():
     for module, tests in mutation.MODULES.items():
         assert (ROOT / mutation.module_path(module)).is_file(), module
-        assert tests == f"tests/test_{module}.py" and (ROOT / tests).is_file(), module
+        layer = mutation.LAYERS.get(module, "core")
+        assert tests == f"tests/{layer}/test_{module}.py" and (ROOT / tests).is_file(), module
 
 
 def test_every_listed_equivalent_names_a_module_under_test_and_says_why():

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import ROOT, SENDER, TOKEN, TWILIO_NUMBER, free_port, post_webhook, sms_params
-from .test_cli import STOP_TWIML, wait_healthy
+from .support.commands import STOP_TWIML, wait_healthy
 
 pytestmark = pytest.mark.slow
 

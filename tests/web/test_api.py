@@ -13,7 +13,7 @@ from gateway.core import keys, ledger
 from gateway.messaging import services
 from gateway.store import Store
 
-from .conftest import (
+from ..conftest import (
     BRAND_NUMBER,
     REGION_ACCOUNT,
     REGION_NUMBER,

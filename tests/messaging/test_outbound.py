@@ -11,7 +11,7 @@ from gateway.core import keys
 from gateway.messaging import services
 from gateway.messaging.agent_api import send_sms, send_sms_template
 
-from .conftest import (
+from ..conftest import (
     ACCOUNT,
     BRAND_ACCOUNT,
     BRAND_NUMBER,

@@ -5,8 +5,6 @@ import io
 import json
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
@@ -15,14 +13,11 @@ from gateway.cli import cli
 from gateway.store.migrations.postgres import VERSION as POSTGRES_VERSION
 from gateway.store.migrations.sqlite import VERSION as SQLITE_VERSION
 
-from .conftest import ROOT, TOKEN, TWILIO_NUMBER, child_environ, free_port, wait_for
-from .database import RawDatabase
+from ..conftest import ROOT, TOKEN, TWILIO_NUMBER, child_environ, free_port, wait_for
+from ..database import RawDatabase
+from ..support.commands import SIMULATED_FROM, STOP_TWIML, simulate_args, wait_healthy
 
-SENDER = "+14155550123"
-STOP_TWIML = (
-    '<?xml version="1.0" encoding="UTF-8"?><Response><Message>You have been unsubscribed and will not '
-    "receive further messages. Reply START to resubscribe.</Message></Response>"
-)
+SENDER = SIMULATED_FROM
 
 
 @pytest.fixture
@@ -230,18 +225,6 @@ def test_simulate_refuses_a_number_that_is_not_e164_and_sends_nothing(runner, gu
     assert RawDatabase(gunicorn.db_url).execute("SELECT COUNT(*) FROM inbound_messages") == [(0,)]
 
 
-def wait_healthy(port: int, proc: subprocess.Popen, log, seconds: float) -> None:
-    """Wait until the local server answers /healthz; fail with its log if it dies or takes too long."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
-            return
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-
-
 def test_serve_with_dev_token_and_simulate(tmp_path, runner):
     """`make run`'s path: no configuration at all, a generated token, a working round trip."""
     port = free_port()
@@ -275,11 +258,6 @@ def test_serve_with_dev_token_and_simulate(tmp_path, runner):
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-def simulate_args(body: str, port: int) -> list[str]:
-    """`gateway simulate` arguments for a local gateway on ``port``."""
-    return ["simulate", body, "--from", SENDER, "--to", TWILIO_NUMBER, "--url", f"http://127.0.0.1:{port}/twilio/sms"]
 
 
 @pytest.mark.parametrize("number", ["4155550100", "+1 415 555 0100", "+1415555", "hello"])

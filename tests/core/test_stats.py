@@ -9,7 +9,7 @@ from gateway.core import keys
 from gateway.core.stats import summarise
 from gateway.messaging import services
 
-from .conftest import ACCOUNT, SENDER, TWILIO_NUMBER, TwilioSender, outbound_config
+from ..conftest import ACCOUNT, SENDER, TWILIO_NUMBER, TwilioSender, outbound_config
 
 OTHER = "+15005550007"
 

@@ -20,7 +20,7 @@ from gateway.messaging import services
 from gateway.store import Store
 from gateway.store import postgres as postgres_backend
 
-from .conftest import TOKEN, Gunicorn, TwilioSender, new_sid, post_webhook, sms_params, wait_for
+from ..conftest import TOKEN, Gunicorn, TwilioSender, new_sid, post_webhook, sms_params, wait_for
 
 
 def health(base: str) -> tuple[int, dict]:

@@ -16,7 +16,7 @@ from gateway.store import Store
 from gateway.web import signature
 from gateway.web.signature import is_valid, validation_url
 
-from .conftest import (
+from ..conftest import (
     ACCOUNT,
     BRAND_ACCOUNT,
     BRAND_NUMBER,

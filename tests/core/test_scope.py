@@ -6,7 +6,7 @@ from gateway import create_app
 from gateway.core.scope import ANY, Cover, Scope
 from gateway.messaging import services
 
-from .conftest import SENDER, TwilioSender, outbound_config
+from ..conftest import SENDER, TwilioSender, outbound_config
 
 SERVICE = "MG" + "c" * 32
 OTHER_SERVICE = "MG" + "d" * 32

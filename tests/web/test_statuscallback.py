@@ -12,7 +12,7 @@ from gateway.core.messages import OutboundText
 from gateway.messaging import services
 from gateway.store import Store
 
-from .conftest import (
+from ..conftest import (
     ACCOUNT,
     BRAND_ACCOUNT,
     BRAND_TOKEN,

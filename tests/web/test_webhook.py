@@ -9,7 +9,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from gateway import create_app
 from gateway.messaging import services
 
-from .conftest import (
+from ..conftest import (
     ACCOUNT,
     BRAND_ACCOUNT,
     BRAND_NUMBER,
@@ -339,7 +339,7 @@ def test_healthz_503_when_database_broken(client, raw):
 
 def test_body_form_encoded_raw(client, store):
     """A real form-encoded body as Twilio sends it, with + and %-escapes."""
-    from .conftest import sign
+    from ..conftest import sign
 
     params = sms_params("Stop & go + 100%")
     body = urlencode(params)

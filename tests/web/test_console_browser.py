@@ -11,8 +11,8 @@ import pytest
 from gateway.core import keys
 from gateway.store import Store
 
-from .conftest import ARTEFACTS, Gunicorn, sign, sms_params
-from .database import load_opt_outs
+from ..conftest import ARTEFACTS, Gunicorn, sign, sms_params
+from ..database import load_opt_outs
 
 pytestmark = pytest.mark.slow
 

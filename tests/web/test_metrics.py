@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.messaging import services
 
-from .conftest import (
+from ..conftest import (
     ACCOUNT,
     BRAND_ACCOUNT,
     BRAND_NUMBER,

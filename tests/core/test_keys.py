@@ -6,7 +6,7 @@ import pytest
 from gateway.cli import cli
 from gateway.core import keys
 
-from .conftest import ACCOUNT, BRAND_ACCOUNT, REGION_ACCOUNT, three_accounts
+from ..conftest import ACCOUNT, BRAND_ACCOUNT, REGION_ACCOUNT, three_accounts
 
 
 def test_new_keys_are_random_and_prefixed():

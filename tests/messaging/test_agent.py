@@ -12,8 +12,8 @@ from gateway.cli import cli
 from gateway.messaging import services
 from gateway.messaging.agent import signature
 
-from .conftest import AGENT_SECRET as SECRET
-from .conftest import (
+from ..conftest import AGENT_SECRET as SECRET
+from ..conftest import (
     SENDER,
     TOKEN,
     TWILIO_NUMBER,
@@ -24,7 +24,7 @@ from .conftest import (
     wait_for,
     worker,
 )
-from .fake_agent import FakeAgent
+from ..fake_agent import FakeAgent
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from gateway.core.imports import ImportRow
 from gateway.core.timestamps import FORMAT
 from gateway.messaging import services
 
-from .conftest import ACCOUNT, SENDER, TwilioSender, outbound_config, wait_for, worker
+from ..conftest import ACCOUNT, SENDER, TwilioSender, outbound_config, wait_for, worker
 
 A, B = "+15005550006", "+15005550007"
 SERVICE = "MG" + "c" * 32

@@ -1,0 +1,1 @@
+"""Tests of gateway.core: the pure logic."""

@@ -1,0 +1,1 @@
+"""Tests of gateway.messaging: sending, delivery to the agent, sessions, the consent sync."""
