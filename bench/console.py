@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 from gateway import create_app
 from gateway.core import keys
 from gateway.store import Store
-from tests import postgres
-from tests.database import load_opt_outs
+from tests.support import postgres
+from tests.support.database import load_opt_outs
 
 BASE = "https://localhost"
 ROUNDS = 25

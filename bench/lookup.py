@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.store import Store
-from tests import postgres
-from tests.database import TWILIO, load_opt_outs
+from tests.support import postgres
+from tests.support.database import TWILIO, load_opt_outs
 
 
 def lookups(store: Store, count: int, rounds: int = 4000) -> dict:

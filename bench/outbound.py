@@ -32,7 +32,7 @@ from gateway.core import keys
 from gateway.core.imports import ImportRow
 from gateway.messaging import twilioapi
 from gateway.store import Store
-from tests.fake_twilio import FakeTwilio
+from tests.support.fake_twilio import FakeTwilio
 
 ACCOUNT = "AC" + "b" * 32
 TOKEN = "f" * 32

@@ -237,7 +237,7 @@ def measure(server: Server, files: list[Path], connections: int, seconds: int, t
 def postgres_urls(given: str | None, names: list[str]) -> tuple[dict[str, str], object | None]:
     """A schema per PostgreSQL server in a throwaway database (GATEWAY_TEST_POSTGRES_URL's order, as the tests)."""
     sys.path.insert(0, str(ROOT))
-    from tests import postgres
+    from tests.support import postgres
 
     if given:
         os.environ["GATEWAY_TEST_POSTGRES_URL"] = given

@@ -95,6 +95,7 @@ def module_path(name: str) -> str:
     """Where module ``name`` is, from the checkout's root: gateway/<layer>/<name>.py."""
     return f"gateway/{LAYERS.get(name, 'core')}/{name}.py"
 
+
 LINE = re.compile(r"^\s+(gateway\.\S+): (.+)$")
 SPINNER = re.compile("[\u2800-\u28ff]")  # mutmut's progress frames
 

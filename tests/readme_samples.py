@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.web.signature import sign  # noqa: E402
-from tests.fake_twilio import FakeTwilio  # noqa: E402
+
+from .support.fake_twilio import FakeTwilio  # noqa: E402
 
 README = ROOT / "README.md"
 TOKEN = "0123456789abcdef0123456789abcdef"

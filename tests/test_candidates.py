@@ -8,7 +8,8 @@ import pytest
 from gateway.cli import cli
 from gateway.core import keys
 
-from .conftest import SENDER, TWILIO_NUMBER, new_sid
+from .support.constants import SENDER, TWILIO_NUMBER
+from .support.webhooks import new_sid
 
 EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 

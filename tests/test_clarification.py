@@ -7,7 +7,9 @@ from gateway.core.consent import Grant
 from gateway.messaging import services
 from gateway.settings import ConfigError
 
-from .conftest import SENDER, TWILIO_NUMBER, TwilioSender, outbound_config
+from .support.accounts import outbound_config
+from .support.constants import SENDER, TWILIO_NUMBER
+from .support.webhooks import TwilioSender
 
 ASK = "Acme: you will get no more texts. To stop only offers and keep appointment reminders, reply OFFERS."
 STOP_REPLY = "You have been unsubscribed and will not receive further messages. Reply START to resubscribe."

@@ -11,7 +11,10 @@ import pytest
 from gateway import create_app
 from gateway.messaging import services
 
-from .conftest import ROOT, SENDER, TWILIO_NUMBER, TwilioSender, free_port, outbound_config
+from .support.accounts import outbound_config
+from .support.constants import ROOT, SENDER, TWILIO_NUMBER
+from .support.servers import free_port
+from .support.webhooks import TwilioSender
 
 SECRET = "echo-agent-secret-0123456789"
 

@@ -26,23 +26,13 @@ from gateway.store import Store, StoreUnavailable
 from gateway.store.migrations.postgres import VERSION as POSTGRES_VERSION
 from gateway.web.health import WRITE_TRUSTED_SECONDS
 
-from . import postgres
-from .conftest import (
-    AGENT_SECRET,
-    ROOT,
-    SENDER,
-    Gunicorn,
-    child_environ,
-    new_sid,
-    post_webhook,
-    sms_params,
-    stop_half_way_through_a_stop,
-    stopped_writer,
-    wait_for,
-    worker,
-)
-from .fake_agent import FakeAgent
 from .store.conftest import process
+from .support import postgres
+from .support.constants import AGENT_SECRET, ROOT, SENDER
+from .support.fake_agent import FakeAgent
+from .support.servers import Gunicorn, child_environ, wait_for, worker
+from .support.webhooks import new_sid, post_webhook, sms_params
+from .support.writers import stop_half_way_through_a_stop, stopped_writer
 
 pytestmark = pytest.mark.slow
 

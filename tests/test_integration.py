@@ -14,8 +14,10 @@ import pytest
 from gateway.core import keys
 from gateway.store import Store
 
-from .conftest import ROOT, Gunicorn, new_sid, post_webhook, sms_params
 from .support import syncspy
+from .support.constants import ROOT
+from .support.servers import Gunicorn
+from .support.webhooks import new_sid, post_webhook, sms_params
 
 pytestmark = pytest.mark.slow
 

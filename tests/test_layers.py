@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from .support.constants import ROOT
 
 LINT = [str(Path(sys.executable).with_name("lint-imports"))]  # import-linter's command, beside this Python
 LAYERS = "cli above web above messaging above settings above store above core BROKEN"

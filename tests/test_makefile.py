@@ -14,8 +14,9 @@ import pytest
 
 from gateway.core.masking import mask_number
 
-from .conftest import ROOT, TWILIO_NUMBER, free_port
 from .support.commands import SIMULATED_FROM, simulate_args, wait_healthy
+from .support.constants import ROOT, TWILIO_NUMBER
+from .support.servers import free_port
 
 pytestmark = pytest.mark.slow
 

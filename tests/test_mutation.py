@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from . import mutation
-from .conftest import ROOT
+from .support.constants import ROOT
 
 
 def run(*modules: str) -> subprocess.CompletedProcess:

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, SENDER, TOKEN, TWILIO_NUMBER, free_port, post_webhook, sms_params
 from .support.commands import STOP_TWIML, wait_healthy
+from .support.constants import ROOT, SENDER, TOKEN, TWILIO_NUMBER
+from .support.servers import free_port
+from .support.webhooks import post_webhook, sms_params
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from gateway.cli import cli
 from gateway.core import imports
 from gateway.store import Store
 
-from .conftest import SENDER, TWILIO_NUMBER
+from .support.constants import SENDER, TWILIO_NUMBER
 
 
 @pytest.fixture
@@ -227,7 +227,7 @@ def test_export_shows_progress_only_on_a_terminal(twilio, store, db_url, tmp_pat
     import subprocess
     import sys
 
-    from .conftest import ROOT
+    from .support.constants import ROOT
 
     for i in range(3):
         twilio.sms("STOP", sender=f"+1415555{i:04d}")

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from .conftest import ROOT, TOKEN, child_environ, free_port
+from .support.constants import ROOT, TOKEN
+from .support.servers import child_environ, free_port
 
 MISSING_TOKEN = (
     "gateway: refusing to start: TWILIO_AUTH_TOKEN is not set: without it the gateway cannot verify that "

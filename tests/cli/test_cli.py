@@ -13,9 +13,10 @@ from gateway.cli import cli
 from gateway.store.migrations.postgres import VERSION as POSTGRES_VERSION
 from gateway.store.migrations.sqlite import VERSION as SQLITE_VERSION
 
-from ..conftest import ROOT, TOKEN, TWILIO_NUMBER, child_environ, free_port, wait_for
-from ..database import RawDatabase
 from ..support.commands import SIMULATED_FROM, STOP_TWIML, simulate_args, wait_healthy
+from ..support.constants import ROOT, TOKEN, TWILIO_NUMBER
+from ..support.database import RawDatabase
+from ..support.servers import child_environ, free_port, wait_for
 
 SENDER = SIMULATED_FROM
 

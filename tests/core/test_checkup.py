@@ -34,9 +34,11 @@ from gateway.core.keywords import KeywordBook, KeywordSet
 from gateway.core.scope import Scope
 from gateway.messaging import services
 
-from .. import postgres
-from ..conftest import ROOT, TOKEN, TWILIO_NUMBER, TwilioSender, child_environ
-from ..database import RawDatabase
+from ..support import postgres
+from ..support.constants import ROOT, TOKEN, TWILIO_NUMBER
+from ..support.database import RawDatabase
+from ..support.servers import child_environ
+from ..support.webhooks import TwilioSender
 
 GOOD_REPLIES = {
     "stop": "Acme: you are unsubscribed and will get no more messages. Reply START to resubscribe.",

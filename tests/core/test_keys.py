@@ -6,7 +6,8 @@ import pytest
 from gateway.cli import cli
 from gateway.core import keys
 
-from ..conftest import ACCOUNT, BRAND_ACCOUNT, REGION_ACCOUNT, three_accounts
+from ..support.accounts import three_accounts
+from ..support.constants import ACCOUNT, BRAND_ACCOUNT, REGION_ACCOUNT
 
 
 def test_new_keys_are_random_and_prefixed():

@@ -6,7 +6,9 @@ from gateway import create_app
 from gateway.core.scope import ANY, Cover, Scope
 from gateway.messaging import services
 
-from ..conftest import SENDER, TwilioSender, outbound_config
+from ..support.accounts import outbound_config
+from ..support.constants import SENDER
+from ..support.webhooks import TwilioSender
 
 SERVICE = "MG" + "c" * 32
 OTHER_SERVICE = "MG" + "d" * 32

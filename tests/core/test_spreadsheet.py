@@ -9,7 +9,7 @@ import pytest
 from gateway.cli import cli
 from gateway.core import keys, spreadsheet
 
-from ..conftest import SENDER, TWILIO_NUMBER
+from ..support.constants import SENDER, TWILIO_NUMBER
 
 HOSTILE = [
     '=HYPERLINK("https://evil.example","click")',

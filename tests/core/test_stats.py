@@ -9,7 +9,9 @@ from gateway.core import keys
 from gateway.core.stats import summarise
 from gateway.messaging import services
 
-from ..conftest import ACCOUNT, SENDER, TWILIO_NUMBER, TwilioSender, outbound_config
+from ..support.accounts import outbound_config
+from ..support.constants import ACCOUNT, SENDER, TWILIO_NUMBER
+from ..support.webhooks import TwilioSender
 
 OTHER = "+15005550007"
 

@@ -12,19 +12,12 @@ from gateway.cli import cli
 from gateway.messaging import services
 from gateway.messaging.agent import signature
 
-from ..conftest import AGENT_SECRET as SECRET
-from ..conftest import (
-    SENDER,
-    TOKEN,
-    TWILIO_NUMBER,
-    TwilioSender,
-    free_port,
-    outbound_config,
-    sms_params,
-    wait_for,
-    worker,
-)
-from ..fake_agent import FakeAgent
+from ..support.accounts import outbound_config
+from ..support.constants import AGENT_SECRET as SECRET
+from ..support.constants import SENDER, TOKEN, TWILIO_NUMBER
+from ..support.fake_agent import FakeAgent
+from ..support.servers import free_port, wait_for, worker
+from ..support.webhooks import TwilioSender, sms_params
 
 
 @pytest.fixture

@@ -14,7 +14,10 @@ from gateway.core.imports import ImportRow
 from gateway.core.timestamps import FORMAT
 from gateway.messaging import services
 
-from ..conftest import ACCOUNT, SENDER, TwilioSender, outbound_config, wait_for, worker
+from ..support.accounts import outbound_config
+from ..support.constants import ACCOUNT, SENDER
+from ..support.servers import wait_for, worker
+from ..support.webhooks import TwilioSender
 
 A, B = "+15005550006", "+15005550007"
 SERVICE = "MG" + "c" * 32

@@ -11,7 +11,8 @@ from gateway.core import keys
 from gateway.messaging import services
 from gateway.messaging.agent_api import send_sms, send_sms_template
 
-from ..conftest import (
+from ..support.accounts import outbound_config
+from ..support.constants import (
     ACCOUNT,
     BRAND_ACCOUNT,
     BRAND_NUMBER,
@@ -22,10 +23,8 @@ from ..conftest import (
     SERVICE,
     TOKEN,
     TWILIO_NUMBER,
-    TwilioSender,
-    outbound_config,
-    sms_params,
 )
+from ..support.webhooks import TwilioSender, sms_params
 
 
 @pytest.fixture

@@ -12,8 +12,10 @@ from gateway.messaging import services
 from gateway.messaging.sessions import Sessions
 from gateway.store import Store
 
-from ..conftest import SENDER, TOKEN, TWILIO_NUMBER, TwilioSender, outbound_config
-from ..fake_agent import FakeAgent
+from ..support.accounts import outbound_config
+from ..support.constants import SENDER, TOKEN, TWILIO_NUMBER
+from ..support.fake_agent import FakeAgent
+from ..support.webhooks import TwilioSender
 
 SECRET = "s3cret-for-the-agent-0123456789"
 WARNING = "Still there? Reply within 10 minutes to keep chatting."

@@ -9,7 +9,7 @@ from twilio.rest import Client
 from gateway.core.accounts import Account, Accounts
 from gateway.messaging.twilioapi import GatewayHttpClient, TwilioClients, make_client, retry_after
 
-from ..conftest import ACCOUNT, TOKEN
+from ..support.constants import ACCOUNT, TOKEN
 
 
 def test_requests_go_to_the_configured_base_keeping_path_and_query(fake):

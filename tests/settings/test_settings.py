@@ -7,7 +7,8 @@ import pytest
 from gateway import ConfigError, create_app
 from gateway.settings import DEFAULTS_DIR, DEV_TOKEN_FILE, FILE_KEYS, dev_token, instance_folder, load
 
-from ..conftest import ROOT, TOKEN, child_environ
+from ..support.constants import ROOT, TOKEN
+from ..support.servers import child_environ
 
 
 def settings(tmp_path, overrides=None, environ=None, **kwargs):

@@ -7,7 +7,7 @@ import pytest
 from gateway.core.messages import OutboundText
 from gateway.messaging import services
 
-from ..conftest import (
+from ..support.constants import (
     ACCOUNT,
     BRAND_ACCOUNT,
     BRAND_NUMBER,
@@ -18,10 +18,9 @@ from ..conftest import (
     SENDER,
     TOKEN,
     TWILIO_NUMBER,
-    TwilioSender,
-    sms_params,
 )
-from ..database import RawDatabase
+from ..support.database import RawDatabase
+from ..support.webhooks import TwilioSender, sms_params
 
 TEXT = OutboundText("hi", "GSM-7", 1)
 

@@ -15,7 +15,7 @@ from gateway.store import Store
 from gateway.store.copy import CopyError, copy_records
 from gateway.store.migrations import ACCOUNT_TABLES, TABLES
 
-from ..database import RawDatabase
+from ..support.database import RawDatabase
 from .conftest import process
 
 TEXT = OutboundText("Your table is ready.", "GSM-7", 1)

@@ -21,8 +21,10 @@ from gateway.store import Store, StoreUnavailable, check_url
 from gateway.store.migrations import postgres as migrations
 from gateway.store.postgres import parse_url, redact
 
-from .. import netns
-from ..conftest import SENDER, free_port, stop_half_way_through_a_stop, wait_for
+from ..support import netns
+from ..support.constants import SENDER
+from ..support.servers import free_port, wait_for
+from ..support.writers import stop_half_way_through_a_stop
 from .conftest import process
 
 

@@ -6,7 +6,7 @@ from gateway.cli import cli
 from gateway.store import SchemaMismatch, Store
 from gateway.store.migrations.sqlite import VERSION as SCHEMA_VERSION
 
-from ..database import RawDatabase
+from ..support.database import RawDatabase
 from .conftest import old_database, process
 
 AT = "2026-10-01T10:00:00.000000Z"

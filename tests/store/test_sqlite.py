@@ -21,8 +21,9 @@ from gateway.store.migrations.sqlite import VERSION as SCHEMA_VERSION
 from gateway.store.migrations.sqlite import _create_v1
 from gateway.store.sqlite import database_path, filesystem_of
 
-from ..conftest import SENDER, stopped_writer
 from ..support import syncspy
+from ..support.constants import SENDER
+from ..support.writers import stopped_writer
 from .conftest import REPLIES, message, old_database, process
 
 

@@ -7,7 +7,7 @@ import subprocess
 import time
 import urllib.request
 
-from ..conftest import TWILIO_NUMBER
+from .constants import TWILIO_NUMBER
 
 SIMULATED_FROM = "+14155550123"  # the sender the simulated messages come from
 STOP_TWIML = (

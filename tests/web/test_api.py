@@ -13,16 +13,9 @@ from gateway.core import keys, ledger
 from gateway.messaging import services
 from gateway.store import Store
 
-from ..conftest import (
-    BRAND_NUMBER,
-    REGION_ACCOUNT,
-    REGION_NUMBER,
-    SENDER,
-    TWILIO_NUMBER,
-    Gunicorn,
-    post_webhook,
-    sms_params,
-)
+from ..support.constants import BRAND_NUMBER, REGION_ACCOUNT, REGION_NUMBER, SENDER, TWILIO_NUMBER
+from ..support.servers import Gunicorn
+from ..support.webhooks import post_webhook, sms_params
 
 
 @pytest.fixture

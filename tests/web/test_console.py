@@ -9,7 +9,7 @@ from flask.sessions import NullSession
 
 from gateway.core import imports, keys
 
-from ..conftest import SENDER
+from ..support.constants import SENDER
 
 BASE = "https://localhost"
 

@@ -11,8 +11,10 @@ import pytest
 from gateway.core import keys
 from gateway.store import Store
 
-from ..conftest import ARTEFACTS, Gunicorn, sign, sms_params
-from ..database import load_opt_outs
+from ..support.constants import ARTEFACTS
+from ..support.database import load_opt_outs
+from ..support.servers import Gunicorn
+from ..support.webhooks import sign, sms_params
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,9 @@ from gateway.messaging import services
 from gateway.store import Store
 from gateway.store import postgres as postgres_backend
 
-from ..conftest import TOKEN, Gunicorn, TwilioSender, new_sid, post_webhook, sms_params, wait_for
+from ..support.constants import TOKEN
+from ..support.servers import Gunicorn, wait_for
+from ..support.webhooks import TwilioSender, new_sid, post_webhook, sms_params
 
 
 def health(base: str) -> tuple[int, dict]:

@@ -8,7 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.messaging import services
 
-from ..conftest import (
+from ..support.accounts import outbound_config
+from ..support.constants import (
     ACCOUNT,
     BRAND_ACCOUNT,
     BRAND_NUMBER,
@@ -19,13 +20,9 @@ from ..conftest import (
     SENDER,
     TOKEN,
     TWILIO_NUMBER,
-    Gunicorn,
-    TwilioSender,
-    new_sid,
-    outbound_config,
-    sign,
-    sms_params,
 )
+from ..support.servers import Gunicorn
+from ..support.webhooks import TwilioSender, new_sid, sign, sms_params
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:

@@ -16,7 +16,8 @@ from gateway.store import Store
 from gateway.web import signature
 from gateway.web.signature import is_valid, validation_url
 
-from ..conftest import (
+from ..support.accounts import three_accounts
+from ..support.constants import (
     ACCOUNT,
     BRAND_ACCOUNT,
     BRAND_NUMBER,
@@ -29,13 +30,9 @@ from ..conftest import (
     SENDER,
     TOKEN,
     TWILIO_NUMBER,
-    Gunicorn,
-    TwilioSender,
-    post_webhook,
-    sign,
-    sms_params,
-    three_accounts,
 )
+from ..support.servers import Gunicorn
+from ..support.webhooks import TwilioSender, post_webhook, sign, sms_params
 
 # twilio-python's published test vector (tests/unit/test_request_validator.py).
 VECTOR_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"

@@ -12,7 +12,8 @@ from gateway.core.messages import OutboundText
 from gateway.messaging import services
 from gateway.store import Store
 
-from ..conftest import (
+from ..support.accounts import outbound_config
+from ..support.constants import (
     ACCOUNT,
     BRAND_ACCOUNT,
     BRAND_TOKEN,
@@ -24,11 +25,9 @@ from ..conftest import (
     SENDER,
     TOKEN,
     TWILIO_NUMBER,
-    Gunicorn,
-    TwilioSender,
-    outbound_config,
-    sign,
 )
+from ..support.servers import Gunicorn
+from ..support.webhooks import TwilioSender, sign
 
 
 @pytest.fixture

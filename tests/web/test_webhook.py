@@ -9,7 +9,8 @@ from twilio.twiml.messaging_response import MessagingResponse
 from gateway import create_app
 from gateway.messaging import services
 
-from ..conftest import (
+from ..support.accounts import three_accounts
+from ..support.constants import (
     ACCOUNT,
     BRAND_ACCOUNT,
     BRAND_NUMBER,
@@ -19,11 +20,8 @@ from ..conftest import (
     SENDER,
     TOKEN,
     TWILIO_NUMBER,
-    TwilioSender,
-    new_sid,
-    sms_params,
-    three_accounts,
 )
+from ..support.webhooks import TwilioSender, new_sid, sms_params
 
 STOP_REPLY = "You have been unsubscribed and will not receive further messages. Reply START to resubscribe."
 START_REPLY = "You have been resubscribed and will receive messages again."
@@ -339,7 +337,7 @@ def test_healthz_503_when_database_broken(client, raw):
 
 def test_body_form_encoded_raw(client, store):
     """A real form-encoded body as Twilio sends it, with + and %-escapes."""
-    from ..conftest import sign
+    from ..support.webhooks import sign
 
     params = sms_params("Stop & go + 100%")
     body = urlencode(params)
